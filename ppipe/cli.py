@@ -1,0 +1,181 @@
+"""The `ppipe` command line: the stages of `ppipe.stages` and the CONTRACT's commands.
+
+Every `--json` output is one JSON document on stdout; logs go to stderr. Bad input exits with status 2 and
+one line that names the input and what was expected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+from typing import Any
+
+
+def _emit(obj: Any, as_json: bool) -> None:
+    if as_json:
+        json.dump(obj, sys.stdout, default=str)
+        sys.stdout.write("\n")
+    elif isinstance(obj, list):
+        for row in obj:
+            print("  ".join(str(v) for v in row.values()) if isinstance(row, dict) else row)
+    else:
+        print(json.dumps(obj, indent=1, default=str))
+
+
+def _config(args):
+    from ppipe.config import load_config
+
+    return load_config(args.config, args.override or ())
+
+
+def cmd_models_list(args):
+    from ppipe.models import models_table
+
+    rows = models_table(args.pattern)
+    if args.json:
+        _emit(rows, True)
+    else:
+        for r in rows:
+            print(f"{r['name']:<48} {r['family']:<20} {r['params_m']:>8.2f}M  {r['input_size']}")
+
+
+def cmd_data_demo(args):
+    from ppipe.data import write_digits_demo
+
+    _emit(write_digits_demo(args.out, image_size=args.image_size), args.json)
+
+
+def cmd_data_prepare(args):
+    from ppipe.data import prepare_dataset
+
+    _emit(prepare_dataset(args.source, args.out, shard_size=args.shard_size, num_workers=args.workers), args.json)
+
+
+def cmd_train(args):
+    from ppipe.train.trainer import train
+
+    resume = args.resume if args.resume not in (None, "") else (True if args.resume == "" else None)
+    result = train(_config(args), data=args.data, resume=resume)
+    _emit(result.summary(), args.json)
+
+
+def cmd_stage(name):
+    def run(args):
+        from ppipe import stages
+
+        _emit(getattr(stages, name)(_config(args)), args.json)
+    return run
+
+
+def cmd_artifacts_list(args):
+    from ppipe.artifacts import list_artifacts
+
+    rows = list_artifacts(args.store)
+    if args.json:
+        _emit(rows, True)
+    else:
+        for r in rows:
+            top1 = r.get("metrics", {}).get("top1")
+            print(f"{r['name']}:{r['version']}  aliases={','.join(r['aliases'])}  top1={top1}  {r['uri']}")
+
+
+def cmd_artifacts_pull(args):
+    from ppipe.artifacts import pull
+
+    _emit(pull(args.store, args.ref, args.dest), args.json)
+
+
+def cmd_pipeline(args):
+    # The flow lives in flows/ (Prefect); ppipe itself never imports Prefect, so it runs as its own process.
+    cmd = [sys.executable, "-m", "flows.pipeline"]
+    if args.config:
+        cmd.append(args.config)
+    for o in args.override or ():
+        cmd += ["-o", o]
+    sys.exit(subprocess.call(cmd))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ppipe", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_config(sp, optional=False):
+        sp.add_argument("config", nargs="?" if optional else None, help="PaddleClas-style YAML recipe")
+        sp.add_argument("-o", "--override", action="append", metavar="Key.sub=value",
+                        help="override a config value (repeatable)")
+
+    models = sub.add_parser("models", help="the model zoo").add_subparsers(dest="what", required=True)
+    ml = models.add_parser("list", help="list architectures")
+    ml.add_argument("pattern", nargs="?", default="*")
+    ml.add_argument("--json", action="store_true")
+    ml.set_defaults(func=cmd_models_list)
+
+    data = sub.add_parser("data", help="datasets").add_subparsers(dest="what", required=True)
+    dd = data.add_parser("demo", help="write the embedded digits dataset as an ImageNet-layout folder")
+    dd.add_argument("out")
+    dd.add_argument("--image-size", type=int, default=32)
+    dd.add_argument("--json", action="store_true")
+    dd.set_defaults(func=cmd_data_demo)
+    dp = data.add_parser("prepare", help="ImageNet-layout folder -> Parquet shards + manifest")
+    dp.add_argument("source")
+    dp.add_argument("out")
+    dp.add_argument("--shard-size", type=int, default=1024, help="images per shard")
+    dp.add_argument("--workers", type=int, default=None, help="decode processes (default: all cores)")
+    dp.add_argument("--json", action="store_true")
+    dp.set_defaults(func=cmd_data_prepare)
+
+    tr = sub.add_parser("train", help="distributed training on Ray")
+    with_config(tr)
+    tr.add_argument("--data", help="a prepared dataset (the OUT of `ppipe data prepare`)")
+    tr.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN",
+                    help="continue a run from its latest checkpoint (no RUN: the latest run of this config)")
+    tr.add_argument("--json", action="store_true")
+    tr.set_defaults(func=cmd_train)
+
+    for name, helptext in (("prepare", "prepare the config's Data.source into Data.prepared"),
+                           ("evaluate", "top-1/top-5 of the trained run on the val split"),
+                           ("export", "Paddle Inference model of the trained run, checked with oneDNN"),
+                           ("publish", "publish the run to the artifact store")):
+        sp = sub.add_parser(name, help=helptext)
+        with_config(sp)
+        sp.add_argument("--json", action="store_true")
+        sp.set_defaults(func=cmd_stage(name))
+
+    arts = sub.add_parser("artifacts", help="the artifact store").add_subparsers(dest="what", required=True)
+    al = arts.add_parser("list", help="published artifacts")
+    al.add_argument("--store", default=None, help="store URL (default: $PPIPE_STORE, else ./artifacts)")
+    al.add_argument("--json", action="store_true")
+    al.set_defaults(func=cmd_artifacts_list)
+    ap = arts.add_parser("pull", help="download an artifact and verify every checksum")
+    ap.add_argument("ref", help="NAME, NAME:VERSION or NAME@ALIAS")
+    ap.add_argument("dest")
+    ap.add_argument("--store", default=None)
+    ap.add_argument("--json", action="store_true")
+    ap.set_defaults(func=cmd_artifacts_pull)
+
+    pl = sub.add_parser("pipeline", help="the whole chain as a Prefect flow (no CONFIG: the quickstart)")
+    with_config(pl, optional=True)
+    pl.set_defaults(func=cmd_pipeline)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from ppipe.errors import USER_ERRORS
+
+    try:
+        args.func(args)
+    except USER_ERRORS as e:
+        print(f"ppipe: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

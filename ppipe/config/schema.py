@@ -1,0 +1,233 @@
+"""The typed form of a ppipe recipe: PaddleClas's YAML sections plus ppipe's own.
+
+PaddleClas sections (`Global`, `AMP`, `Arch`, `Loss`, `Optimizer`, `DataLoader`, `Metric`, `Infer`, `EMA`) keep
+PaddleClas's key names so its ImageNet configs load as they are. ppipe adds `Data` (where the dataset comes
+from), `Ray` (where training runs), `Tracking`, `Export` and `Publish`. Keys PaddleClas has but ppipe does
+not act on yet are accepted where they are harmless at their defaults and rejected with a reason otherwise
+(see `ppipe.config.loader.validate`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass
+class GlobalSection:
+    epochs: int = 1
+    output_dir: str = "./output/"
+    device: Literal["cpu", "gpu"] = "cpu"
+    checkpoints: str | None = None
+    pretrained_model: str | None = None
+    class_num: int | None = None
+    save_interval: int = 1
+    eval_during_train: bool = True
+    eval_interval: int = 1
+    print_batch_step: int = 10
+    use_visualdl: bool = False
+    image_shape: list[int] = field(default_factory=lambda: [3, 224, 224])
+    save_inference_dir: str = "./inference"
+    use_dali: bool = False
+    to_static: bool = False
+    seed: int = 0
+    update_freq: int = 1
+    eval_mode: str = "classification"
+    use_multilabel: bool = False
+
+
+@dataclass
+class AMPSection:
+    use_amp: bool = False
+    use_fp16_test: bool = False
+    scale_loss: float = 1.0
+    use_dynamic_loss_scaling: bool = False
+    use_promote: bool = False
+    level: Literal["O1", "O2"] = "O1"
+
+
+@dataclass
+class ArchSection:
+    name: str
+    class_num: int | None = None
+    pretrained: bool | str = False
+    use_ssld: bool = False
+    # Any other key is a constructor argument of the architecture (PaddleClas passes them through too);
+    # the loader checks them against the model's signature.
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LossSection:
+    Train: list[Any] = field(default_factory=lambda: [{"CELoss": {"weight": 1.0}}])
+    Eval: list[Any] = field(default_factory=lambda: [{"CELoss": {"weight": 1.0}}])
+
+
+@dataclass
+class LRSection:
+    name: Literal["Cosine", "Piecewise", "Step", "MultiStepDecay", "Constant", "Linear"] = "Cosine"
+    learning_rate: float | list[float] = 0.1
+    warmup_epoch: int = 0
+    warmup_start_lr: float = 0.0
+    eta_min: float = 0.0
+    step_size: int | None = None
+    gamma: float = 0.1
+    decay_epochs: list[int] | None = None
+    values: list[float] | None = None
+    milestones: list[int] | None = None
+    end_lr: float = 0.0
+    power: float = 1.0
+    last_epoch: int = -1
+    by_epoch: bool = False
+
+
+@dataclass
+class RegularizerSection:
+    name: Literal["L2", "L1"] = "L2"
+    coeff: float = 0.0
+
+
+@dataclass
+class OptimizerSection:
+    name: Literal["Momentum", "SGD", "AdamW", "RMSProp"] = "Momentum"
+    momentum: float = 0.9
+    lr: LRSection = field(default_factory=LRSection)
+    regularizer: RegularizerSection | None = None
+    weight_decay: float | None = None
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float = 1e-8
+    rho: float = 0.95
+    no_weight_decay_name: str | None = None
+    one_dim_param_no_weight_decay: bool = False
+    multi_precision: bool = False
+    use_nesterov: bool = False
+
+
+@dataclass
+class DatasetSection:
+    name: Literal["ImageNetDataset", "PreparedDataset"] = "PreparedDataset"
+    # PreparedDataset: the OUT of `ppipe data prepare` (local path or fsspec URL).
+    path: str | None = None
+    # ImageNetDataset (PaddleClas's list-file dataset): accepted so PaddleClas YAML loads; training reads
+    # prepared shards, so such a dataset must be prepared first (`ppipe data prepare`, or `--data`).
+    image_root: str | None = None
+    cls_label_path: str | None = None
+    delimiter: str = " "
+    relabel: bool = False
+    transform_ops: list[Any] = field(default_factory=list)
+    batch_transform_ops: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class SamplerSection:
+    name: str = "DistributedBatchSampler"
+    batch_size: int = 64
+    drop_last: bool = False
+    shuffle: bool = True
+
+
+@dataclass
+class LoaderSection:
+    num_workers: int = 0
+    use_shared_memory: bool = True
+
+
+@dataclass
+class SplitLoaderSection:
+    dataset: DatasetSection = field(default_factory=DatasetSection)
+    sampler: SamplerSection = field(default_factory=SamplerSection)
+    loader: LoaderSection = field(default_factory=LoaderSection)
+
+
+@dataclass
+class DataLoaderSection:
+    Train: SplitLoaderSection = field(default_factory=SplitLoaderSection)
+    Eval: SplitLoaderSection | None = None
+
+
+@dataclass
+class MetricSection:
+    Train: list[Any] = field(default_factory=lambda: [{"TopkAcc": {"topk": [1, 5]}}])
+    Eval: list[Any] = field(default_factory=lambda: [{"TopkAcc": {"topk": [1, 5]}}])
+
+
+@dataclass
+class InferSection:
+    infer_imgs: str | None = None
+    batch_size: int = 10
+    transforms: list[Any] = field(default_factory=list)
+    PostProcess: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EMASection:
+    decay: float = 0.9999
+
+
+@dataclass
+class DataSection:
+    """Where the dataset comes from. `source`: an ImageNet-layout folder (or fsspec URL), or `digits-demo`
+    for the embedded scikit-learn digits. `prepared`: where `ppipe data prepare` writes (and train reads)."""
+    source: str | None = None
+    prepared: str | None = None
+    shard_size: int = 1024
+    demo_image_size: int = 32
+
+
+@dataclass
+class RaySection:
+    address: str | None = None          # None: a local Ray instance; "auto" or "ray://host:10001": a cluster
+    num_workers: int = 2
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    threads_per_worker: int | None = None  # math threads per worker; None: cpus_per_worker
+    storage_path: str | None = None     # run storage (local path or s3://); None: <output_dir>/ray
+    run_name: str | None = None         # None: the architecture name
+    max_failures: int = 2
+
+
+@dataclass
+class TrackingSection:
+    wandb_project: str = "ppipe"
+    wandb_mode: Literal["offline", "online", "disabled"] = "offline"
+    metrics_file: str | None = None     # DVC metrics JSON; None: <output_dir>/metrics.json
+
+
+@dataclass
+class ExportSection:
+    input_shape: list[int] | None = None  # None: Global.image_shape
+    rtol: float = 1e-4
+
+
+@dataclass
+class PublishSection:
+    store: str | None = None            # None: $PPIPE_STORE, else ./artifacts
+    name: str | None = None             # None: the architecture name
+    aliases: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Config:
+    Arch: ArchSection
+    Global: GlobalSection = field(default_factory=GlobalSection)
+    AMP: AMPSection = field(default_factory=AMPSection)
+    Loss: LossSection = field(default_factory=LossSection)
+    Optimizer: OptimizerSection = field(default_factory=OptimizerSection)
+    DataLoader: DataLoaderSection = field(default_factory=DataLoaderSection)
+    Metric: MetricSection = field(default_factory=MetricSection)
+    Infer: InferSection | None = None
+    EMA: EMASection | None = None
+    Data: DataSection = field(default_factory=DataSection)
+    Ray: RaySection = field(default_factory=RaySection)
+    Tracking: TrackingSection = field(default_factory=TrackingSection)
+    Export: ExportSection = field(default_factory=ExportSection)
+    Publish: PublishSection = field(default_factory=PublishSection)
+
+    @property
+    def num_classes(self) -> int:
+        return self.Arch.class_num or self.Global.class_num or 1000
+
+    @property
+    def run_name(self) -> str:
+        return self.Ray.run_name or self.Arch.name

@@ -1,0 +1,124 @@
+"""Turning plain YAML data into typed dataclasses, with errors that name the offending key.
+
+A small converter rather than a schema library: PaddleClas YAML is nested dataclasses of scalars, lists and
+single-key operator lists, which dataclass type hints describe fully. Every error carries the dotted path of
+the key (`Optimizer.lr.warmup_epoch`), which is what a user needs to fix a recipe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from typing import Any, Literal, Union
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or of the wrong type; the message names its key."""
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _convert(arg, value, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{where}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: expected one of {list(args)}, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        item = args[0] if args else Any
+        return [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        vt = args[1] if len(args) == 2 else Any
+        return {k: _convert(vt, v, f"{where}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    raise TypeError(f"unsupported config type {tp!r} at {where}")
+
+
+def _sub(where: str, key: Any) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+def from_dict(cls: type, data: Any, where: str = "") -> Any:
+    """Build dataclass `cls` from `data`; unknown keys, missing required keys and wrong types are errors."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else f"; valid keys: {', '.join(fields)}"
+            raise ConfigError(f"unknown key {_sub(where, key)}{hint}")
+    missing = [n for n, f in fields.items() if n not in data
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"missing required key {_sub(where, missing[0])}")
+    return cls(**{k: _convert(hints[k], v, _sub(where, k)) for k, v in data.items()})
+
+
+def to_dict(obj: Any) -> Any:
+    """The plain-data form of a typed config (YAML/JSON serialisable), the inverse of `from_dict`."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, list):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def single_key_items(items: list[dict[str, Any]] | None, where: str) -> list[tuple[str, dict[str, Any]]]:
+    """PaddleClas's operator lists (`- CELoss: {weight: 1.0}`) as (name, params) pairs."""
+    out = []
+    for i, item in enumerate(items or []):
+        if isinstance(item, str):
+            out.append((item, {}))
+            continue
+        if not isinstance(item, dict) or len(item) != 1:
+            raise ConfigError(f"{where}[{i}]: expected a single-key mapping like '- Name: {{param: value}}', "
+                              f"got {item!r}")
+        (name, params), = item.items()
+        if params is not None and not isinstance(params, dict):
+            raise ConfigError(f"{where}[{i}].{name}: expected a mapping of parameters, got {params!r}")
+        out.append((name, dict(params or {})))
+    return out

@@ -1,0 +1,38 @@
+"""An ordered, bounded process-pool map shared by preparation (decode checks) and the reader (transforms)."""
+
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from itertools import islice
+from multiprocessing import get_context
+from typing import Any, Callable, Iterable, Iterator
+
+
+def ordered_map(fn: Callable, tasks: Iterable[tuple], workers: int, *, initializer: Callable | None = None,
+                initargs: tuple = (), in_flight_per_worker: int = 4) -> Iterator[Any]:
+    """fn(*task) for each task, yielded in task order.
+
+    workers <= 0 runs in this process (after calling `initializer`); otherwise a pool of `workers` spawned
+    processes (spawn: safe with threads such as s3fs's event loop in the parent) with at most
+    `in_flight_per_worker * workers` tasks submitted ahead, so memory stays bounded on large inputs.
+    """
+    if workers <= 0:
+        if initializer is not None:
+            initializer(*initargs)
+        for t in tasks:
+            yield fn(*t)
+        return
+    ex = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=initializer,
+                             initargs=initargs)
+    try:
+        it = iter(tasks)
+        pending = deque(ex.submit(fn, *t) for t in islice(it, workers * in_flight_per_worker))
+        while pending:
+            result = pending.popleft().result()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append(ex.submit(fn, *nxt))
+            yield result
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)

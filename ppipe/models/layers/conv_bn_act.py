@@ -1,0 +1,31 @@
+"""Convolution -> BatchNorm -> activation, the unit of every MobileNet-style network.
+
+State-dict keys are `conv.weight` and `bn.{weight,bias,_mean,_variance}`, PaddleClas's `ConvBNLayer` naming.
+"""
+
+from __future__ import annotations
+
+import paddle.nn as nn
+from paddle import ParamAttr
+from paddle.regularizer import L2Decay
+
+from ppipe.models.layers.activations import create_act
+
+
+class ConvBNAct(nn.Layer):
+    """A bias-free 'same'-padded convolution, BatchNorm without weight decay, then `act` (by name, or None)."""
+
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, groups: int = 1,
+                 act: str | None = None, lr_mult: float = 1.0, weight_init: nn.initializer.Initializer | None = None):
+        super().__init__()
+        self.conv = nn.Conv2D(in_chs, out_chs, kernel_size, stride=stride, padding=(kernel_size - 1) // 2,
+                              groups=groups, weight_attr=ParamAttr(initializer=weight_init, learning_rate=lr_mult),
+                              bias_attr=False)
+        # PaddleClas exempts BN's affine parameters from L2 decay; kept so its training recipes transfer.
+        self.bn = nn.BatchNorm2D(out_chs,
+                                 weight_attr=ParamAttr(regularizer=L2Decay(0.0), learning_rate=lr_mult),
+                                 bias_attr=ParamAttr(regularizer=L2Decay(0.0), learning_rate=lr_mult))
+        self.act = create_act(act)
+
+    def forward(self, x):
+        return self.act(self.bn(self.conv(x)))

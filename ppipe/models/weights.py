@@ -1,0 +1,125 @@
+"""Loading PaddleClas `.pdparams` checkpoints into ppipe models, strictly.
+
+A `.pdparams` file is a pickle of `{structured_name: array}` (`paddle.save(model.state_dict())`); ppipe's models use
+PaddleClas's parameter names, so a checkpoint loads as is. A family whose names differ defines
+`remap_checkpoint(state) -> state` on its model class, applied before matching. Like any pickle, only load files you
+trust.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+import paddle
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint does not fit the model; `.missing`, `.unexpected` and `.mismatched` list every offending key."""
+
+    def __init__(self, missing: list[str], unexpected: list[str], mismatched: dict[str, tuple[tuple, tuple]],
+                 source: str = "checkpoint"):
+        self.missing, self.unexpected, self.mismatched = missing, unexpected, mismatched
+        parts = []
+        if missing:
+            parts.append(f"missing keys ({len(missing)}): {', '.join(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
+        if mismatched:
+            parts.append(f"shape mismatches ({len(mismatched)}): " + ", ".join(
+                f"{k} (checkpoint {list(c)}, model {list(m)})" for k, (c, m) in mismatched.items()))
+        super().__init__(f"{source} does not fit the model: " + "; ".join(parts))
+
+
+@dataclass
+class LoadReport:
+    """What `load_pretrained` did: the keys it loaded and the classifier keys it skipped."""
+
+    loaded: list[str] = field(default_factory=list)
+    skipped_classifier: list[str] = field(default_factory=list)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The `{name: ndarray}` content of a `.pdparams` file; like PaddleClas, `path` may omit the suffix."""
+    path = os.fspath(path)
+    if not os.path.isfile(path) and os.path.isfile(path + ".pdparams"):
+        path += ".pdparams"
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path} not found (nor {path}.pdparams)")
+    state = paddle.load(path)
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict")
+    return {k: _to_numpy(v) for k, v in state.items()}
+
+
+def _to_numpy(v) -> np.ndarray:
+    return v.numpy() if isinstance(v, paddle.Tensor) else np.asarray(v)
+
+
+def classifier_prefix(model: paddle.nn.Layer) -> str | None:
+    """The state-dict prefix of the model's classifier (`"fc."` for the zoo's models), if it declares one."""
+    name = getattr(model, "classifier_name", None)
+    return f"{name}." if name else None
+
+
+def load_pretrained(model: paddle.nn.Layer, checkpoint: str | os.PathLike | Mapping, *,
+                    drop_classifier: bool | None = None) -> LoadReport:
+    """Load a PaddleClas checkpoint (a `.pdparams` path or a state dict) into `model`, all keys or nothing.
+
+    Every key of the model must be in the checkpoint with the same shape, and nothing else may be there; otherwise
+    `CheckpointMismatchError` names every missing key, unexpected key and shape mismatch.
+
+    Fine-tuning: the classifier (`model.classifier_name`, `fc` in the zoo) is where a 1000-class checkpoint and a
+    model built with another `num_classes` differ. `drop_classifier`:
+      * None (default): if the classifier keys, and only they, do not fit (other shape, or absent because
+        `num_classes=0`), they are skipped with a `UserWarning` and the classifier keeps its fresh initialisation;
+        any other mismatch is still an error.
+      * True: always skip the checkpoint's classifier (warning as above).
+      * False: the classifier must fit like every other key.
+    """
+    source = os.fspath(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else "checkpoint"
+    state = read_checkpoint(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else {
+        k: _to_numpy(v) for k, v in checkpoint.items()}
+    remap = getattr(model, "remap_checkpoint", None)
+    if remap is not None:
+        state = remap(state)
+
+    model_state = model.state_dict()
+    expected = {k: tuple(v.shape) for k, v in model_state.items()}
+    prefix = classifier_prefix(model)
+
+    def is_classifier(key: str) -> bool:
+        return prefix is not None and key.startswith(prefix)
+
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = {k: (tuple(v.shape), expected[k]) for k, v in state.items()
+                  if k in expected and tuple(v.shape) != expected[k]}
+
+    skip: list[str] = []
+    classifier_problems = [k for k in [*missing, *unexpected, *mismatched] if is_classifier(k)]
+    if drop_classifier or (drop_classifier is None and classifier_problems):
+        skip = sorted({k for k in [*expected, *state] if is_classifier(k)})
+        missing = [k for k in missing if not is_classifier(k)]
+        unexpected = [k for k in unexpected if not is_classifier(k)]
+        mismatched = {k: s for k, s in mismatched.items() if not is_classifier(k)}
+    if missing or unexpected or mismatched:
+        raise CheckpointMismatchError(missing, unexpected, mismatched, source)
+
+    if skip:
+        detail = ", ".join(f"{k} {list(state[k].shape)}" for k in skip if k in state)
+        warnings.warn(f"{source}: classifier not loaded (checkpoint: {detail or 'none'}); the model's "
+                      f"{prefix.rstrip('.')} keeps its fresh initialisation for fine-tuning", UserWarning, stacklevel=2)
+    to_load = {k: v.astype(_np_dtype(model_state[k]), copy=False)
+               for k, v in state.items() if k in expected and k not in skip}
+    with warnings.catch_warnings():  # paddle warns per skipped key; the classifier warning above says it once
+        warnings.filterwarnings("ignore", message="Skip loading for", category=UserWarning)
+        model.set_state_dict(to_load)
+    return LoadReport(loaded=sorted(to_load), skipped_classifier=skip)
+
+
+def _np_dtype(t: paddle.Tensor) -> np.dtype:
+    return np.dtype(str(t.dtype).replace("paddle.", ""))

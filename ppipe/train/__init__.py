@@ -1,0 +1,1 @@
+"""Distributed training on Ray Train with a Paddle collective backend of ppipe's own."""

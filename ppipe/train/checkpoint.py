@@ -1,0 +1,42 @@
+"""The training checkpoint: what a run needs to continue exactly where it stopped.
+
+A checkpoint is a directory: `model.pdparams` (the bare model's state dict under PaddleClas's key names,
+so it is also a PaddleClas pretrained file), `optimizer.pdopt` (optimizer and LR-schedule state) and
+`state.json` (epochs completed, step, metric history, restarts). Ray Train copies the directory into the
+run's storage only after the worker has finished writing it, and registers it after the copy, so a
+checkpoint is either all there or not there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import paddle
+
+MODEL_FILE = "model.pdparams"
+OPTIMIZER_FILE = "optimizer.pdopt"
+STATE_FILE = "state.json"
+
+
+def save_checkpoint(directory: str, model, optimizer, lr_scheduler, state: dict) -> None:
+    os.makedirs(directory, exist_ok=True)
+    paddle.save(model.state_dict(), os.path.join(directory, MODEL_FILE))
+    paddle.save({"optimizer": optimizer.state_dict(), "lr": lr_scheduler.state_dict()},
+                os.path.join(directory, OPTIMIZER_FILE))
+    with open(os.path.join(directory, STATE_FILE), "w") as f:
+        json.dump(state, f, indent=1)
+
+
+def load_state(directory: str) -> dict:
+    with open(os.path.join(directory, STATE_FILE)) as f:
+        return json.load(f)
+
+
+def load_checkpoint(directory: str, model, optimizer, lr_scheduler) -> dict:
+    """Restore model, optimizer and schedule in place; returns the saved state."""
+    model.set_state_dict(paddle.load(os.path.join(directory, MODEL_FILE)))
+    opt = paddle.load(os.path.join(directory, OPTIMIZER_FILE))
+    optimizer.set_state_dict(opt["optimizer"])
+    lr_scheduler.set_state_dict(opt["lr"])
+    return load_state(directory)

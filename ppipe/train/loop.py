@@ -1,0 +1,112 @@
+"""The training loop every Ray worker runs: one epoch over its own part of the shards, evaluation, checkpoint.
+
+It is a plain function of (config, run settings), so the same code runs in-process (`num_workers=0`,
+unit tests) and on any number of Ray workers and nodes. Collective state comes from `PaddleBackend`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from typing import Any
+
+import paddle
+
+from ppipe.config import load_config
+from ppipe.evaluate import decode_first, eval_transform_ops, score, summarize
+from ppipe.train.backend import all_reduce_sum, init_collective
+from ppipe.train.checkpoint import load_checkpoint, save_checkpoint
+from ppipe.train.losses import CombinedLoss
+from ppipe.train.optim import build_lr, build_optimizer
+
+WARMUP_STEPS = 3  # the first steps of a process are several times slower (allocations, kernel selection)
+
+
+def _bare(model):
+    return model._layers if isinstance(model, paddle.DataParallel) else model
+
+
+def train_loop(loop_config: dict[str, Any]) -> None:
+    import ray.train
+    from ray.train import Checkpoint
+
+    from ppipe.data import iter_batches, num_batches
+    from ppipe.models import create_model
+
+    cfg = load_config(data=loop_config["config"])
+    prepared = loop_config["prepared"]
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    paddle.set_device("gpu" if cfg.Ray.use_gpu else "cpu")
+    init_collective()
+    paddle.seed(cfg.Global.seed + rank)
+
+    train_cfg = cfg.DataLoader.Train
+    train_ops = decode_first(train_cfg.dataset.transform_ops)
+    batch_size = train_cfg.sampler.batch_size
+    model = create_model(cfg.Arch.name, num_classes=cfg.num_classes,
+                         pretrained=cfg.Global.pretrained_model, **cfg.Arch.kwargs)
+    steps = num_batches(prepared, "train", batch_size, rank=rank, world_size=world,
+                        drop_last=train_cfg.sampler.drop_last)
+    update_freq = cfg.Global.update_freq
+    lr = build_lr(cfg.Optimizer.lr, cfg.Global.epochs, max(1, steps // update_freq))
+    optimizer = build_optimizer(cfg.Optimizer, model, lr)
+    if world > 1:
+        model = paddle.DataParallel(model)
+    criterion = CombinedLoss(cfg.Loss.Train, "Loss.Train")
+    eval_loss = CombinedLoss(cfg.Loss.Eval, "Loss.Eval")
+
+    state = {"epochs_completed": 0, "global_step": 0, "history": [], "restarts": 0}
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            state = load_checkpoint(d, _bare(model), optimizer, lr)
+        # A checkpoint seen at start means this is a restart of the same run (failure or --resume).
+        state["restarts"] = state.get("restarts", 0) + (0 if loop_config.get("resumed") else 1)
+
+    for epoch in range(state["epochs_completed"], cfg.Global.epochs):
+        model.train()
+        seen, t_steady, loss_sum, n_loss = 0, None, 0.0, 0
+        for step, (images, labels) in enumerate(iter_batches(
+                prepared, "train", train_ops, batch_size, rank=rank, world_size=world, epoch=epoch,
+                shuffle=train_cfg.sampler.shuffle, seed=cfg.Global.seed, drop_last=train_cfg.sampler.drop_last,
+                pad=True, num_workers=train_cfg.loader.num_workers)):
+            if step == WARMUP_STEPS:
+                t_steady, seen = time.perf_counter(), 0
+            loss = criterion(model(paddle.to_tensor(images)), paddle.to_tensor(labels))
+            (loss / update_freq).backward()
+            if (step + 1) % update_freq == 0:
+                optimizer.step()
+                optimizer.clear_grad()
+                lr.step()
+                state["global_step"] += 1
+            seen += len(labels)
+            loss_sum += float(loss)
+            n_loss += 1
+        elapsed = time.perf_counter() - t_steady if t_steady is not None else 0.0
+        img_per_s = seen / elapsed if elapsed > 0 else 0.0
+
+        val = None
+        if cfg.DataLoader.Eval is not None and cfg.Global.eval_during_train and \
+                ((epoch + 1) % cfg.Global.eval_interval == 0 or epoch + 1 == cfg.Global.epochs):
+            counts = score(_bare(model), prepared, "val", eval_transform_ops(cfg),
+                           cfg.DataLoader.Eval.sampler.batch_size, rank=rank, world_size=world, loss_fn=eval_loss)
+            keys = sorted(counts)
+            val = summarize(dict(zip(keys, all_reduce_sum([counts[k] for k in keys]))))
+        total_img_per_s, train_loss = all_reduce_sum([img_per_s, loss_sum / max(1, n_loss)])
+        metrics = {"epoch": epoch + 1, "train_loss": train_loss / world, "lr": float(lr.get_lr()),
+                   "train_img_per_s": total_img_per_s, "restarts": state["restarts"]}
+        if val is not None:
+            metrics.update({"top1": val["top1"], "top5": val["top5"], "val_loss": val["loss"]})
+        state["epochs_completed"] = epoch + 1
+        state["history"].append(metrics)
+
+        with tempfile.TemporaryDirectory() as tmp:
+            if rank == 0:
+                save_checkpoint(tmp, _bare(model), optimizer, lr, state)
+            # report() is a barrier: every rank calls it once per epoch; only rank 0 carries the checkpoint.
+            ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp) if rank == 0 else None)
+        if loop_config.get("fail_after_epoch") == epoch + 1 and rank == world - 1 and state["restarts"] == 0:
+            # Fault-injection hook for the worker-failure test: the process dies like an OOM-killed one.
+            os._exit(1)

@@ -1,0 +1,75 @@
+"""Training losses, named and parameterised as in PaddleClas's `Loss` section.
+
+A recipe lists weighted terms (`- CELoss: {weight: 1.0, epsilon: 0.1}`); the total loss is their weighted
+sum. Each loss declares its parameters so the config loader can reject unknown ones before training starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import paddle
+import paddle.nn.functional as F
+
+from ppipe.config.typed import ConfigError, single_key_items
+
+
+class Loss:
+    params: ClassVar[tuple[str, ...]] = ("weight",)
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any], where: str) -> None:
+        for key in params:
+            if key not in cls.params:
+                raise ConfigError(f"unknown key {where}.{key}; valid keys: {', '.join(cls.params)}")
+
+    def __init__(self, weight: float = 1.0):
+        self.weight = float(weight)
+
+    def __call__(self, logits: paddle.Tensor, labels: paddle.Tensor) -> paddle.Tensor:
+        raise NotImplementedError
+
+
+class CELoss(Loss):
+    """Cross entropy; `epsilon` > 0 applies label smoothing (Szegedy et al., 2016). Labels may be class ids
+    [N] or soft targets [N, C] (what Mixup/Cutmix produce)."""
+
+    params = ("weight", "epsilon")
+
+    def __init__(self, weight: float = 1.0, epsilon: float | None = None):
+        super().__init__(weight)
+        self.epsilon = float(epsilon or 0.0)
+
+    def __call__(self, logits, labels):
+        num_classes = logits.shape[-1]
+        if labels.ndim == logits.ndim and labels.shape[-1] == num_classes:
+            soft = labels.astype(logits.dtype)
+        else:
+            soft = F.one_hot(labels.reshape([-1]).astype("int64"), num_classes).astype(logits.dtype)
+        if self.epsilon > 0:
+            soft = soft * (1.0 - self.epsilon) + self.epsilon / num_classes
+        return -(soft * F.log_softmax(logits, axis=-1)).sum(axis=-1).mean()
+
+
+LOSSES: dict[str, type[Loss]] = {"CELoss": CELoss}
+
+
+class CombinedLoss:
+    """The weighted sum of a recipe's loss terms."""
+
+    def __init__(self, items: list[Any], where: str):
+        self.terms = []
+        for name, params in single_key_items(items, where):
+            if name not in LOSSES:
+                raise ConfigError(f"{where}: unknown loss {name!r}; known: {', '.join(sorted(LOSSES))}")
+            LOSSES[name].check_params(params, f"{where}.{name}")
+            self.terms.append(LOSSES[name](**params))
+        if not self.terms:
+            raise ConfigError(f"{where}: at least one loss is needed")
+
+    def __call__(self, logits, labels) -> paddle.Tensor:
+        total = None
+        for term in self.terms:
+            value = term(logits, labels) * term.weight
+            total = value if total is None else total + value
+        return total

@@ -1,0 +1,182 @@
+"""The `ppipe train` stage: run `train_loop` on Ray Train workers and collect what the run produced.
+
+Where it runs is configuration (`Ray` section): no address starts a local Ray instance sized for the
+requested workers; an address joins a cluster. Run storage (`Ray.storage_path`) is a local path or an
+`s3://` URI; each run gets a fresh name (`<run_name>-<UTC time>`) unless `resume` names an existing one,
+in which case it continues from that run's latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ppipe.config import Config, ConfigError, config_to_data, config_to_yaml
+from ppipe.storage import write_bytes_atomic
+
+log = logging.getLogger("ppipe.train")
+
+
+@dataclass
+class TrainResult:
+    model: str
+    epochs_completed: int
+    top1: float | None
+    checkpoint: str
+    restarts: int
+    train_img_per_s: float
+    run_name: str
+    run_dir: str
+    history: list[dict[str, Any]]
+
+    def summary(self) -> dict[str, Any]:
+        """The CONTRACT's `ppipe train --json` document (plus run_name / run_dir)."""
+        d = asdict(self)
+        d.pop("history")
+        return d
+
+
+def _storage_path(cfg: Config) -> str:
+    path = cfg.Ray.storage_path or os.path.join(cfg.Global.output_dir, "ray")
+    return path if "://" in path else os.path.abspath(path)
+
+
+def _latest_run(storage: str, base: str) -> str | None:
+    from ppipe.storage import filesystem
+
+    fs, root = filesystem(storage)
+    if not fs.exists(root):
+        return None
+    names = sorted(os.path.basename(p.rstrip("/")) for p in fs.ls(root, detail=False))
+    names = [n for n in names if n.startswith(base + "-")]
+    return names[-1] if names else None
+
+
+def _init_ray(cfg: Config) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if cfg.Ray.address:
+        ray.init(address=cfg.Ray.address, log_to_driver=True)
+        return
+    # A local instance with room for every worker even on a 2-core machine: workers are processes that
+    # share the cores; their math threads are capped separately (threads_per_worker).
+    need = max(1, cfg.Ray.num_workers) * cfg.Ray.cpus_per_worker
+    ray.init(address="local", num_cpus=max(os.cpu_count() or 1, int(need + 0.999)), include_dashboard=False,
+             log_to_driver=True, configure_logging=False)
+
+
+def prepared_data(cfg: Config, data: str | None) -> str:
+    path = data or cfg.DataLoader.Train.dataset.path or cfg.Data.prepared
+    if not path:
+        ds = cfg.DataLoader.Train.dataset
+        if ds.name == "ImageNetDataset":
+            raise ConfigError(
+                f"DataLoader.Train.dataset: ImageNetDataset (image_root={ds.image_root}) must be prepared into "
+                "shards first: run `ppipe data prepare SOURCE OUT` and pass `--data OUT`")
+        raise ConfigError("no training data: pass --data PREPARED or set DataLoader.Train.dataset.path")
+    from ppipe.data import load_manifest
+
+    load_manifest(path)  # fail here, with the path in the message, rather than on every worker
+    # Ray workers run in their own working directory: local paths must be absolute.
+    return path if "://" in path else os.path.abspath(path)
+
+
+def train(cfg: Config, *, data: str | None = None, resume: str | bool | None = None,
+          fail_after_epoch: int | None = None) -> TrainResult:
+    """Train `cfg` on Ray; returns where the final checkpoint is and what it scored."""
+    import ray
+    import ray.train
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+
+    from ppipe.train.backend import PaddleBackendConfig
+    from ppipe.train.checkpoint import MODEL_FILE, load_state
+    from ppipe.train.loop import train_loop
+
+    prepared = prepared_data(cfg, data)
+    if cfg.Global.pretrained_model and "://" not in cfg.Global.pretrained_model:
+        cfg.Global.pretrained_model = os.path.abspath(cfg.Global.pretrained_model)
+    storage = _storage_path(cfg)
+    base = cfg.run_name
+    if resume:
+        run_name = resume if isinstance(resume, str) else _latest_run(storage, base)
+        if not run_name:
+            raise ConfigError(f"--resume: no earlier run of {base!r} under {storage}")
+    else:
+        run_name = f"{base}-{dt.datetime.now(dt.timezone.utc).strftime('%Y%m%d-%H%M%S-%f')}"
+
+    if cfg.Ray.num_workers > 1 and cfg.Ray.use_gpu is False:
+        os.environ.setdefault("OMP_NUM_THREADS", str(cfg.Ray.threads_per_worker or int(cfg.Ray.cpus_per_worker)))
+    _init_ray(cfg)
+    threads = str(cfg.Ray.threads_per_worker or max(1, int(cfg.Ray.cpus_per_worker)))
+    trainer = DataParallelTrainer(
+        train_loop,
+        train_loop_config={"config": config_to_data(cfg), "prepared": prepared,
+                           "resumed": bool(resume), "fail_after_epoch": fail_after_epoch},
+        backend_config=PaddleBackendConfig(backend="nccl" if cfg.Ray.use_gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.Ray.num_workers, use_gpu=cfg.Ray.use_gpu,
+            resources_per_worker=None if cfg.Ray.use_gpu else {"CPU": cfg.Ray.cpus_per_worker}),
+        run_config=ray.train.RunConfig(
+            name=run_name, storage_path=storage,
+            failure_config=ray.train.FailureConfig(max_failures=cfg.Ray.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            worker_runtime_env={"env_vars": {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}}),
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"training run {run_name} finished without a checkpoint")
+
+    # The run's local copy: what evaluate/export/publish (and DVC) read.
+    run_dir = os.path.join(cfg.Global.output_dir, base)
+    with result.checkpoint.as_directory() as ckpt_dir:
+        state = load_state(ckpt_dir)
+        os.makedirs(run_dir, exist_ok=True)
+        tmp = os.path.join(run_dir, f".{MODEL_FILE}.tmp")
+        shutil.copyfile(os.path.join(ckpt_dir, MODEL_FILE), tmp)
+        os.replace(tmp, os.path.join(run_dir, MODEL_FILE))
+    final = state["history"][-1] if state["history"] else {}
+    res = TrainResult(model=cfg.Arch.name, epochs_completed=state["epochs_completed"], top1=final.get("top1"),
+                      checkpoint=_uri(result.checkpoint), restarts=state.get("restarts", 0),
+                      train_img_per_s=_steady_throughput(state["history"]), run_name=run_name,
+                      run_dir=os.path.abspath(run_dir), history=state["history"])
+    _write_outputs(cfg, res)
+    return res
+
+
+def _uri(checkpoint) -> str:
+    fs = checkpoint.filesystem
+    scheme = getattr(fs, "type_name", "local")
+    return checkpoint.path if scheme == "local" else f"{scheme}://{checkpoint.path}"
+
+
+def _steady_throughput(history: list[dict]) -> float:
+    # The first epoch of a process includes warm-up beyond the skipped steps; report the later epochs.
+    rates = [h["train_img_per_s"] for h in history if h.get("train_img_per_s")]
+    later = rates[1:] or rates
+    return float(sum(later) / len(later)) if later else 0.0
+
+
+def _write_outputs(cfg: Config, res: TrainResult) -> None:
+    """DVC metrics (JSON), per-epoch curves for `dvc plots`, and the run summary, all written atomically."""
+    from ppipe.tracking import log_run
+
+    run_dir = res.run_dir
+    write_bytes_atomic(os.path.join(run_dir, "train.json"), json.dumps(res.summary(), indent=1).encode())
+    metrics_file = cfg.Tracking.metrics_file or os.path.join(run_dir, "metrics.json")
+    final = res.history[-1] if res.history else {}
+    write_bytes_atomic(metrics_file, json.dumps(
+        {"train": {k: final.get(k) for k in ("top1", "top5", "train_loss", "val_loss")} |
+         {"epochs": res.epochs_completed, "train_img_per_s": res.train_img_per_s}}, indent=1).encode())
+    rows = ["epoch,train_loss,val_loss,top1,top5,lr"] + [
+        ",".join(str(h.get(k, "")) for k in ("epoch", "train_loss", "val_loss", "top1", "top5", "lr"))
+        for h in res.history]
+    write_bytes_atomic(os.path.join(run_dir, "curves.csv"), ("\n".join(rows) + "\n").encode())
+    write_bytes_atomic(os.path.join(run_dir, "config.yaml"), config_to_yaml(cfg).encode())
+    log_run(cfg, res)
