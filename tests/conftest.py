@@ -48,3 +48,30 @@ def s3_bucket(s3_endpoint):
     s3fs.S3FileSystem.clear_instance_cache()
     yield f"s3://{name}"
     s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture(scope="session")
+def digits_prepared(tmp_path_factory):
+    """The embedded digits dataset at 16x16, prepared into shards once per test session."""
+    from ppipe.data import prepare_dataset, write_digits_demo
+
+    root = tmp_path_factory.mktemp("digits")
+    write_digits_demo(str(root / "source"), image_size=16)
+    prepare_dataset(str(root / "source"), str(root / "prepared"), shard_size=200, progress=False)
+    return str(root / "prepared")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A real local Ray instance for the module (Train V2 needs exactly one per host)."""
+    import ray
+
+    ray.shutdown()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_tracking(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from ppipe import storage
-from ppipe.data import DatasetError, iter_batches, load_manifest, prepare_dataset
+from ppipe.data import DatasetError, iter_batches, load_manifest, prepare_dataset, verify_prepared
 from ppipe.data import prepare as prepare_mod
 
 UNICODE_NAME = "ñandú_été_鳥.jpg"
@@ -184,6 +184,27 @@ def test_prepare_writes_manifest_with_shard_checksums_and_row_counts(awkward, tm
     assert sorted(os.listdir(out / "train")) == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
 
 
+def test_verify_prepared_detects_a_changed_shard(awkward, tmp_path):
+    src, _ = awkward
+    out = tmp_path / "out"
+    prepare_dataset(str(src), str(out), shard_size=4, num_workers=0, progress=False)
+    assert verify_prepared(str(out))["num_classes"] == 2
+    shard = out / "train" / "part-00001.parquet"
+    shard.write_bytes(shard.read_bytes()[:-1] + b"x")
+    with pytest.raises(DatasetError, match="shard 'train/part-00001.parquet' does not match its sha256"):
+        verify_prepared(str(out))
+
+
+def test_rerun_over_a_larger_previous_output_removes_stale_shards(awkward, tmp_path):
+    src, _ = awkward
+    out = tmp_path / "out"
+    prepare_dataset(str(src), str(out), shard_size=2, num_workers=0, progress=False)
+    assert len(os.listdir(out / "train")) == 5
+    prepare_dataset(str(src), str(out), shard_size=4, num_workers=0, progress=False)
+    assert sorted(os.listdir(out / "train")) == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    verify_prepared(str(out))
+
+
 def test_prepare_with_two_worker_processes_writes_identical_shards(awkward, tmp_path):
     src, _ = awkward
     prepare_dataset(str(src), str(tmp_path / "a"), shard_size=4, num_workers=0, progress=False)
@@ -336,7 +357,7 @@ def test_prepare_s3_to_s3_and_read_back_through_iter_batches(awkward, s3_bucket)
     fs = s3fs.S3FileSystem()
     fs.put(str(src), f"{s3_bucket}/raw", recursive=True)
     out = f"{s3_bucket}/prepared/awkward"
-    summary = prepare_dataset(f"{s3_bucket}/raw", out, shard_size=4, num_workers=0, progress=False)
+    summary = prepare_dataset(f"{s3_bucket}/raw", out, shard_size=4, num_workers=2, progress=False)
     assert summary == {"num_classes": 2, "classes": ["n01", "n02"],
                        "splits": {"train": {"num_images": 9}, "val": {"num_images": 2}},
                        "rejected": EXPECTED_REJECTED}

@@ -2,7 +2,7 @@
 the per-rank input pipeline that training and evaluation read."""
 
 from ppipe.data.demo import write_digits_demo
-from ppipe.data.manifest import DatasetError, load_manifest
+from ppipe.data.manifest import DatasetError, load_manifest, verify_prepared
 from ppipe.data.prepare import prepare_dataset
 from ppipe.data.reader import (class_names, iter_batches, iter_samples, num_batches, num_samples,
                                split_size)
@@ -21,5 +21,6 @@ __all__ = [
     "prepare_dataset",
     "register_operator",
     "split_size",
+    "verify_prepared",
     "write_digits_demo",
 ]

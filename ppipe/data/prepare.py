@@ -36,8 +36,7 @@ from typing import Any
 
 from ppipe import storage
 from ppipe.data._pool import ordered_map
-from ppipe.data.manifest import (FORMAT, FORMAT_VERSION, MANIFEST_NAME, DatasetError, load_manifest,
-                                 manifest_url)
+from ppipe.data.manifest import FORMAT, FORMAT_VERSION, DatasetError, load_manifest, manifest_url
 
 __all__ = ["prepare_dataset", "load_manifest", "DatasetError", "IMAGE_EXTENSIONS", "check_image"]
 
@@ -443,6 +442,7 @@ def prepare_dataset(source: str, out: str, *, shard_size: int = 1024, num_worker
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
     source, out = str(source), str(out)
     workers = (os.cpu_count() or 1) if num_workers is None else int(num_workers)
+    _source_fs.cache_clear()  # credentials or endpoints may have changed since a previous call
     src = _Source(source)
     plan = _discover(src)
 

@@ -29,7 +29,7 @@ from ppipe.data.transforms import Compose, create_operators
 __all__ = ["iter_samples", "iter_batches", "num_samples", "num_batches", "split_size", "class_names",
            "epoch_plan"]
 
-DEFAULT_SHUFFLE_BUFFER = 4096
+DEFAULT_SHUFFLE_BUFFER = 2048  # samples held in memory per rank for the within-part shuffle
 
 
 def split_size(prepared: str, split: str) -> int:
@@ -157,6 +157,12 @@ _WORKER_OPS: Compose | None = None
 
 def _init_worker(transform_ops: Any) -> None:
     global _WORKER_OPS
+    try:  # one image per call in each worker: OpenCV's own thread pool would only oversubscribe the cores
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:  # pragma: no cover
+        pass
     _WORKER_OPS = transform_ops if isinstance(transform_ops, Compose) else create_operators(transform_ops)
 
 

@@ -91,3 +91,24 @@ def all_reduce_sum(values: list[float]) -> list[float]:
     t = paddle.to_tensor([float(v) for v in values], dtype="float64")
     dist.all_reduce(t)
     return t.numpy().tolist()
+
+
+def average_buffers(model) -> None:
+    """Average BatchNorm running statistics (and other float buffers) over workers, in place.
+
+    Data-parallel training syncs gradients but not buffers, so each rank's BatchNorm statistics drift
+    apart; evaluating or checkpointing one rank's copy would then describe a model nobody evaluated.
+    Averaging them at epoch end (as timm's `distribute_bn` does) makes every rank hold the same model.
+    """
+    import paddle
+    import paddle.distributed as dist
+
+    world = int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
+    if world <= 1:
+        return
+    # Paddle keeps BatchNorm's _mean/_variance as non-trainable parameters, not buffers.
+    stats = [p for p in model.parameters() if p.stop_gradient] + [b for b in model.buffers() if b is not None]
+    for buf in stats:
+        if buf.dtype in (paddle.float32, paddle.float64, paddle.float16, paddle.bfloat16):
+            dist.all_reduce(buf)
+            buf.set_value(buf / world)

@@ -15,7 +15,7 @@ import paddle
 
 from ppipe.config import load_config
 from ppipe.evaluate import decode_first, eval_transform_ops, score, summarize
-from ppipe.train.backend import all_reduce_sum, init_collective
+from ppipe.train.backend import all_reduce_sum, average_buffers, init_collective
 from ppipe.train.checkpoint import load_checkpoint, save_checkpoint
 from ppipe.train.losses import CombinedLoss
 from ppipe.train.optim import build_lr, build_optimizer
@@ -74,6 +74,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
                 pad=True, num_workers=train_cfg.loader.num_workers)):
             if step == WARMUP_STEPS:
                 t_steady, seen = time.perf_counter(), 0
+            _maybe_inject_failure(loop_config.get("fail_at"), epoch + 1, step, rank, world)
             loss = criterion(model(paddle.to_tensor(images)), paddle.to_tensor(labels))
             (loss / update_freq).backward()
             if (step + 1) % update_freq == 0:
@@ -87,6 +88,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
         elapsed = time.perf_counter() - t_steady if t_steady is not None else 0.0
         img_per_s = seen / elapsed if elapsed > 0 else 0.0
 
+        average_buffers(_bare(model))
         val = None
         if cfg.DataLoader.Eval is not None and cfg.Global.eval_during_train and \
                 ((epoch + 1) % cfg.Global.eval_interval == 0 or epoch + 1 == cfg.Global.epochs):
@@ -107,6 +109,16 @@ def train_loop(loop_config: dict[str, Any]) -> None:
                 save_checkpoint(tmp, _bare(model), optimizer, lr, state)
             # report() is a barrier: every rank calls it once per epoch; only rank 0 carries the checkpoint.
             ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp) if rank == 0 else None)
-        if loop_config.get("fail_after_epoch") == epoch + 1 and rank == world - 1 and state["restarts"] == 0:
-            # Fault-injection hook for the worker-failure test: the process dies like an OOM-killed one.
-            os._exit(1)
+
+
+def _maybe_inject_failure(fail_at: dict | None, epoch: int, step: int, rank: int, world: int) -> None:
+    """Fault injection for failure tests: the last rank dies like an OOM-killed process, once per run
+    (a marker file in the run's folder remembers that it already did)."""
+    if not fail_at or fail_at["epoch"] != epoch or fail_at["step"] != step or rank != world - 1:
+        return
+    marker = fail_at["marker"]
+    if os.path.exists(marker):
+        return
+    with open(marker, "w") as f:
+        f.write(f"killed rank {rank} at epoch {epoch} step {step}\n")
+    os._exit(1)

@@ -89,8 +89,11 @@ def prepared_data(cfg: Config, data: str | None) -> str:
 
 
 def train(cfg: Config, *, data: str | None = None, resume: str | bool | None = None,
-          fail_after_epoch: int | None = None) -> TrainResult:
-    """Train `cfg` on Ray; returns where the final checkpoint is and what it scored."""
+          fail_at: dict | None = None) -> TrainResult:
+    """Train `cfg` on Ray; returns where the final checkpoint is and what it scored.
+
+    `fail_at` ({"epoch", "step", "marker"}) makes one worker die once at that point (failure tests).
+    """
     import ray
     import ray.train
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
@@ -118,7 +121,7 @@ def train(cfg: Config, *, data: str | None = None, resume: str | bool | None = N
     trainer = DataParallelTrainer(
         train_loop,
         train_loop_config={"config": config_to_data(cfg), "prepared": prepared,
-                           "resumed": bool(resume), "fail_after_epoch": fail_after_epoch},
+                           "resumed": bool(resume), "fail_at": fail_at},
         backend_config=PaddleBackendConfig(backend="nccl" if cfg.Ray.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.Ray.num_workers, use_gpu=cfg.Ray.use_gpu,
