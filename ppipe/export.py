@@ -13,13 +13,12 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import shutil
-import tempfile
 from typing import Any
 
 import numpy as np
 
 from ppipe import inference as _inference
+from ppipe import storage
 
 __all__ = ["ExportError", "export_inference_model", "reparameterize", "max_relative_error"]
 
@@ -122,10 +121,7 @@ def export_inference_model(model, out_dir: str, input_shape: tuple[int, int, int
     layer.eval()
 
     out_dir = os.path.abspath(os.fspath(out_dir))
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.export-", dir=parent)
-    try:
+    with storage.staged_directory(out_dir, "export") as tmp:
         spec = paddle.static.InputSpec([None, c, h, w], "float32", name="x")
         try:
             static = paddle.jit.to_static(layer, input_spec=[spec], full_graph=True)
@@ -148,20 +144,6 @@ def export_inference_model(model, out_dir: str, input_shape: tuple[int, int, int
                 f"batch {check_batch}x{c}x{h}x{w}, seed {seed})")
         del predictor
 
-        old = None
-        if os.path.lexists(out_dir):
-            old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old-", dir=parent)
-            os.rmdir(old)
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        if old is not None:
-            if os.path.isdir(old) and not os.path.islink(old):
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.remove(old)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
 
     return {
         "model_file": os.path.join(out_dir, os.path.basename(model_file)),

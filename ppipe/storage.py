@@ -96,3 +96,43 @@ def storage_options() -> dict[str, Any]:
     """Options for libraries that take explicit storage options (pyarrow, dvc) rather than the environment."""
     endpoint = os.environ.get("AWS_ENDPOINT_URL")
     return {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {}
+
+
+class staged_directory:
+    """Build a local directory next to `dest` and swap it into place only if the block succeeds.
+
+    `with staged_directory(dest) as tmp:` fill `tmp`; on success `dest` is replaced by it (an old `dest`
+    is moved aside first and removed after), on error `tmp` is removed and `dest` is untouched, so no
+    reader ever sees a half-built directory.
+    """
+
+    def __init__(self, dest: str, purpose: str = "staged"):
+        self.dest = os.path.abspath(os.fspath(dest))
+        self.purpose = purpose
+
+    def __enter__(self) -> str:
+        import tempfile
+
+        parent = os.path.dirname(self.dest)
+        os.makedirs(parent, exist_ok=True)
+        self.tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(self.dest)}.{self.purpose}-", dir=parent)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        import shutil
+
+        try:
+            if exc_type is None:
+                old = None
+                if os.path.lexists(self.dest):
+                    old = f"{self.tmp}.old"
+                    os.replace(self.dest, old)
+                os.replace(self.tmp, self.dest)
+                if old is not None:
+                    if os.path.isdir(old) and not os.path.islink(old):
+                        shutil.rmtree(old, ignore_errors=True)
+                    else:
+                        os.remove(old)
+        finally:
+            if os.path.exists(self.tmp):
+                shutil.rmtree(self.tmp, ignore_errors=True)

@@ -448,10 +448,9 @@ def pull(store: str | None, ref: str, dest: str, *, overwrite: bool = False) -> 
     dest = os.path.abspath(os.fspath(dest))
     if os.path.exists(dest) and not (os.path.isdir(dest) and not os.listdir(dest)) and not overwrite:
         raise ArtifactError(f"destination {dest} already exists and is not empty (pass overwrite=True to replace it)")
-    parent = os.path.dirname(dest)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dest)}.pull-", dir=parent)
-    try:
+    if os.path.isdir(dest) and not os.listdir(dest):
+        os.rmdir(dest)
+    with storage.staged_directory(dest, "pull") as tmp:
         bad: list[str] = []
         for rel, info in sorted(manifest.get("files", {}).items()):
             rel = _check_relpath(rel)
@@ -473,21 +472,4 @@ def pull(store: str | None, ref: str, dest: str, *, overwrite: bool = False) -> 
             raise ArtifactError(f"{name}:{version} from {store_url} failed verification: " + "; ".join(bad))
         with open(os.path.join(tmp, MANIFEST), "w", encoding="utf-8") as f:
             json.dump(manifest, f, indent=2, sort_keys=True)
-        old = None
-        if os.path.exists(dest):
-            if os.path.isdir(dest) and not os.listdir(dest):
-                os.rmdir(dest)
-            else:  # overwrite
-                old = tempfile.mkdtemp(prefix=f".{os.path.basename(dest)}.old-", dir=parent)
-                os.rmdir(old)
-                os.replace(dest, old)
-        os.replace(tmp, dest)
-        if old is not None:
-            if os.path.isdir(old):
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.remove(old)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
     return manifest
