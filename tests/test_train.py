@@ -73,3 +73,15 @@ def test_missing_or_unprepared_data_is_named(tmp_path):
 def test_resume_without_an_earlier_run_is_an_error(tmp_path, digits_prepared):
     with pytest.raises(ConfigError, match="no earlier run"):
         train(_cfg(tmp_path), data=digits_prepared, resume=True)
+
+
+def test_run_storage_on_s3_holds_the_checkpoints(tmp_path, digits_prepared, local_ray, s3_bucket):
+    import s3fs
+
+    result = train(_cfg(tmp_path, "Global.epochs=1", "Ray.num_workers=1", f"Ray.storage_path={s3_bucket}/runs"),
+                   data=digits_prepared)
+    assert result.checkpoint.startswith("s3://")
+    fs = s3fs.S3FileSystem()
+    files = fs.ls(result.checkpoint, detail=False)
+    assert {Path(f).name for f in files} >= {"model.pdparams", "optimizer.pdopt", "state.json"}
+    assert Path(result.run_dir, "model.pdparams").exists()

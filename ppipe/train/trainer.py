@@ -114,8 +114,6 @@ def train(cfg: Config, *, data: str | None = None, resume: str | bool | None = N
     else:
         run_name = f"{base}-{dt.datetime.now(dt.timezone.utc).strftime('%Y%m%d-%H%M%S-%f')}"
 
-    if cfg.Ray.num_workers > 1 and cfg.Ray.use_gpu is False:
-        os.environ.setdefault("OMP_NUM_THREADS", str(cfg.Ray.threads_per_worker or int(cfg.Ray.cpus_per_worker)))
     _init_ray(cfg)
     threads = str(cfg.Ray.threads_per_worker or max(1, int(cfg.Ray.cpus_per_worker)))
     trainer = DataParallelTrainer(
