@@ -93,6 +93,14 @@ def all_reduce_sum(values: list[float]) -> list[float]:
     return t.numpy().tolist()
 
 
+def barrier() -> None:
+    """Wait for every worker; no-op with one worker."""
+    import paddle.distributed as dist
+
+    if int(os.environ.get("PADDLE_TRAINERS_NUM", "1")) > 1:
+        dist.barrier()
+
+
 def average_buffers(model) -> None:
     """Average BatchNorm running statistics (and other float buffers) over workers, in place.
 

@@ -57,13 +57,13 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     criterion = CombinedLoss(cfg.Loss.Train, "Loss.Train")
     eval_loss = CombinedLoss(cfg.Loss.Eval, "Loss.Eval")
 
-    state = {"epochs_completed": 0, "global_step": 0, "history": [], "restarts": 0}
+    restarts = _record_attempt(loop_config["attempts_dir"], rank)
+    state = {"epochs_completed": 0, "global_step": 0, "history": []}
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             state = load_checkpoint(d, _bare(model), optimizer, lr)
-        # A checkpoint seen at start means this is a restart of the same run (failure or --resume).
-        state["restarts"] = state.get("restarts", 0) + (0 if loop_config.get("resumed") else 1)
+    state["restarts"] = restarts
 
     for epoch in range(state["epochs_completed"], cfg.Global.epochs):
         model.train()
@@ -111,6 +111,26 @@ def train_loop(loop_config: dict[str, Any]) -> None:
             ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp) if rank == 0 else None)
 
 
+def _record_attempt(attempts_dir: str, rank: int) -> int:
+    """Note this start of the worker group in the run's storage; returns how many starts came before it.
+
+    Counting starts rather than "found a checkpoint at start" also counts a restart whose failure came
+    before the first checkpoint. Every rank reads the same count (the barrier orders it after rank 0's
+    write), so all ranks report the same number.
+    """
+    import uuid
+
+    from ppipe.storage import filesystem, join, write_bytes_atomic
+    from ppipe.train.backend import barrier
+
+    fs, path = filesystem(attempts_dir)
+    before = len(fs.ls(path, detail=False)) if fs.exists(path) else 0
+    barrier()
+    if rank == 0:
+        write_bytes_atomic(join(attempts_dir, f"{time.time():.6f}-{uuid.uuid4().hex[:8]}"), b"")
+    return before
+
+
 def _maybe_inject_failure(fail_at: dict | None, epoch: int, step: int, rank: int, world: int) -> None:
     """Fault injection for failure tests: the last rank dies like an OOM-killed process, once per run
     (a marker file in the run's folder remembers that it already did)."""
@@ -121,4 +141,8 @@ def _maybe_inject_failure(fail_at: dict | None, epoch: int, step: int, rank: int
         return
     with open(marker, "w") as f:
         f.write(f"killed rank {rank} at epoch {epoch} step {step}\n")
+    # Ray Train registers a reported checkpoint when its controller next polls the workers (every 2 s);
+    # a failure inside that window restarts from the checkpoint before. Waiting past it makes the test
+    # exercise the resume-from-last-checkpoint path deterministically.
+    time.sleep(fail_at.get("delay_s", 5.0))
     os._exit(1)

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ppipe.config import Config, ConfigError, config_to_data, config_to_yaml
-from ppipe.storage import write_bytes_atomic
+from ppipe.storage import join, write_bytes_atomic
 
 log = logging.getLogger("ppipe.train")
 
@@ -62,14 +62,18 @@ def _init_ray(cfg: Config) -> None:
 
     if ray.is_initialized():
         return
+    # Storage credentials and endpoint (S3/MinIO) travel with the job, so the Train controller and the
+    # workers reach the same run storage as the driver, on a cluster too.
+    env = {k: v for k, v in os.environ.items() if k.startswith("AWS_") or k.startswith("WANDB_")}
+    runtime_env = {"env_vars": env} if env else None
     if cfg.Ray.address:
-        ray.init(address=cfg.Ray.address, log_to_driver=True)
+        ray.init(address=cfg.Ray.address, log_to_driver=True, runtime_env=runtime_env)
         return
     # A local instance with room for every worker even on a 2-core machine: workers are processes that
     # share the cores; their math threads are capped separately (threads_per_worker).
     need = max(1, cfg.Ray.num_workers) * cfg.Ray.cpus_per_worker
     ray.init(address="local", num_cpus=max(os.cpu_count() or 1, int(need + 0.999)), include_dashboard=False,
-             log_to_driver=True, configure_logging=False)
+             log_to_driver=True, configure_logging=False, runtime_env=runtime_env)
 
 
 def prepared_data(cfg: Config, data: str | None) -> str:
@@ -114,12 +118,14 @@ def train(cfg: Config, *, data: str | None = None, resume: str | bool | None = N
     else:
         run_name = f"{base}-{dt.datetime.now(dt.timezone.utc).strftime('%Y%m%d-%H%M%S-%f')}"
 
+    invocation = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S-%f")  # this call's attempts
     _init_ray(cfg)
     threads = str(cfg.Ray.threads_per_worker or max(1, int(cfg.Ray.cpus_per_worker)))
     trainer = DataParallelTrainer(
         train_loop,
         train_loop_config={"config": config_to_data(cfg), "prepared": prepared,
-                           "resumed": bool(resume), "fail_at": fail_at},
+                           "fail_at": fail_at,
+                           "attempts_dir": join(storage, run_name, "attempts", invocation)},
         backend_config=PaddleBackendConfig(backend="nccl" if cfg.Ray.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.Ray.num_workers, use_gpu=cfg.Ray.use_gpu,
