@@ -6,17 +6,22 @@ import numpy as np
 import paddle
 import pytest
 
-from ppipe.models import create_model
+from ppipe.models import create_model, get_spec
+from tests.zoo_cases import REPRESENTATIVES, test_input_size
 
 
-@pytest.mark.parametrize("name", ["MobileNetV3_small_x0_35", "PPLCNet_x0_25"])
+@pytest.mark.parametrize("name", sorted(REPRESENTATIVES))
 def test_jit_saved_model_reproduces_eager_logits_at_any_batch_and_size(name, tmp_path):
+    """One architecture per family; fixed-input architectures export at their own size."""
     model = create_model(name, num_classes=10)
     model.eval()
-    spec = [paddle.static.InputSpec([None, 3, None, None], "float32", "x")]
+    fixed = get_spec(name).fixed_input
+    size = test_input_size(name)
+    spec = [paddle.static.InputSpec([None, 3, size if fixed else None, size if fixed else None], "float32", "x")]
     paddle.jit.save(paddle.jit.to_static(model, input_spec=spec, full_graph=True), str(tmp_path / "model"))
     assert (tmp_path / "model.pdiparams").exists()
     loaded = paddle.jit.load(str(tmp_path / "model"))
-    for shape in ([2, 3, 32, 32], [1, 3, 64, 48]):
+    shapes = [[2, 3, size, size]] if fixed else [[2, 3, size, size], [1, 3, size, size - 16]]
+    for shape in shapes:
         x = paddle.randn(shape)
         np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-6)

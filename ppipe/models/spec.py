@@ -15,7 +15,9 @@ class ModelSpec:
 
     `params_m`: millions of parameters; `flops_g`: GFLOPs as PaddleClas's model list counts them; `top1`: ImageNet-1k
     top-1 of the `in1k` weights (a fraction); `input_size`: the square evaluation resolution; `weights`: the tags of
-    the published weight files for this architecture, e.g. ("in1k", "ssld").
+    the published weight files for this architecture, e.g. ("in1k", "ssld"). `fixed_input`: the architecture only
+    runs at `input_size` (absolute position embeddings, fixed windows), so tests and export use that size;
+    `min_input_size`: the smallest square input other architectures accept.
     """
 
     name: str
@@ -25,10 +27,14 @@ class ModelSpec:
     top1: float
     input_size: int
     weights: tuple[str, ...]
+    fixed_input: bool = False
+    min_input_size: int = 32
 
 
 def spec(*, family: str, params_m: float, flops_g: float, top1: float, input_size: int = 224,
-         weights: tuple[str, ...] = ("in1k",), name: str = "") -> ModelSpec:
+         weights: tuple[str, ...] = ("in1k",), name: str = "", fixed_input: bool = False,
+         min_input_size: int = 32) -> ModelSpec:
     """A spec for `@register_model`; the name defaults to the decorated function's name."""
     return ModelSpec(name=name, family=family, params_m=params_m, flops_g=flops_g, top1=top1,
-                     input_size=input_size, weights=tuple(weights))
+                     input_size=input_size, weights=tuple(weights), fixed_input=fixed_input,
+                     min_input_size=min_input_size)

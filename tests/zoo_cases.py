@@ -1,0 +1,40 @@
+"""Which architectures a zoo-wide test runs by default, and at what input size.
+
+The default run covers one architecture per family (the smallest); the rest are marked `slow` and run in
+CI's bounded slow sweep. Families add nothing here: the registry and each spec say everything.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ppipe.models import get_spec, list_models
+
+ALL = list_models()
+
+
+def _representatives() -> set[str]:
+    best: dict[str, str] = {}
+    for name in ALL:
+        fam = get_spec(name).family
+        if fam not in best or get_spec(name).params_m < get_spec(best[fam]).params_m:
+            best[fam] = name
+    return set(best.values())
+
+
+REPRESENTATIVES = _representatives()
+
+
+def zoo_params(names=None):
+    """`pytest.param`s over `names` (default: the whole zoo), non-representatives marked slow."""
+    return [pytest.param(n, marks=() if n in REPRESENTATIVES else pytest.mark.slow, id=n) for n in (names or ALL)]
+
+
+def test_input_size(name: str, preferred: int = 64) -> int:
+    """The input side a test should use: the spec's size for fixed-input architectures, else `preferred`
+    (raised to the architecture's minimum)."""
+    s = get_spec(name)
+    return s.input_size if s.fixed_input else max(preferred, s.min_input_size)
+
+
+test_input_size.__test__ = False  # a helper, not a test
