@@ -11,16 +11,14 @@ import pytest
 pytest.importorskip("paddleclas", reason="paddleclas (the test oracle) is not installed")
 
 from ppipe.models import CheckpointMismatchError, create_model, load_pretrained  # noqa: E402
-from tests.zoo_cases import test_input_size, zoo_params  # noqa: E402
+from tests.zoo_cases import build_oracle, test_input_size, zoo_params  # noqa: E402
 
 
 def _oracle(name: str, seed: int = 0) -> paddle.nn.Layer:
     """PaddleClas's model, with random BatchNorm statistics so that misplaced ones would show in the logits."""
-    from paddleclas.ppcls.arch import backbone
-
     paddle.seed(seed)
     with paddle.utils.unique_name.guard():
-        model = getattr(backbone, name)()
+        model = build_oracle(name)
     rng = np.random.default_rng(seed)
     state = {k: v.numpy() for k, v in model.state_dict().items()}
     for k, v in state.items():

@@ -38,3 +38,23 @@ def test_input_size(name: str, preferred: int = 64) -> int:
 
 
 test_input_size.__test__ = False  # a helper, not a test
+
+
+def _se_hrnet_w64(backbone):
+    # PaddleClas publishes SE_HRNet_W64_C weights but has no constructor of that name: it is HRNet_W64_C's
+    # network with SE blocks.
+    from paddleclas.ppcls.arch.backbone.legendary_models.hrnet import MODEL_STAGES_PATTERN, HRNet
+
+    return HRNet(width=64, stages_pattern=MODEL_STAGES_PATTERN["HRNet"], has_se=True)
+
+
+# Architectures whose PaddleClas oracle is not `getattr(backbone, name)()`.
+ORACLE_BUILDERS = {"SE_HRNet_W64_C": _se_hrnet_w64}
+
+
+def build_oracle(name: str):
+    """PaddleClas's own model for `name` (call inside `paddle.utils.unique_name.guard()`)."""
+    from paddleclas.ppcls.arch import backbone
+
+    builder = ORACLE_BUILDERS.get(name)
+    return builder(backbone) if builder else getattr(backbone, name)()

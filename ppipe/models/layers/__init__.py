@@ -1,9 +1,14 @@
 """Building blocks shared by the zoo's families, named so that PaddleClas checkpoints load as they are."""
 
-from ppipe.models.layers.activations import create_act
+from ppipe.models.layers.activations import create_act, register_act
 from ppipe.models.layers.channels import make_divisible
 from ppipe.models.layers.conv_bn_act import ConvBNAct
+from ppipe.models.layers.drop_path import DropPath, drop_path
 from ppipe.models.layers.last_conv_head import LastConvHead
+from ppipe.models.layers.mlp import Mlp
 from ppipe.models.layers.squeeze_excite import SEModule
 
-__all__ = ["ConvBNAct", "LastConvHead", "SEModule", "create_act", "make_divisible"]
+# Layers added later by one family and shared by others are imported from their own modules
+# (`from ppipe.models.layers.split_attention import SplitAttn`), so families never edit this file at once.
+__all__ = ["ConvBNAct", "DropPath", "LastConvHead", "Mlp", "SEModule", "create_act", "drop_path", "make_divisible",
+           "register_act"]
