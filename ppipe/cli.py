@@ -52,7 +52,8 @@ def cmd_data_demo(args):
 def cmd_data_prepare(args):
     from ppipe.data import prepare_dataset
 
-    _emit(prepare_dataset(args.source, args.out, shard_size=args.shard_size, num_workers=args.workers), args.json)
+    _emit(prepare_dataset(args.source, args.out, shard_size=args.shard_size, num_workers=args.workers,
+                          executor="ray" if args.ray else "processes"), args.json)
 
 
 def cmd_train(args):
@@ -126,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("out")
     dp.add_argument("--shard-size", type=int, default=1024, help="images per shard")
     dp.add_argument("--workers", type=int, default=None, help="decode processes (default: all cores)")
+    dp.add_argument("--ray", action="store_true",
+                    help="decode as Ray tasks (RAY_ADDRESS or a local instance); the source must be readable "
+                         "from every node")
     dp.add_argument("--json", action="store_true")
     dp.set_defaults(func=cmd_data_prepare)
 

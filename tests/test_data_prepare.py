@@ -282,7 +282,8 @@ def test_failure_mid_way_leaves_no_manifest_even_over_a_previous_run(awkward, tm
 
     monkeypatch.setattr(prepare_mod, "_write_shard", failing)
     with pytest.raises(OSError, match="simulated"):
-        prepare_dataset(str(src), str(out), shard_size=4, num_workers=0, progress=False)
+        # a different shard size changes the output, so this run really rewrites the dataset
+        prepare_dataset(str(src), str(out), shard_size=3, num_workers=0, progress=False)
     assert len(calls) == 2
     assert not (out / "manifest.json").exists()
     with pytest.raises(DatasetError, match="has no manifest.json: not a prepared dataset or preparation did not finish"):
@@ -369,3 +370,77 @@ def test_prepare_s3_to_s3_and_read_back_through_iter_batches(awkward, s3_bucket)
     assert [b[0].shape for b in batches] == [(4, 3, 16, 16), (4, 3, 16, 16), (1, 3, 16, 16)]
     labels = np.concatenate([b[1] for b in batches])
     assert labels.dtype == np.int64 and sorted(labels.tolist()) == [0] * 5 + [1] * 4
+
+
+def _count_checks(monkeypatch):
+    checked = []
+    real = prepare_mod.check_image
+
+    def counting(data):
+        checked.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(prepare_mod, "check_image", counting)
+    return checked
+
+
+def test_rerun_on_an_unchanged_source_does_nothing(awkward, tmp_path, monkeypatch):
+    src, _ = awkward
+    out = tmp_path / "out"
+    first = prepare_dataset(str(src), str(out), shard_size=4, num_workers=0, progress=False)
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")}
+    checked = _count_checks(monkeypatch)
+    again = prepare_dataset(str(src), str(out), shard_size=4, num_workers=0, progress=False)
+    assert again == first
+    assert checked == []  # no image was decoded again
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")} == before
+
+
+def test_changed_source_is_prepared_again(awkward, tmp_path, monkeypatch):
+    src, _ = awkward
+    out = tmp_path / "out"
+    first = prepare_dataset(str(src), str(out), shard_size=4, num_workers=0, progress=False)
+    extra = next((src / "train").iterdir())
+    img = next(p for p in extra.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    (extra / ("copy" + img.suffix)).write_bytes(img.read_bytes())
+    again = prepare_dataset(str(src), str(out), shard_size=4, num_workers=0, progress=False)
+    assert again["splits"]["train"]["num_images"] == first["splits"]["train"]["num_images"] + 1
+
+
+def test_interrupted_run_resumes_after_the_shards_already_written(awkward, tmp_path, monkeypatch):
+    src, _ = awkward
+    out = tmp_path / "out"
+    reference = prepare_dataset(str(src), str(tmp_path / "reference"), shard_size=2, num_workers=0,
+                                progress=False)
+    writes = []
+    real = prepare_mod._write_shard
+
+    def failing(url, data):
+        if len(writes) == 2:
+            raise KeyboardInterrupt  # the run is stopped after two shards
+        writes.append(url)
+        real(url, data)
+
+    monkeypatch.setattr(prepare_mod, "_write_shard", failing)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_dataset(str(src), str(out), shard_size=2, num_workers=0, progress=False)
+    assert not (out / "manifest.json").exists() and len(writes) == 2
+    monkeypatch.setattr(prepare_mod, "_write_shard", real)
+    checked = _count_checks(monkeypatch)
+    resumed = prepare_dataset(str(src), str(out), shard_size=2, num_workers=0, progress=False)
+    assert resumed == reference
+    total = sum(v["num_images"] for v in reference["splits"].values()) + len(reference["rejected"])
+    assert len(checked) < total  # the two finished shards' images were not decoded again
+    ref_manifest, manifest = load_manifest(str(tmp_path / "reference")), load_manifest(str(out))
+    assert [s["sha256"] for s in manifest["splits"]["train"]["shards"]] == \
+        [s["sha256"] for s in ref_manifest["splits"]["train"]["shards"]]
+    assert not (out / ".progress").exists()
+
+
+def test_ray_tasks_prepare_the_same_dataset(awkward, tmp_path, local_ray):
+    src, _ = awkward
+    a = prepare_dataset(str(src), str(tmp_path / "a"), shard_size=4, num_workers=0, progress=False)
+    b = prepare_dataset(str(src), str(tmp_path / "b"), shard_size=4, progress=False, executor="ray")
+    assert a == b
+    assert [s["sha256"] for s in load_manifest(str(tmp_path / "a"))["splits"]["train"]["shards"]] == \
+        [s["sha256"] for s in load_manifest(str(tmp_path / "b"))["splits"]["train"]["shards"]]

@@ -16,7 +16,8 @@ Files that do not decode completely are listed in `rejected` with a reason; the 
 
 Output: `OUT/<split>/part-NNNNN.parquet` (image: binary, label: int32, path: string), each written atomically,
 then `OUT/manifest.json` last (see `ppipe.data.manifest`). A previous manifest in OUT is removed first, so an
-interrupted run never leaves a dataset that looks complete.
+interrupted run never leaves a dataset that looks complete; a re-run resumes after the shards already written,
+and a re-run on an unchanged source does nothing (see `prepare_dataset`).
 """
 
 from __future__ import annotations
@@ -368,33 +369,41 @@ def _flat_split(src: _Source, split: str, classes: list[str], index: dict[str, i
 
 
 class _ShardWriter:
-    def __init__(self, out: str, split: str, shard_size: int) -> None:
+    """Accumulates checked images into shards of `shard_size` rows; `on_flush(shard, consumed)` is told each
+    written shard and how many of the split's source items (accepted or rejected) precede its end."""
+
+    def __init__(self, out: str, split: str, shard_size: int, on_flush=None,
+                 shards: list[dict[str, Any]] | None = None) -> None:
         self.out, self.split, self.shard_size = out, split, shard_size
+        self.on_flush = on_flush
         self.images: list[bytes] = []
         self.labels: list[int] = []
         self.paths: list[str] = []
         self.nbytes = 0
-        self.shards: list[dict[str, Any]] = []
+        self.shards: list[dict[str, Any]] = list(shards or [])
 
-    def add(self, image: bytes, label: int, path: str) -> None:
+    def add(self, image: bytes, label: int, path: str, index: int) -> None:
+        """Add the split's source item number `index` (0-based)."""
         if self.images and self.nbytes + len(image) > MAX_SHARD_BYTES:
-            self.flush()
+            self.flush(consumed=index)
         self.images.append(image)
         self.labels.append(label)
         self.paths.append(path)
         self.nbytes += len(image)
         if len(self.images) >= self.shard_size:
-            self.flush()
+            self.flush(consumed=index + 1)
 
-    def flush(self) -> None:
+    def flush(self, consumed: int) -> None:
         if not self.images:
             return
         rel = f"{self.split}/part-{len(self.shards):05d}.parquet"
         data = _parquet_bytes(self.images, self.labels, self.paths)
         _write_shard(storage.join(self.out, rel), data)
-        self.shards.append({"path": rel, "num_rows": len(self.images), "sha256": storage.sha256_bytes(data),
-                            "size": len(data)})
+        shard = {"path": rel, "num_rows": len(self.images), "sha256": storage.sha256_bytes(data), "size": len(data)}
+        self.shards.append(shard)
         self.images, self.labels, self.paths, self.nbytes = [], [], [], 0
+        if self.on_flush is not None:
+            self.on_flush(shard, consumed)
 
 
 SCHEMA_FIELDS = (("image", "binary"), ("label", "int32"), ("path", "string"))
@@ -429,25 +438,44 @@ def _remove_if_exists(url: str) -> None:
 
 
 def prepare_dataset(source: str, out: str, *, shard_size: int = 1024, num_workers: int | None = None,
-                    progress: bool = True) -> dict[str, Any]:
+                    progress: bool = True, executor: str = "processes") -> dict[str, Any]:
     """Check every image of `source`, write Parquet shards and `manifest.json` (last) under `out`.
 
     Returns the CONTRACT summary {"num_classes", "classes", "splits": {name: {"num_images"}}, "rejected"}.
-    Raises DatasetError (a ValueError) when the source is unusable. `num_workers` processes decode images
-    (default os.cpu_count(); 0 or 1 decode in this process).
+    Raises DatasetError (a ValueError) when the source is unusable.
+
+    `executor`: "processes" decodes in `num_workers` local processes (default os.cpu_count(); 0 or 1 decode
+    in this process); "ray" sends the decode checks to Ray tasks (the running Ray instance, or `RAY_ADDRESS`;
+    the source must then be readable from every node: S3 or a shared filesystem).
+
+    Idempotent and resumable: the manifest records a fingerprint of the source (every file's path, label,
+    size and modification stamp) and of the settings; a re-run that finds a complete dataset with the same
+    fingerprint does nothing. While a run is under way, each written shard is journaled under
+    `OUT/.progress/<fingerprint>/`; a re-run after an interruption keeps those shards and continues after them.
     """
     from tqdm import tqdm
 
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    if executor not in ("processes", "ray"):
+        raise ValueError(f"executor must be 'processes' or 'ray', got {executor!r}")
     source, out = str(source), str(out)
     workers = (os.cpu_count() or 1) if num_workers is None else int(num_workers)
     _source_fs.cache_clear()  # credentials or endpoints may have changed since a previous call
     src = _Source(source)
     plan = _discover(src)
+    fingerprint = _fingerprint(src, plan, shard_size)
+
+    done = _unchanged_dataset(out, fingerprint)
+    if done is not None:
+        log.info("%s is already prepared from this source (fingerprint %s): nothing to do", out, fingerprint[:12])
+        return summary_of(done)
 
     # A dataset being (re)written must not look complete: the old manifest goes first.
     _remove_if_exists(manifest_url(out))
+    journal = _Journal(out, fingerprint)
+    mapper = _ray_ordered_map if executor == "ray" else (
+        lambda fn, tasks: ordered_map(fn, tasks, workers if workers > 1 else 0))
 
     order_rng = random.Random(ORDER_SEED)
     total = sum(len(v) for v in plan.splits.values())
@@ -459,21 +487,36 @@ def prepare_dataset(source: str, out: str, *, shard_size: int = 1024, num_worker
             items = sorted(plan.splits[split])
             if split == "train":
                 order_rng.shuffle(items)
-            writer = _ShardWriter(out, split, shard_size)
-            reencoded = 0
-            chunks = [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+            kept_shards, consumed, kept_rejected, reencoded = journal.resume(split)
+            rejected.extend(kept_rejected)
+            pending_rejected: list[dict[str, str]] = []
+
+            def on_flush(shard, upto, split=split, pending=pending_rejected):
+                journal.record(split, shard, upto, list(pending), converted_so_far[0])
+                pending.clear()
+
+            converted_so_far = [reencoded]
+            writer = _ShardWriter(out, split, shard_size, on_flush=on_flush, shards=kept_shards)
+            bar.update(consumed)
+            todo = items[consumed:]
+            chunks = [todo[i:i + _CHUNK] for i in range(0, len(todo), _CHUNK)]
             tasks = ((source, [rel for rel, _ in chunk]) for chunk in chunks)
-            for chunk, results in zip(chunks, ordered_map(_check_chunk, tasks, workers if workers > 1 else 0)):
+            index = consumed
+            for chunk, results in zip(chunks, mapper(_check_chunk, tasks)):
                 for (rel, label), (data, reason, converted) in zip(chunk, results):
                     if data is None:
-                        rejected.append({"path": rel, "reason": reason})
+                        entry = {"path": rel, "reason": reason}
+                        rejected.append(entry)
+                        pending_rejected.append(entry)
                     else:
-                        writer.add(data, label, rel)
-                        reencoded += converted
+                        converted_so_far[0] += converted
+                        writer.add(data, label, rel, index)
+                    index += 1
                 bar.update(len(chunk))
-            writer.flush()
+            writer.flush(consumed=index)
             split_meta[split] = {"num_images": sum(s["num_rows"] for s in writer.shards),
-                                 "reencoded": reencoded, "layout": plan.layout[split], "shards": writer.shards}
+                                 "reencoded": converted_so_far[0], "layout": plan.layout[split],
+                                 "shards": writer.shards}
 
     rejected.sort(key=lambda r: r["path"])
     if sum(m["num_images"] for m in split_meta.values()) == 0:
@@ -483,6 +526,7 @@ def prepare_dataset(source: str, out: str, *, shard_size: int = 1024, num_worker
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "source": source,
+        "fingerprint": fingerprint,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "schema": dict(SCHEMA_FIELDS),
         "num_classes": len(plan.classes),
@@ -493,10 +537,113 @@ def prepare_dataset(source: str, out: str, *, shard_size: int = 1024, num_worker
     }
     storage.write_bytes_atomic(manifest_url(out),
                                json.dumps(manifest, indent=1, ensure_ascii=False).encode("utf-8"))
+    journal.clear()
     _remove_stale_shards(out, manifest)
     if rejected:
         log.warning("%d files rejected (see manifest.json 'rejected')", len(rejected))
+    n = {k: v["num_images"] for k, v in split_meta.items()}
+    log.info("prepared %s: %s images in %d classes, %d rejected", out, n, len(plan.classes), len(rejected))
     return summary_of(manifest)
+
+
+def _fingerprint(src: "_Source", plan: "_Plan", shard_size: int) -> str:
+    """What the output depends on: settings, and every planned file's path, label, size and stamp."""
+    import hashlib
+
+    stats = {}
+    for full, info in src.fs.find(src.root, detail=True).items():
+        stamp = info.get("ETag") or info.get("mtime") or info.get("LastModified") or info.get("created")
+        stats[src.rel(full)] = (info.get("size"), str(stamp))
+    h = hashlib.sha256(json.dumps([FORMAT_VERSION, shard_size, ORDER_SEED, plan.classes]).encode())
+    for split in sorted(plan.splits):
+        for rel, label in sorted(plan.splits[split]):
+            h.update(json.dumps([split, rel, label, stats.get(rel)]).encode())
+    return h.hexdigest()
+
+
+def _unchanged_dataset(out: str, fingerprint: str) -> dict[str, Any] | None:
+    """The existing manifest if `out` is a complete dataset prepared from the same source and settings."""
+    try:
+        manifest = load_manifest(out)
+    except DatasetError:
+        return None
+    if manifest.get("fingerprint") != fingerprint:
+        return None
+    fs, root = storage.filesystem(out)
+    for meta in manifest["splits"].values():
+        for shard in meta["shards"]:
+            if not fs.exists(posixpath.join(root, shard["path"])):
+                return None
+    return manifest
+
+
+class _Journal:
+    """Per-shard progress records of an unfinished preparation, so a re-run continues after the last one.
+
+    Records live under `OUT/.progress/<fingerprint>/`, so a changed source never resumes from another
+    source's shards; each is written atomically after its shard, and all are removed once the manifest is.
+    """
+
+    def __init__(self, out: str, fingerprint: str) -> None:
+        self.url = storage.join(out, ".progress", fingerprint[:24])
+        self.out = out
+
+    def record(self, split: str, shard: dict, consumed: int, rejected: list, reencoded: int) -> None:
+        entry = {"shard": shard, "consumed": consumed, "rejected": rejected, "reencoded": reencoded}
+        index = int(shard["path"].rsplit("-", 1)[1].split(".")[0])
+        storage.write_bytes_atomic(storage.join(self.url, f"{split}-{index:05d}.json"), json.dumps(entry).encode())
+
+    def resume(self, split: str) -> tuple[list[dict], int, list[dict], int]:
+        """(shards kept, source items they consumed, rejections among those, re-encoded count)."""
+        fs, root = storage.filesystem(self.url)
+        out_fs, out_root = storage.filesystem(self.out)
+        shards, rejected, consumed, reencoded = [], [], 0, 0
+        index = 0
+        while True:
+            path = posixpath.join(root, f"{split}-{index:05d}.json")
+            if not fs.exists(path):
+                break
+            with fs.open(path, "rb") as f:
+                entry = json.loads(f.read())
+            shard = entry["shard"]
+            info = out_fs.info(posixpath.join(out_root, shard["path"])) if out_fs.exists(
+                posixpath.join(out_root, shard["path"])) else None
+            if info is None or info.get("size") != shard["size"]:
+                break
+            shards.append(shard)
+            rejected.extend(entry["rejected"])
+            consumed, reencoded = entry["consumed"], entry["reencoded"]
+            index += 1
+        if shards:
+            log.info("resuming %s/%s after %d shards (%d source files already done)", self.out, split,
+                     len(shards), consumed)
+        return shards, consumed, rejected, reencoded
+
+    def clear(self) -> None:
+        fs, root = storage.filesystem(storage.join(self.out, ".progress"))
+        if fs.exists(root):
+            fs.rm(root, recursive=True)
+
+
+def _ray_ordered_map(fn, tasks, in_flight: int | None = None):
+    """fn(*task) as Ray tasks, yielded in task order with a bounded number in flight."""
+    from collections import deque
+
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False, configure_logging=False,
+                 log_to_driver=False)
+    remote = ray.remote(fn)
+    in_flight = in_flight or max(4, int(ray.cluster_resources().get("CPU", 1)) * 4)
+    it = iter(tasks)
+    pending = deque(remote.remote(*t) for t, _ in zip(it, range(in_flight)))
+    while pending:
+        result = ray.get(pending.popleft())
+        nxt = next(it, None)
+        if nxt is not None:
+            pending.append(remote.remote(*nxt))
+        yield result
 
 
 def summary_of(manifest: dict[str, Any]) -> dict[str, Any]:
