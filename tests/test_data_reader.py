@@ -194,3 +194,37 @@ def test_missing_shard_is_reported(prepared, tmp_path):
     os.remove(copy / "train" / "part-00001.parquet")
     with pytest.raises(DatasetError, match="lists shard 'train/part-00001.parquet' but it is missing"):
         list(iter_samples(str(copy), "train", shuffle=False))
+
+
+def _per_sample_reference(prepared, ops_list, batch_size, **kw):
+    """The unfused definition: every op per sample, then HWC -> CHW as PaddleClas's ImageNetDataset does."""
+    from ppipe.data import create_operators
+    from ppipe.data.reader import _batch_seed, _chunks
+
+    ops = create_operators(ops_list)
+    out = []
+    samples = iter_samples(prepared, "train", epoch=kw["epoch"], seed=kw["seed"], pad=False)
+    for i, raw in enumerate(_chunks(samples, batch_size, False)):
+        ops.reseed(_batch_seed(kw["seed"], kw["epoch"], 0, i))
+        imgs = [ops(b) for b, _ in raw]
+        out.append(np.stack([x if x.shape[0] == 3 else x.transpose(2, 0, 1) for x in imgs]))
+    return out
+
+
+@pytest.mark.parametrize("tail", [[], [{"ToCHWImage": None}]], ids=["paddleclas-style", "with-ToCHWImage"])
+def test_batches_are_nchw_and_fused_normalize_equals_the_per_sample_ops(prepared, tail):
+    """PaddleClas train recipes end in NormalizeImage(order='') and rely on the dataset's transpose; both
+    that and an explicit ToCHWImage give NCHW, with the per-sample arithmetic."""
+    ops_list = OPS[:-1] + tail
+    got = [x for x, _ in iter_batches(prepared, "train", ops_list, 8, epoch=2, seed=4, pad=False)]
+    want = _per_sample_reference(prepared, ops_list, 8, epoch=2, seed=4)
+    assert [g.shape for g in got] == [(8, 3, 6, 6), (8, 3, 6, 6), (7, 3, 6, 6)]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=0, atol=1e-6)
+
+
+def test_channels_last_ops_without_normalize_are_transposed(prepared):
+    ops_list = [{"DecodeImage": {"to_rgb": True, "channel_first": False}}, {"CropImage": {"size": 4}}]
+    (x, _), *_ = iter_batches(prepared, "train", ops_list, 4, shuffle=False, pad=False)
+    assert x.shape == (4, 3, 4, 4) and x.dtype == np.float32
+    assert x.max() <= 255 and x.min() >= 0  # raw pixel values, no normalization

@@ -90,7 +90,7 @@ def _coerce_expressions(node: Any) -> Any:
 
 def validate(cfg: Config) -> Config:
     """Semantic checks that types alone cannot express."""
-    from ppipe.data.transforms import create_operators
+    from ppipe.data import create_batch_operators, create_operators
     from ppipe.models import get_spec
     from ppipe.train.losses import LOSSES
     from ppipe.train.metrics import METRICS
@@ -118,6 +118,10 @@ def validate(cfg: Config) -> Config:
             create_operators(loader.dataset.transform_ops)
         except (KeyError, ValueError, TypeError) as e:
             raise ConfigError(f"{where}: {e}") from None
+        try:
+            create_batch_operators(loader.dataset.batch_transform_ops, class_num=cfg.num_classes)
+        except (KeyError, ValueError, TypeError) as e:
+            raise ConfigError(f"DataLoader.{split}.dataset.batch_transform_ops: {e}") from None
         if loader.sampler.batch_size < 1:
             raise ConfigError(f"DataLoader.{split}.sampler.batch_size: expected >= 1")
     for split in ("Train", "Eval"):

@@ -1,6 +1,8 @@
 """Data stage: the digits demo source, preparation into checked Parquet shards, PaddleClas-style transforms and
 the per-rank input pipeline that training and evaluation read."""
 
+from ppipe.data import augment as _augment  # noqa: F401  (registers AutoAugment, RandAugment, ...)
+from ppipe.data.batch_ops import create_batch_operators
 from ppipe.data.demo import write_digits_demo
 from ppipe.data.manifest import DatasetError, load_manifest, verify_prepared
 from ppipe.data.prepare import prepare_dataset
@@ -12,6 +14,7 @@ __all__ = [
     "DatasetError",
     "OPERATORS",
     "class_names",
+    "create_batch_operators",
     "create_operators",
     "iter_batches",
     "iter_samples",

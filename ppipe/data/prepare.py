@@ -235,8 +235,14 @@ def _read_mapping(src: _Source) -> tuple[list[str], dict[str, str]] | None:
     return classes, desc
 
 
+UNLABELED = -1  # the label of an image listed without one (distillation data: the teacher supplies targets)
+
+
 def _read_list_file(src: _Source, name: str, split: str) -> list[tuple[str, int]]:
-    """PaddleClas list file lines `relative/path label` -> [(path relative to the source root, label)]."""
+    """PaddleClas list file lines `relative/path label` -> [(path relative to the source root, label)].
+
+    A line holding only a path lists an unlabeled image (label `UNLABELED`), as SSLD's extra data is.
+    """
     items = []
     prefix: str | None = None  # paths are relative to the source root or to the split folder: decided once
     for n, line in enumerate(src.read_text(name).splitlines(), 1):
@@ -244,13 +250,21 @@ def _read_list_file(src: _Source, name: str, split: str) -> list[tuple[str, int]
         if not line:
             continue
         parts = line.rsplit(maxsplit=1)
-        if len(parts) != 2:
-            raise DatasetError(f"{src.url}/{name} line {n}: expected 'relative/path label', got {line!r}")
-        rel, label = parts
-        try:
-            lab = int(label)
-        except ValueError:
-            raise DatasetError(f"{src.url}/{name} line {n}: label {label!r} is not an integer") from None
+        if len(parts) == 1:
+            rel, lab = parts[0], UNLABELED
+        else:
+            rel, label = parts
+            try:
+                lab = int(label)
+            except ValueError:
+                if src.isfile(line) or src.isfile(split, line):  # a path with a space, no label
+                    rel, lab = line, UNLABELED
+                else:
+                    raise DatasetError(f"{src.url}/{name} line {n}: expected 'relative/path label' with an "
+                                       f"integer label (or just a path, for an unlabeled image), got {line!r}") \
+                        from None
+            if lab < 0 and lab != UNLABELED:
+                raise DatasetError(f"{src.url}/{name} line {n}: label {lab} is negative")
         rel = rel[2:] if rel.startswith("./") else rel
         if prefix is None:
             prefix = split if (not src.isfile(rel) and src.isfile(split, rel)) else ""
@@ -315,14 +329,14 @@ def _discover(src: _Source) -> _Plan:
         plan.splits[split] = items
 
     if not classes:
-        if list_labels:
+        if any(lab >= 0 for lab in list_labels):
             classes = [str(i) for i in range(max(list_labels) + 1)]
             plan.classes = classes
         else:
             raise DatasetError(f"dataset source {src.url!r} has no classes (no class folders under train/ or val/, "
                                f"no {MAPPING_FILE}); {_EXPECTED}")
     for split, items in plan.splits.items():
-        bad = [(rel, lab) for rel, lab in items if not 0 <= lab < len(classes)]
+        bad = [(rel, lab) for rel, lab in items if not (0 <= lab < len(classes) or lab == UNLABELED)]
         if bad:
             raise DatasetError(f"dataset source {src.url!r}, split {split}: label {bad[0][1]} of {bad[0][0]!r} is "
                                f"outside 0..{len(classes) - 1} ({len(classes)} classes)")
@@ -496,6 +510,10 @@ def prepare_dataset(source: str, out: str, *, shard_size: int = 1024, num_worker
                 pending.clear()
 
             converted_so_far = [reencoded]
+            unlabeled_so_far = [0]
+            # unlabeled images already written by an interrupted run are in the kept shards
+            journal_unlabeled = sum(1 for rel, lab in items[:consumed] if lab == UNLABELED) - sum(
+                1 for r in kept_rejected if r["path"] in {rel for rel, lab in items[:consumed] if lab == UNLABELED})
             writer = _ShardWriter(out, split, shard_size, on_flush=on_flush, shards=kept_shards)
             bar.update(consumed)
             todo = items[consumed:]
@@ -510,11 +528,13 @@ def prepare_dataset(source: str, out: str, *, shard_size: int = 1024, num_worker
                         pending_rejected.append(entry)
                     else:
                         converted_so_far[0] += converted
+                        unlabeled_so_far[0] += label == UNLABELED
                         writer.add(data, label, rel, index)
                     index += 1
                 bar.update(len(chunk))
             writer.flush(consumed=index)
             split_meta[split] = {"num_images": sum(s["num_rows"] for s in writer.shards),
+                                 "num_unlabeled": unlabeled_so_far[0] + journal_unlabeled,
                                  "reencoded": converted_so_far[0], "layout": plan.layout[split],
                                  "shards": writer.shards}
 

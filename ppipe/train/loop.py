@@ -71,7 +71,8 @@ def train_loop(loop_config: dict[str, Any]) -> None:
         for step, (images, labels) in enumerate(iter_batches(
                 prepared, "train", train_ops, batch_size, rank=rank, world_size=world, epoch=epoch,
                 shuffle=train_cfg.sampler.shuffle, seed=cfg.Global.seed, drop_last=train_cfg.sampler.drop_last,
-                pad=True, num_workers=train_cfg.loader.num_workers)):
+                pad=True, num_workers=train_cfg.loader.num_workers,
+                batch_transform_ops=train_cfg.dataset.batch_transform_ops, class_num=cfg.num_classes)):
             if step == WARMUP_STEPS:
                 t_steady, seen = time.perf_counter(), 0
             _maybe_inject_failure(loop_config.get("fail_at"), epoch + 1, step, rank, world)
