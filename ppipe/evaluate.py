@@ -66,16 +66,18 @@ def evaluate_run(cfg: Config, weights: str, prepared: str, *, split: str = "val"
                  out: str | None = None) -> dict[str, Any]:
     """The `ppipe evaluate` stage: score `weights` (a .pdparams) on `split`; optionally write a metrics JSON."""
     from ppipe.models import create_model
+    from ppipe.train.arch import infer_arch
     from ppipe.train.losses import CombinedLoss
 
     if not os.path.isfile(weights):
         raise FileNotFoundError(f"weights file {weights} does not exist (expected a trained run's model.pdparams)")
     paddle.set_device("cpu")
-    model = create_model(cfg.Arch.name, num_classes=cfg.num_classes, pretrained=weights, **cfg.Arch.kwargs)
+    arch = infer_arch(cfg)
+    model = create_model(arch.name, num_classes=arch.num_classes, pretrained=weights, **arch.kwargs)
     batch = (cfg.DataLoader.Eval or cfg.DataLoader.Train).sampler.batch_size
     counts = score(model, prepared, split, eval_transform_ops(cfg), batch,
                    loss_fn=CombinedLoss(cfg.Loss.Eval, "Loss.Eval"))
-    metrics = {"model": cfg.Arch.name, "split": split, **summarize(counts)}
+    metrics = {"model": arch.name, "split": split, **summarize(counts)}
     if out:
         from ppipe.storage import write_bytes_atomic
         write_bytes_atomic(out, json.dumps(metrics, indent=1).encode())

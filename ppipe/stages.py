@@ -70,8 +70,10 @@ def export(cfg: Config) -> dict[str, Any]:
     """The inference model of the trained run, checked against the dygraph model in a oneDNN predictor."""
     from ppipe.export import export_inference_model
     from ppipe.models import create_model
+    from ppipe.train.arch import infer_arch
 
-    model = create_model(cfg.Arch.name, num_classes=cfg.num_classes, pretrained=_weights(cfg), **cfg.Arch.kwargs)
+    arch = infer_arch(cfg)
+    model = create_model(arch.name, num_classes=arch.num_classes, pretrained=_weights(cfg), **arch.kwargs)
     shape = tuple(cfg.Export.input_shape or cfg.Global.image_shape)
     info = export_inference_model(model, os.path.join(run_dir(cfg), "inference"), shape, rtol=cfg.Export.rtol)
     write_bytes_atomic(os.path.join(run_dir(cfg), "export.json"), json.dumps(info, indent=1, default=str).encode())
@@ -97,7 +99,10 @@ def publish(cfg: Config) -> dict[str, Any]:
         if name in files:
             with open(files[name]) as f:
                 metrics.update({k: v for k, v in json.load(f).items() if isinstance(v, (int, float))})
-    return publish_artifact(cfg.Publish.store, cfg.Publish.name or cfg.Arch.name, files, metrics=metrics,
+    from ppipe.train.arch import infer_arch
+
+    arch = infer_arch(cfg)
+    return publish_artifact(cfg.Publish.store, cfg.Publish.name or arch.name, files, metrics=metrics,
                             targets=TARGETS, aliases=cfg.Publish.aliases,
-                            metadata={"model": cfg.Arch.name, "input_shape": list(cfg.Export.input_shape
-                                                                                   or cfg.Global.image_shape)})
+                            metadata={"model": arch.name, "num_classes": arch.num_classes,
+                                      "input_shape": list(cfg.Export.input_shape or cfg.Global.image_shape)})

@@ -95,10 +95,15 @@ def validate(cfg: Config) -> Config:
     from ppipe.train.losses import LOSSES
     from ppipe.train.metrics import METRICS
 
-    try:
-        get_spec(cfg.Arch.name)
-    except (KeyError, ValueError) as e:
-        raise ConfigError(f"Arch.name: {e}") from None
+    if cfg.Arch.name == "DistillationModel":
+        from ppipe.distill.model import parse_models
+
+        parse_models(cfg.Arch.kwargs, cfg.Arch.class_num or cfg.Global.class_num)
+    else:
+        try:
+            get_spec(cfg.Arch.name)
+        except (KeyError, ValueError) as e:
+            raise ConfigError(f"Arch.name: {e}") from None
     if cfg.Global.use_dali:
         raise ConfigError("Global.use_dali: DALI is not supported; ppipe's own input pipeline reads prepared shards")
     if cfg.Global.device == "cpu" and cfg.AMP.use_amp:
@@ -126,6 +131,9 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"DataLoader.{split}.sampler.batch_size: expected >= 1")
     for split in ("Train", "Eval"):
         for name, params in single_key_items(getattr(cfg.Loss, split), f"Loss.{split}"):
+            if split == "Train" and cfg.Arch.name == "DistillationModel" and name == "CELoss":
+                raise ConfigError("Loss.Train: CELoss needs one model's output, but a DistillationModel gives "
+                                  "several: use DistillationGTCELoss (model_names: [Student])")
             if name not in LOSSES:
                 raise ConfigError(f"Loss.{split}: unknown loss {name!r}; known: {', '.join(sorted(LOSSES))}")
             LOSSES[name].check_params(params, f"Loss.{split}.{name}")

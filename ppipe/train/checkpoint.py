@@ -2,7 +2,8 @@
 
 A checkpoint is a directory: `model.pdparams` (the bare model's state dict under PaddleClas's key names,
 so it is also a PaddleClas pretrained file), `optimizer.pdopt` (optimizer and LR-schedule state) and
-`state.json` (epochs completed, step, metric history, restarts). Ray Train copies the directory into the
+`state.json` (epochs completed, step, metric history, restarts); a distillation run also saves its
+infer model (the student) alone as `infer_model.pdparams`. Ray Train copies the directory into the
 run's storage only after the worker has finished writing it, and registers it after the copy, so a
 checkpoint is either all there or not there.
 """
@@ -15,6 +16,7 @@ import os
 import paddle
 
 MODEL_FILE = "model.pdparams"
+INFER_MODEL_FILE = "infer_model.pdparams"  # a DistillationModel's student alone, ready to export
 OPTIMIZER_FILE = "optimizer.pdopt"
 STATE_FILE = "state.json"
 
@@ -22,6 +24,9 @@ STATE_FILE = "state.json"
 def save_checkpoint(directory: str, model, optimizer, lr_scheduler, state: dict) -> None:
     os.makedirs(directory, exist_ok=True)
     paddle.save(model.state_dict(), os.path.join(directory, MODEL_FILE))
+    infer = getattr(model, "infer_model", None)
+    if infer is not None:
+        paddle.save(infer.state_dict(), os.path.join(directory, INFER_MODEL_FILE))
     paddle.save({"optimizer": optimizer.state_dict(), "lr": lr_scheduler.state_dict()},
                 os.path.join(directory, OPTIMIZER_FILE))
     with open(os.path.join(directory, STATE_FILE), "w") as f:

@@ -32,7 +32,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     from ray.train import Checkpoint
 
     from ppipe.data import iter_batches, num_batches
-    from ppipe.models import create_model
+    from ppipe.train.arch import build_model, exported_model
 
     cfg = load_config(data=loop_config["config"])
     prepared = loop_config["prepared"]
@@ -45,8 +45,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     train_cfg = cfg.DataLoader.Train
     train_ops = decode_first(train_cfg.dataset.transform_ops)
     batch_size = train_cfg.sampler.batch_size
-    model = create_model(cfg.Arch.name, num_classes=cfg.num_classes,
-                         pretrained=cfg.Global.pretrained_model, **cfg.Arch.kwargs)
+    model = build_model(cfg, pretrained=cfg.Global.pretrained_model)
     steps = num_batches(prepared, "train", batch_size, rank=rank, world_size=world,
                         drop_last=train_cfg.sampler.drop_last)
     update_freq = cfg.Global.update_freq
@@ -93,7 +92,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
         val = None
         if cfg.DataLoader.Eval is not None and cfg.Global.eval_during_train and \
                 ((epoch + 1) % cfg.Global.eval_interval == 0 or epoch + 1 == cfg.Global.epochs):
-            counts = score(_bare(model), prepared, "val", eval_transform_ops(cfg),
+            counts = score(exported_model(_bare(model)), prepared, "val", eval_transform_ops(cfg),
                            cfg.DataLoader.Eval.sampler.batch_size, rank=rank, world_size=world, loss_fn=eval_loss)
             keys = sorted(counts)
             val = summarize(dict(zip(keys, all_reduce_sum([counts[k] for k in keys]))))

@@ -30,9 +30,31 @@ class Loss:
         raise NotImplementedError
 
 
+def cross_entropy(logits, targets, epsilon: float = 0.0):
+    """Mean cross entropy against class ids [N] or soft targets [N, C], with label smoothing `epsilon`.
+
+    Rows whose class id is negative (unlabeled images, label -1) do not count; with none labeled it is 0.
+    """
+    num_classes = logits.shape[-1]
+    if targets.ndim == logits.ndim and targets.shape[-1] == num_classes:
+        soft = targets.astype(logits.dtype)
+        weight = None
+    else:
+        ids = targets.reshape([-1]).astype("int64")
+        labeled = (ids >= 0).astype(logits.dtype)
+        soft = F.one_hot(paddle.clip(ids, min=0), num_classes).astype(logits.dtype)
+        weight = labeled
+    if epsilon > 0:
+        soft = soft * (1.0 - epsilon) + epsilon / num_classes
+    per_row = -(soft * F.log_softmax(logits, axis=-1)).sum(axis=-1)
+    if weight is None:
+        return per_row.mean()
+    return (per_row * weight).sum() / paddle.clip(weight.sum(), min=1.0)
+
+
 class CELoss(Loss):
     """Cross entropy; `epsilon` > 0 applies label smoothing (Szegedy et al., 2016). Labels may be class ids
-    [N] or soft targets [N, C] (what Mixup/Cutmix produce)."""
+    [N] (negative ids, i.e. unlabeled images, are left out) or soft targets [N, C] (Mixup/Cutmix)."""
 
     params = ("weight", "epsilon")
 
@@ -41,14 +63,10 @@ class CELoss(Loss):
         self.epsilon = float(epsilon or 0.0)
 
     def __call__(self, logits, labels):
-        num_classes = logits.shape[-1]
-        if labels.ndim == logits.ndim and labels.shape[-1] == num_classes:
-            soft = labels.astype(logits.dtype)
-        else:
-            soft = F.one_hot(labels.reshape([-1]).astype("int64"), num_classes).astype(logits.dtype)
-        if self.epsilon > 0:
-            soft = soft * (1.0 - self.epsilon) + self.epsilon / num_classes
-        return -(soft * F.log_softmax(logits, axis=-1)).sum(axis=-1).mean()
+        if isinstance(logits, dict):
+            raise ValueError("CELoss got the outputs of several models (a DistillationModel): use "
+                             "DistillationGTCELoss with model_names to pick one")
+        return cross_entropy(logits, labels, self.epsilon)
 
 
 LOSSES: dict[str, type[Loss]] = {"CELoss": CELoss}
@@ -73,3 +91,6 @@ class CombinedLoss:
             value = term(logits, labels) * term.weight
             total = value if total is None else total + value
         return total
+
+
+from ppipe.distill import losses as _distillation_losses  # noqa: E402,F401  (registers Distillation*Loss)

@@ -103,12 +103,11 @@ def train(cfg: Config, *, data: str | None = None, resume: str | bool | None = N
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
     from ppipe.train.backend import PaddleBackendConfig
-    from ppipe.train.checkpoint import MODEL_FILE, load_state
+    from ppipe.train.checkpoint import INFER_MODEL_FILE, MODEL_FILE, load_state
     from ppipe.train.loop import train_loop
 
     prepared = prepared_data(cfg, data)
-    if cfg.Global.pretrained_model and "://" not in cfg.Global.pretrained_model:
-        cfg.Global.pretrained_model = os.path.abspath(cfg.Global.pretrained_model)
+    _absolute_weight_paths(cfg)
     storage = _storage_path(cfg)
     base = cfg.run_name
     if resume:
@@ -146,15 +145,33 @@ def train(cfg: Config, *, data: str | None = None, resume: str | bool | None = N
         state = load_state(ckpt_dir)
         os.makedirs(run_dir, exist_ok=True)
         tmp = os.path.join(run_dir, f".{MODEL_FILE}.tmp")
-        shutil.copyfile(os.path.join(ckpt_dir, MODEL_FILE), tmp)
+        # The published weights: the model itself, or a distillation run's student alone.
+        source = os.path.join(ckpt_dir, INFER_MODEL_FILE)
+        shutil.copyfile(source if os.path.exists(source) else os.path.join(ckpt_dir, MODEL_FILE), tmp)
         os.replace(tmp, os.path.join(run_dir, MODEL_FILE))
     final = state["history"][-1] if state["history"] else {}
-    res = TrainResult(model=cfg.Arch.name, epochs_completed=state["epochs_completed"], top1=final.get("top1"),
+    from ppipe.train.arch import infer_arch
+
+    res = TrainResult(model=infer_arch(cfg).name, epochs_completed=state["epochs_completed"], top1=final.get("top1"),
                       checkpoint=_uri(result.checkpoint), restarts=state.get("restarts", 0),
                       train_img_per_s=_steady_throughput(state["history"]), run_name=run_name,
                       run_dir=os.path.abspath(run_dir), history=state["history"])
     _write_outputs(cfg, res)
     return res
+
+
+def _absolute_weight_paths(cfg: Config) -> None:
+    """Ray workers run in their own working directory: weight paths given relative to ours must be absolute."""
+    def fix(path):
+        return os.path.abspath(path) if isinstance(path, str) and path and "://" not in path else path
+
+    cfg.Global.pretrained_model = fix(cfg.Global.pretrained_model)
+    for item in cfg.Arch.kwargs.get("models") or []:
+        for spec in (item.values() if isinstance(item, dict) else []):
+            if isinstance(spec, dict) and "pretrained" in spec:
+                spec["pretrained"] = fix(spec["pretrained"])
+    if cfg.Arch.kwargs.get("pretrained_list"):
+        cfg.Arch.kwargs["pretrained_list"] = [fix(p) for p in cfg.Arch.kwargs["pretrained_list"]]
 
 
 def _uri(checkpoint) -> str:

@@ -1,0 +1,46 @@
+"""The model a recipe trains (`Arch`): one zoo architecture, or a `DistillationModel` of several; and the
+single architecture that is evaluated, exported and published from it (`infer_arch`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ppipe.config import Config
+
+DISTILLATION = "DistillationModel"
+
+
+@dataclass(frozen=True)
+class InferArch:
+    name: str
+    num_classes: int
+    kwargs: dict[str, Any]
+
+
+def infer_arch(cfg: Config) -> InferArch:
+    """The architecture whose weights a run publishes: Arch itself, or a DistillationModel's infer model."""
+    if cfg.Arch.name != DISTILLATION:
+        return InferArch(cfg.Arch.name, cfg.num_classes, dict(cfg.Arch.kwargs))
+    from ppipe.distill.model import parse_models
+
+    specs = dict(parse_models(cfg.Arch.kwargs, cfg.Arch.class_num or cfg.Global.class_num))
+    key = cfg.Arch.kwargs.get("infer_model_name") or list(specs)[-1]
+    s = specs[key]
+    return InferArch(s["name"], s["class_num"] or cfg.num_classes, s["kwargs"])
+
+
+def build_model(cfg: Config, pretrained: str | None = None):
+    """The training model of `cfg` (`pretrained`: PaddleClas weights for a single architecture)."""
+    from ppipe.models import create_model
+
+    if cfg.Arch.name == DISTILLATION:
+        from ppipe.distill.model import build_distillation_model
+
+        return build_distillation_model(cfg.Arch.kwargs, cfg.Arch.class_num or cfg.Global.class_num)
+    return create_model(cfg.Arch.name, num_classes=cfg.num_classes, pretrained=pretrained, **cfg.Arch.kwargs)
+
+
+def exported_model(model):
+    """The part of a training model that is evaluated, exported and published."""
+    return getattr(model, "infer_model", model)

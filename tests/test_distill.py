@@ -1,0 +1,149 @@
+"""SSLD-style distillation: the DistillationModel, the distillation losses, config checks, and a run whose
+published weights are the student's alone."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import paddle
+import pytest
+import yaml
+
+from ppipe.config import ConfigError, load_config
+from ppipe.distill.losses import (DistillationCELoss, DistillationDKDLoss, DistillationDMLLoss,
+                                  DistillationGTCELoss)
+from ppipe.distill.model import build_distillation_model
+from ppipe.train.arch import build_model, infer_arch
+from ppipe.train.losses import CombinedLoss, cross_entropy
+
+QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+
+
+def _arch(teacher_weights=None, **extra):
+    teacher = {"name": "PPLCNet_x0_5"}
+    if teacher_weights:
+        teacher["pretrained"] = str(teacher_weights)
+    return {"name": "DistillationModel", "class_num": 10, "freeze_params_list": [True, False],
+            "models": [{"Teacher": teacher}, {"Student": {"name": "PPLCNet_x0_25"}}],
+            "infer_model_name": "Student", **extra}
+
+
+def _kwargs(arch):
+    return {k: v for k, v in arch.items() if k not in ("name", "class_num")}
+
+
+def _cfg(arch, *overrides):
+    data = yaml.safe_load(QUICKSTART.read_text())
+    data["Arch"] = arch
+    data["Loss"]["Train"] = [{"DistillationDMLLoss": {"weight": 1.0, "model_name_pairs": [["Student", "Teacher"]]}},
+                             {"DistillationGTCELoss": {"weight": 1.0, "model_names": ["Student"]}}]
+    return load_config(data=data, overrides=overrides)
+
+
+def test_distillation_model_freezes_the_teacher_and_names_outputs():
+    model = build_distillation_model(_kwargs(_arch()), class_num=10)
+    model.train()
+    assert model.Teacher.training is False and model.Student.training is True
+    out = model(paddle.randn([2, 3, 32, 32]))
+    assert set(out) == {"Teacher", "Student"} and out["Student"].shape == [2, 10]
+    loss = DistillationDMLLoss(model_name_pairs=[["Student", "Teacher"]])(out, None)
+    loss.backward()
+    assert all(p.grad is None for p in model.Teacher.parameters())
+    assert any(p.grad is not None for p in model.Student.parameters())
+    keys = list(model.state_dict())
+    assert any(k.startswith("Teacher.") for k in keys) and any(k.startswith("Student.") for k in keys)
+    assert model.infer_model is model.Student
+
+
+def test_teacher_weights_load_from_a_pdparams_file(tmp_path):
+    from ppipe.models import create_model
+
+    teacher = create_model("PPLCNet_x0_5", num_classes=10)
+    paddle.save(teacher.state_dict(), str(tmp_path / "t.pdparams"))
+    model = build_distillation_model(_kwargs(_arch(tmp_path / "t.pdparams")), class_num=10)
+    for (k, a), b in zip(teacher.state_dict().items(), model.Teacher.state_dict().values()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=k)
+
+
+def test_dml_loss_is_symmetric_and_zero_for_equal_outputs():
+    rng = np.random.default_rng(0)
+    a, b = paddle.to_tensor(rng.normal(size=(4, 5)).astype("float32")), paddle.to_tensor(
+        rng.normal(size=(4, 5)).astype("float32"))
+    loss = DistillationDMLLoss(model_name_pairs=[["A", "B"]])
+    ab, ba = float(loss({"A": a, "B": b}, None)), float(loss({"A": b, "B": a}, None))
+    assert ab == pytest.approx(ba, rel=1e-6) and ab > 0
+    assert float(loss({"A": a, "B": a}, None)) == pytest.approx(0.0, abs=1e-6)
+    p, q = np.exp(a.numpy()) / np.exp(a.numpy()).sum(1, keepdims=True), \
+        np.exp(b.numpy()) / np.exp(b.numpy()).sum(1, keepdims=True)
+    want = ((q * np.log(q / p)).sum() + (p * np.log(p / q)).sum()) / 2 / 4
+    assert ab == pytest.approx(want, rel=1e-4)
+
+
+def test_distillation_ce_uses_the_teachers_softmax_as_soft_targets():
+    s, t = paddle.to_tensor([[1.0, 0.0, -1.0]]), paddle.to_tensor([[0.0, 2.0, 0.0]])
+    got = float(DistillationCELoss(model_name_pairs=[["S", "T"]])({"S": s, "T": t}, None))
+    q = np.exp([0.0, 2.0, 0.0]) / np.exp([0.0, 2.0, 0.0]).sum()
+    logp = np.array([1.0, 0.0, -1.0]) - math.log(np.exp([1.0, 0.0, -1.0]).sum())
+    assert got == pytest.approx(-(q * logp).sum(), rel=1e-5)
+
+
+def test_ground_truth_losses_skip_unlabeled_images():
+    logits = paddle.to_tensor([[2.0, 0.0], [0.0, 2.0], [5.0, -5.0]])
+    labels = paddle.to_tensor([0, 1, -1])  # the third image is unlabeled
+    assert float(cross_entropy(logits, labels)) == pytest.approx(float(cross_entropy(logits[:2], labels[:2])))
+    gt = DistillationGTCELoss(model_names=["Student"])
+    assert float(gt({"Student": logits}, labels)) == pytest.approx(float(cross_entropy(logits[:2], labels[:2])))
+    assert float(cross_entropy(logits, paddle.to_tensor([-1, -1, -1]))) == 0.0
+
+
+def test_dkd_loss_vanishes_when_student_matches_teacher_and_grows_otherwise():
+    rng = np.random.default_rng(1)
+    t = paddle.to_tensor(rng.normal(size=(6, 10)).astype("float32"))
+    s = paddle.to_tensor(rng.normal(size=(6, 10)).astype("float32"))
+    dkd = DistillationDKDLoss(model_name_pairs=[["S", "T"]], temperature=4.0, alpha=1.0, beta=8.0)
+    assert float(dkd({"S": t, "T": t}, None)) == pytest.approx(0.0, abs=1e-4)
+    assert float(dkd({"S": s, "T": t}, None)) > 0.1
+    labels = paddle.to_tensor([0, 1, 2, -1, 4, 5])
+    gt = DistillationDKDLoss(model_name_pairs=[["S", "T"]], use_target_as_gt=True)
+    assert np.isfinite(float(gt({"S": s, "T": t}, labels)))
+
+
+def test_distillation_recipe_is_checked_at_load():
+    cfg = _cfg(_arch())
+    assert infer_arch(cfg).name == "PPLCNet_x0_25" and infer_arch(cfg).num_classes == 10
+    loss = CombinedLoss(cfg.Loss.Train, "Loss.Train")
+    out = build_model(cfg)(paddle.randn([2, 3, 32, 32]))
+    assert np.isfinite(float(loss(out, paddle.to_tensor([1, -1]))))
+    with pytest.raises(ConfigError, match="infer_model_name"):
+        _cfg(_arch(infer_model_name="Pupil"))
+    with pytest.raises(ConfigError, match=r"unknown key Arch\.teacher"):
+        _cfg(_arch(teacher="x"))
+    with pytest.raises(ConfigError, match="never downloaded"):
+        bad = _arch()
+        bad["models"][0]["Teacher"]["pretrained"] = True
+        _cfg(bad)
+    with pytest.raises(ConfigError, match=r"models\[1\]\.Student\.name"):
+        bad = _arch()
+        bad["models"][1]["Student"]["name"] = "PPLCNet_x0_2"
+        _cfg(bad)
+    with pytest.raises(ConfigError, match=r"DistillationGTCELoss"):
+        _cfg(_arch(), "Loss.Train=[{CELoss: {weight: 1.0}}]")
+    with pytest.raises(ConfigError, match=r"Loss\.Train\.DistillationDMLLoss\.bogus"):
+        _cfg(_arch(), "Loss.Train=[{DistillationDMLLoss: {weight: 1.0, bogus: 1}}]")
+
+
+def test_distillation_run_publishes_the_student_alone(tmp_path, digits_prepared, local_ray):
+    from ppipe import stages
+    from ppipe.models import create_model
+
+    cfg = _cfg(_arch(), f"Global.output_dir={tmp_path}/out", "Global.image_shape=[3, 16, 16]", "Global.epochs=1",
+               "DataLoader.Train.dataset.transform_ops.1.RandCropImage.size=16",
+               "DataLoader.Eval.dataset.transform_ops.1.ResizeImage.size=16", f"Data.prepared={digits_prepared}",
+               "Export.input_shape=[3, 16, 16]", "Ray.num_workers=2", "Ray.run_name=distill")
+    summary = stages.train(cfg)
+    assert summary["model"] == "PPLCNet_x0_25" and summary["epochs_completed"] == 1
+    weights = Path(stages.run_dir(cfg)) / "model.pdparams"
+    student = create_model("PPLCNet_x0_25", num_classes=10, pretrained=str(weights))  # strict: student keys only
+    assert student(paddle.randn([1, 3, 16, 16])).shape == [1, 10]
+    assert stages.evaluate(cfg)["top1"] == pytest.approx(summary["top1"], abs=1e-9)
+    assert stages.export(cfg)["max_rel_err"] <= 1e-4
