@@ -97,7 +97,11 @@ def cmd_pipeline(args):
         cmd.append(args.config)
     for o in args.override or ():
         cmd += ["-o", o]
-    sys.exit(subprocess.call(cmd))
+    env = dict(os.environ)
+    # Prefect's ephemeral API starts with the flow (migrating its database on first use); its default 20 s
+    # is too short on a busy 2-core machine.
+    env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    sys.exit(subprocess.call(cmd, env=env))
 
 
 def build_parser() -> argparse.ArgumentParser:
