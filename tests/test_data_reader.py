@@ -228,3 +228,12 @@ def test_channels_last_ops_without_normalize_are_transposed(prepared):
     (x, _), *_ = iter_batches(prepared, "train", ops_list, 4, shuffle=False, pad=False)
     assert x.shape == (4, 3, 4, 4) and x.dtype == np.float32
     assert x.max() <= 255 and x.min() >= 0  # raw pixel values, no normalization
+
+
+def test_start_batch_resumes_an_epoch_with_the_same_batches(prepared):
+    full = list(iter_batches(prepared, "train", OPS, 4, epoch=1, seed=3))
+    tail = list(iter_batches(prepared, "train", OPS, 4, epoch=1, seed=3, start_batch=2))
+    assert len(tail) == len(full) - 2
+    for (xa, ya), (xb, yb) in zip(full[2:], tail):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)

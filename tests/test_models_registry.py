@@ -40,7 +40,7 @@ def _num_params(model: paddle.nn.Layer) -> int:
 
 
 def test_list_models_returns_sorted_names_matching_the_pattern():
-    assert ALL == sorted(ALL) and len(ALL) == 18
+    assert ALL == sorted(ALL) and len(ALL) == len(set(ALL)) and {"PPLCNet_x0_25", "MobileNetV3_large_x1_0"} <= set(ALL)
     assert list_models("PPLCNet_*") == [f"PPLCNet_x{w}" for w in
                                         ("0_25", "0_35", "0_5", "0_75", "1_0", "1_5", "2_0", "2_5")]
     assert list_models("MobileNetV3_small_*") == sorted(f"MobileNetV3_small_x{w}" for w in

@@ -4,6 +4,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import paddle
 import pytest
 
@@ -81,3 +82,37 @@ def test_missing_or_unprepared_data_is_named(tmp_path):
 def test_resume_without_an_earlier_run_is_an_error(tmp_path, digits_prepared):
     with pytest.raises(ConfigError, match="no earlier run"):
         train(_cfg(tmp_path), data=digits_prepared, resume=True)
+
+
+def test_mid_epoch_checkpoint_resumes_at_its_batch_after_a_failure(tmp_path, digits_prepared, local_ray):
+    """1437 images, 2 workers, batch 64: 12 batches per epoch. Checkpoints every 4 steps; the last worker dies
+    at batch 9 of epoch 2, after the checkpoint at batch 8, so the restart trains only batches 8..11."""
+    marker = tmp_path / "killed"
+    result = train(_cfg(tmp_path, "Global.epochs=2", "Ray.max_failures=1", "Global.checkpoint_every_steps=4"),
+                   data=digits_prepared, fail_at={"epoch": 2, "step": 9, "marker": str(marker)})
+    assert marker.exists() and result.restarts == 1
+    assert [h["epoch"] for h in result.history] == [1, 2]
+    assert result.history[-1]["global_step"] == 24  # every batch of both epochs stepped exactly once
+    assert result.history[-1]["batches_this_start"] == 4  # resumed at batch 8, not at the epoch's start
+
+
+def test_ema_weights_are_the_published_ones(tmp_path, digits_prepared, local_ray):
+    result = train(_cfg(tmp_path, "Global.epochs=1", "Ray.num_workers=1", "EMA.decay=0.9"), data=digits_prepared)
+    ckpt = Path(result.checkpoint)
+    ema = paddle.load(str(ckpt / "ema.pdparams"))
+    live = paddle.load(str(ckpt / "model.pdparams"))
+    published = paddle.load(os.path.join(result.run_dir, "model.pdparams"))
+    assert set(published) == set(live)
+    key = next(k for k in live if k.endswith("weight"))
+    assert np.allclose(published[key].numpy(), ema[key].numpy())
+    assert not np.allclose(published[key].numpy(), live[key].numpy())
+
+
+def test_learning_rate_scales_linearly_with_the_worker_count():
+    from ppipe.train.loop import scaled_learning_rate
+
+    cfg = load_config(QUICKSTART, ["Global.recipe_workers=8", "Optimizer.lr.learning_rate=0.8"])
+    lr, note = scaled_learning_rate(cfg, 2)
+    assert lr == pytest.approx(0.2) and "8 workers" in note and "2 workers" in note
+    assert scaled_learning_rate(cfg, 8) == (0.8, None)
+    assert scaled_learning_rate(load_config(QUICKSTART), 2)[1] is None

@@ -32,6 +32,12 @@ class GlobalSection:
     to_static: bool = False
     seed: int = 0
     update_freq: int = 1
+    # ppipe: also checkpoint every N optimizer steps inside an epoch (with the data position), not only at
+    # epoch end; a restart resumes mid-epoch.
+    checkpoint_every_steps: int | None = None
+    # ppipe: the worker count the recipe's learning rate was tuned for (PaddleClas's ImageNet recipes: 8
+    # GPUs); with another count the learning rate is scaled linearly (Goyal et al., 2017). None: no scaling.
+    recipe_workers: int | None = None
     eval_mode: str = "classification"
     use_multilabel: bool = False
 

@@ -349,7 +349,7 @@ def _chunks(samples: Iterator[tuple[bytes, int]], size: int, drop_last: bool) ->
 def iter_batches(prepared: str, split: str, transform_ops: Any, batch_size: int, *, rank: int = 0,
                  world_size: int = 1, epoch: int = 0, shuffle: bool = True, seed: int = 0, drop_last: bool = False,
                  pad: bool = True, num_workers: int = 0, shuffle_buffer: int | None = None,
-                 batch_transform_ops: Any = None,
+                 batch_transform_ops: Any = None, start_batch: int = 0,
                  class_num: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(images float32 [N, C, H, W], labels int64 [N]) batches of this rank's samples for `epoch`.
 
@@ -362,6 +362,9 @@ def iter_batches(prepared: str, split: str, transform_ops: Any, batch_size: int,
     seeded from the same per-batch seed. With batch operators the labels are soft targets float32
     [N, class_num]; `class_num` (PaddleClas: Arch.class_num) defaults to the dataset's number of classes.
     None or an empty list: no batch operators, int64 labels as before.
+
+    `start_batch` skips the epoch's first batches without decoding them (resuming mid-epoch); the batches
+    after it are identical to those of a full pass.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -376,7 +379,10 @@ def iter_batches(prepared: str, split: str, transform_ops: Any, batch_size: int,
         batch_ops = create_batch_operators(batch_transform_ops, class_num=class_num)
     samples = iter_samples(prepared, split, rank=rank, world_size=world_size, epoch=epoch, shuffle=shuffle,
                            seed=seed, pad=pad, shuffle_buffer=shuffle_buffer)
-    tasks = ((raw, _batch_seed(seed, epoch, rank, i)) for i, raw in enumerate(_chunks(samples, batch_size, drop_last)))
+    # Batches before `start_batch` (a run resuming mid-epoch) are skipped undecoded; the rest get the seeds
+    # they would have had, so the resumed epoch continues exactly where the checkpoint left it.
+    tasks = ((raw, _batch_seed(seed, epoch, rank, i)) for i, raw in enumerate(_chunks(samples, batch_size, drop_last))
+             if i >= start_batch)
     if num_workers <= 0:
         for raw, batch_seed in tasks:
             yield _transform_batch(ops, raw, batch_seed, batch_ops)

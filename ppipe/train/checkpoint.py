@@ -3,7 +3,9 @@
 A checkpoint is a directory: `model.pdparams` (the bare model's state dict under PaddleClas's key names,
 so it is also a PaddleClas pretrained file), `optimizer.pdopt` (optimizer and LR-schedule state) and
 `state.json` (epochs completed, step, metric history, restarts); a distillation run also saves its
-infer model (the student) alone as `infer_model.pdparams`. Ray Train copies the directory into the
+infer model (the student) alone as `infer_model.pdparams`, and an EMA run its averaged weights as
+`ema.pdparams` (also the `infer_model.pdparams` that is published). `state.json`'s `batch_in_epoch` is the
+data position of a mid-epoch checkpoint. Ray Train copies the directory into the
 run's storage only after the worker has finished writing it, and registers it after the copy, so a
 checkpoint is either all there or not there.
 """
@@ -21,11 +23,18 @@ OPTIMIZER_FILE = "optimizer.pdopt"
 STATE_FILE = "state.json"
 
 
-def save_checkpoint(directory: str, model, optimizer, lr_scheduler, state: dict) -> None:
+EMA_FILE = "ema.pdparams"
+
+
+def save_checkpoint(directory: str, model, optimizer, lr_scheduler, state: dict, ema=None) -> None:
     os.makedirs(directory, exist_ok=True)
     paddle.save(model.state_dict(), os.path.join(directory, MODEL_FILE))
     infer = getattr(model, "infer_model", None)
-    if infer is not None:
+    if ema is not None:
+        # The published weights of an EMA run are the averaged ones.
+        paddle.save(ema.state_dict(), os.path.join(directory, EMA_FILE))
+        paddle.save(ema.state_dict(), os.path.join(directory, INFER_MODEL_FILE))
+    elif infer is not None:
         paddle.save(infer.state_dict(), os.path.join(directory, INFER_MODEL_FILE))
     paddle.save({"optimizer": optimizer.state_dict(), "lr": lr_scheduler.state_dict()},
                 os.path.join(directory, OPTIMIZER_FILE))
@@ -38,9 +47,11 @@ def load_state(directory: str) -> dict:
         return json.load(f)
 
 
-def load_checkpoint(directory: str, model, optimizer, lr_scheduler) -> dict:
-    """Restore model, optimizer and schedule in place; returns the saved state."""
+def load_checkpoint(directory: str, model, optimizer, lr_scheduler, ema=None) -> dict:
+    """Restore model, optimizer, schedule (and EMA) in place; returns the saved state."""
     model.set_state_dict(paddle.load(os.path.join(directory, MODEL_FILE)))
+    if ema is not None and os.path.exists(os.path.join(directory, EMA_FILE)):
+        ema.set_state_dict(paddle.load(os.path.join(directory, EMA_FILE)))
     opt = paddle.load(os.path.join(directory, OPTIMIZER_FILE))
     optimizer.set_state_dict(opt["optimizer"])
     lr_scheduler.set_state_dict(opt["lr"])

@@ -6,6 +6,8 @@ unit tests) and on any number of Ray workers and nodes. Collective state comes f
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import tempfile
 import time
@@ -20,11 +22,25 @@ from ppipe.train.checkpoint import load_checkpoint, save_checkpoint
 from ppipe.train.losses import CombinedLoss
 from ppipe.train.optim import build_lr, build_optimizer
 
+log = logging.getLogger("ppipe.train")
+
 WARMUP_STEPS = 3  # the first steps of a process are several times slower (allocations, kernel selection)
 
 
 def _bare(model):
     return model._layers if isinstance(model, paddle.DataParallel) else model
+
+
+def scaled_learning_rate(cfg, world: int) -> tuple[float | list[float], str | None]:
+    """The recipe's learning rate for `world` workers (linear scaling rule) and a sentence saying what was done."""
+    base = cfg.Optimizer.lr.learning_rate
+    ref = cfg.Global.recipe_workers
+    if not ref or ref == world:
+        return base, None
+    factor = world / ref
+    scaled = [v * factor for v in base] if isinstance(base, list) else base * factor
+    return scaled, (f"learning rate scaled linearly from {base} (recipe tuned for {ref} workers) to {scaled} for "
+                    f"{world} workers, global batch {world * cfg.DataLoader.Train.sampler.batch_size}")
 
 
 def train_loop(loop_config: dict[str, Any]) -> None:
@@ -33,6 +49,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
 
     from ppipe.data import iter_batches, num_batches
     from ppipe.train.arch import build_model, exported_model
+    from ppipe.train.ema import ModelEMA
 
     cfg = load_config(data=loop_config["config"])
     prepared = loop_config["prepared"]
@@ -42,6 +59,10 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     init_collective()
     paddle.seed(cfg.Global.seed + rank)
 
+    lr_value, lr_note = scaled_learning_rate(cfg, world)
+    if lr_note and rank == 0:
+        log.warning(lr_note)
+    cfg.Optimizer.lr.learning_rate = lr_value
     train_cfg = cfg.DataLoader.Train
     train_ops = decode_first(train_cfg.dataset.transform_ops)
     batch_size = train_cfg.sampler.batch_size
@@ -51,28 +72,42 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     update_freq = cfg.Global.update_freq
     lr = build_lr(cfg.Optimizer.lr, cfg.Global.epochs, max(1, steps // update_freq))
     optimizer = build_optimizer(cfg.Optimizer, model, lr)
+    ema = ModelEMA(exported_model(model), cfg.EMA.decay) if cfg.EMA is not None else None
     if world > 1:
         model = paddle.DataParallel(model)
     criterion = CombinedLoss(cfg.Loss.Train, "Loss.Train")
     eval_loss = CombinedLoss(cfg.Loss.Eval, "Loss.Eval")
 
     restarts = _record_attempt(loop_config["attempts_dir"], rank)
-    state = {"epochs_completed": 0, "global_step": 0, "history": []}
+    state = {"epochs_completed": 0, "global_step": 0, "history": [], "batch_in_epoch": 0}
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            state = load_checkpoint(d, _bare(model), optimizer, lr)
+            state = load_checkpoint(d, _bare(model), optimizer, lr, ema)
     state["restarts"] = restarts
+    state["batches_this_start"] = 0  # batches trained since this worker group started (restart tests read it)
+    if lr_note:
+        state["lr_scaling"] = lr_note
+    every = cfg.Global.checkpoint_every_steps
+
+    def report(metrics: dict) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            if rank == 0:
+                save_checkpoint(tmp, _bare(model), optimizer, lr, state, ema)
+            # report() is a barrier: every rank calls it equally often; only rank 0 carries the checkpoint.
+            ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp) if rank == 0 else None)
 
     for epoch in range(state["epochs_completed"], cfg.Global.epochs):
         model.train()
+        start = state.get("batch_in_epoch", 0)
         seen, t_steady, loss_sum, n_loss = 0, None, 0.0, 0
         for step, (images, labels) in enumerate(iter_batches(
                 prepared, "train", train_ops, batch_size, rank=rank, world_size=world, epoch=epoch,
                 shuffle=train_cfg.sampler.shuffle, seed=cfg.Global.seed, drop_last=train_cfg.sampler.drop_last,
                 pad=True, num_workers=train_cfg.loader.num_workers,
-                batch_transform_ops=train_cfg.dataset.batch_transform_ops, class_num=cfg.num_classes)):
-            if step == WARMUP_STEPS:
+                batch_transform_ops=train_cfg.dataset.batch_transform_ops, class_num=cfg.num_classes,
+                start_batch=start), start=start):
+            if step - start == WARMUP_STEPS:
                 t_steady, seen = time.perf_counter(), 0
             _maybe_inject_failure(loop_config.get("fail_at"), epoch + 1, step, rank, world)
             loss = criterion(model(paddle.to_tensor(images)), paddle.to_tensor(labels))
@@ -81,10 +116,17 @@ def train_loop(loop_config: dict[str, Any]) -> None:
                 optimizer.step()
                 optimizer.clear_grad()
                 lr.step()
+                if ema is not None:
+                    ema.update(exported_model(_bare(model)))
                 state["global_step"] += 1
+                if every and state["global_step"] % every == 0 and step + 1 < steps:
+                    state["batch_in_epoch"] = step + 1
+                    report({"epoch": epoch + (step + 1) / steps, "global_step": state["global_step"],
+                            "restarts": state["restarts"]})
             seen += len(labels)
             loss_sum += float(loss)
             n_loss += 1
+            state["batches_this_start"] += 1
         elapsed = time.perf_counter() - t_steady if t_steady is not None else 0.0
         img_per_s = seen / elapsed if elapsed > 0 else 0.0
 
@@ -92,23 +134,23 @@ def train_loop(loop_config: dict[str, Any]) -> None:
         val = None
         if cfg.DataLoader.Eval is not None and cfg.Global.eval_during_train and \
                 ((epoch + 1) % cfg.Global.eval_interval == 0 or epoch + 1 == cfg.Global.epochs):
-            counts = score(exported_model(_bare(model)), prepared, "val", eval_transform_ops(cfg),
-                           cfg.DataLoader.Eval.sampler.batch_size, rank=rank, world_size=world, loss_fn=eval_loss)
+            evaluated = exported_model(_bare(model))
+            with (ema.applied(evaluated) if ema is not None else contextlib.nullcontext()):
+                counts = score(evaluated, prepared, "val", eval_transform_ops(cfg),
+                               cfg.DataLoader.Eval.sampler.batch_size, rank=rank, world_size=world,
+                               loss_fn=eval_loss)
             keys = sorted(counts)
             val = summarize(dict(zip(keys, all_reduce_sum([counts[k] for k in keys]))))
         total_img_per_s, train_loss = all_reduce_sum([img_per_s, loss_sum / max(1, n_loss)])
         metrics = {"epoch": epoch + 1, "train_loss": train_loss / world, "lr": float(lr.get_lr()),
-                   "train_img_per_s": total_img_per_s, "restarts": state["restarts"]}
+                   "train_img_per_s": total_img_per_s, "restarts": state["restarts"],
+                   "global_step": state["global_step"], "batches_this_start": state["batches_this_start"]}
         if val is not None:
             metrics.update({"top1": val["top1"], "top5": val["top5"], "val_loss": val["loss"]})
         state["epochs_completed"] = epoch + 1
+        state["batch_in_epoch"] = 0
         state["history"].append(metrics)
-
-        with tempfile.TemporaryDirectory() as tmp:
-            if rank == 0:
-                save_checkpoint(tmp, _bare(model), optimizer, lr, state)
-            # report() is a barrier: every rank calls it once per epoch; only rank 0 carries the checkpoint.
-            ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp) if rank == 0 else None)
+        report(metrics)
 
 
 def _record_attempt(attempts_dir: str, rank: int) -> int:
