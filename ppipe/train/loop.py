@@ -79,6 +79,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     eval_loss = CombinedLoss(cfg.Loss.Eval, "Loss.Eval")
 
     restarts = _record_attempt(loop_config["attempts_dir"], rank)
+    _record_worker(loop_config.get("workers_dir"), rank, restarts)
     state = {"epochs_completed": 0, "global_step": 0, "history": [], "batch_in_epoch": 0}
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
@@ -171,6 +172,21 @@ def _record_attempt(attempts_dir: str, rank: int) -> int:
     if rank == 0:
         write_bytes_atomic(join(attempts_dir, f"{time.time():.6f}-{uuid.uuid4().hex[:8]}"), b"")
     return before
+
+
+def _record_worker(workers_dir: str | None, rank: int, start: int) -> None:
+    """Where each rank of this start runs (node, process, collective endpoint): for operators and tests."""
+    import json
+
+    import ray
+
+    from ppipe.storage import join, write_bytes_atomic
+
+    if not workers_dir:
+        return
+    info = {"rank": rank, "start": start, "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(),
+            "endpoint": os.environ.get("PADDLE_CURRENT_ENDPOINT")}
+    write_bytes_atomic(join(workers_dir, f"start{start}-rank{rank}.json"), json.dumps(info).encode())
 
 
 def _maybe_inject_failure(fail_at: dict | None, epoch: int, step: int, rank: int, world: int) -> None:

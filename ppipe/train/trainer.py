@@ -124,7 +124,8 @@ def train(cfg: Config, *, data: str | None = None, resume: str | bool | None = N
         train_loop,
         train_loop_config={"config": config_to_data(cfg), "prepared": prepared,
                            "fail_at": fail_at,
-                           "attempts_dir": join(storage, run_name, "attempts", invocation)},
+                           "attempts_dir": join(storage, run_name, "attempts", invocation),
+                           "workers_dir": join(storage, run_name, "workers", invocation)},
         backend_config=PaddleBackendConfig(backend="nccl" if cfg.Ray.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.Ray.num_workers, use_gpu=cfg.Ray.use_gpu,
