@@ -43,8 +43,9 @@ def _assert_same_logits(name: str, tmp_path) -> None:
     model.eval()
     size = test_input_size(name)
     x = paddle.to_tensor(np.random.default_rng(1).standard_normal((2, 3, size, size)).astype("float32"))
-    want, got = oracle(x).numpy(), model(x).numpy()
-    assert np.abs(want).max() > 0
+    # float64 norms: deep models with random BN statistics reach logits near 1e19, whose float32 norm is inf
+    want, got = oracle(x).numpy().astype(np.float64), model(x).numpy().astype(np.float64)
+    assert np.isfinite(want).all() and np.abs(want).max() > 0
     assert np.linalg.norm(got - want) / np.linalg.norm(want) < 1e-4
 
 
