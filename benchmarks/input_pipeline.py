@@ -6,8 +6,10 @@ yield batches of float32 images:
 
 * baseline: PaddleClas's `ImageNetDataset` (list file + image folder) in a `paddle.io.DataLoader` with
   `num_workers` worker processes and shared memory, as PaddleClas's `tools/train.py` builds it;
-* ppipe: the same images prepared into Parquet shards (`ppipe data prepare`, not timed), read with
-  `ppipe.data.iter_batches(..., num_workers=...)`.
+* ppipe: the same images prepared into Parquet shards (`ppipe data prepare`, timed separately on one
+  core: `prepare_img_per_s_per_core`), read with `ppipe.data.iter_batches(..., num_workers=...)`.
+
+`--workers 0` compares both pipelines in one process (one core each); `--workers N` with N loader processes.
 
 Rounds alternate A and B so that other load on the machine affects both; the ratio of the medians is what
 to compare. PaddleClas's data loader lives only in its source repository, so the baseline needs a PaddleClas
@@ -99,7 +101,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ppipe-bench-") as tmp:
         src = make_jpegs(os.path.join(tmp, "src"), args.images)
         prepared = os.path.join(tmp, "prepared")
-        prepare_dataset(src, prepared, progress=False)
+        start = time.perf_counter()
+        prepare_dataset(src, prepared, progress=False, num_workers=0)  # one core: the per-core figure
+        prepare_per_core = args.images / (time.perf_counter() - start)
         have_baseline = bool(args.paddleclas_src)
         if have_baseline:
             sys.path.insert(0, os.path.abspath(args.paddleclas_src))
@@ -115,6 +119,7 @@ def main() -> None:
             "images": args.images, "batch_size": args.batch_size, "workers": args.workers, "rounds": args.rounds,
             "ppipe_img_per_s": statistics.median(ours),
             "ppipe_img_per_s_per_worker": statistics.median(ours) / max(1, args.workers),
+            "prepare_img_per_s_per_core": prepare_per_core,
         }
         if theirs:
             result["paddleclas_img_per_s"] = statistics.median(theirs)

@@ -195,3 +195,24 @@ def test_missing_required_parameter_and_malformed_items_are_errors():
 def test_registry_holds_the_seven_operators():
     assert {"DecodeImage", "ResizeImage", "RandCropImage", "RandFlipImage", "CropImage", "NormalizeImage",
             "ToCHWImage"} <= set(OPERATORS)
+
+
+def test_jpeg_fast_path_decodes_the_same_pixels_as_opencv():
+    """DecodeImage decodes YCbCr/grayscale JPEGs with libjpeg-turbo (simplejpeg): same pixels as OpenCV."""
+    import io
+
+    import cv2
+    from PIL import Image
+
+    from ppipe.data.transforms import _is_plain_jpeg
+
+    rng = np.random.default_rng(0)
+    for mode in ("RGB", "L", "CMYK"):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)).convert(mode).save(buf, "JPEG")
+        data = buf.getvalue()
+        assert _is_plain_jpeg(data) == (mode != "CMYK")  # CMYK goes through OpenCV
+        want = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        for to_rgb in (True, False):
+            got = create_operators([{"DecodeImage": {"to_rgb": to_rgb, "channel_first": False}}])(data)
+            np.testing.assert_array_equal(got, want[:, :, ::-1] if to_rgb else want)

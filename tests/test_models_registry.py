@@ -111,9 +111,12 @@ def test_forward_and_backward_on_a_small_input_reach_every_parameter(name):
     model.train()
     size = test_input_size(name, preferred=32)
     x = paddle.randn([2, 3, size, size])
-    logits = model(x)
+    out = model(x)
+    # Training-only auxiliary heads (GoogLeNet) come as a list after the main logits, as in PaddleClas.
+    heads = out if isinstance(out, (list, tuple)) else [out]
+    logits = heads[0]
     assert logits.shape == [2, 10]
-    logits.mean().backward()
+    paddle.add_n([h.mean() for h in heads]).backward()
     without_grad = [p.name for p in model.parameters() if not p.stop_gradient and p.grad is None]
     assert without_grad == []
     assert sum(float(p.grad.abs().sum()) for p in model.parameters() if not p.stop_gradient) > 0

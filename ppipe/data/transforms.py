@@ -74,6 +74,25 @@ def _cv2():
 _HAS_RGB_DECODE = _has_rgb_decode()
 
 
+def _simplejpeg():
+    try:
+        import simplejpeg
+    except ImportError:  # pragma: no cover - a declared dependency
+        return None
+    return simplejpeg
+
+
+def _is_plain_jpeg(data) -> bool:
+    """A JPEG simplejpeg decodes exactly like OpenCV: YCbCr or grayscale (CMYK/YCCK go through OpenCV)."""
+    if bytes(data[:2]) != b"\xff\xd8" or _simplejpeg() is None:
+        return False
+    try:
+        colorspace = _simplejpeg().decode_jpeg_header(bytes(data))[2]
+    except ValueError:
+        return False
+    return colorspace in ("YCbCr", "Gray")
+
+
 class Operator:
     """Base class: a callable on one sample, with its own random generator."""
 
@@ -156,6 +175,10 @@ class DecodeImage(Operator):
                 arr = np.asarray(pil)  # already RGB
                 if not self.to_rgb:
                     arr = arr[:, :, ::-1]
+            elif _is_plain_jpeg(img):
+                # libjpeg-turbo through simplejpeg: the same pixels as OpenCV's decoder (checked in the tests),
+                # in about two thirds of the CPU time, and straight to RGB or BGR.
+                arr = _simplejpeg().decode_jpeg(bytes(img), colorspace="RGB" if self.to_rgb else "BGR")
             else:
                 cv2 = _cv2()
                 # Decoding straight to RGB (OpenCV >= 4.10) gives the same pixels as BGR + channel flip

@@ -1,0 +1,205 @@
+"""Inception-v4 (Szegedy et al., 2016, arXiv:1602.07261). Weight-compatible with PaddleClas's InceptionV4.
+
+Stem, inception A x4, reduction A, inception B x7, reduction B, inception C x3, pooled into a 1536-wide
+classifier. PaddleClas's keys differ from ours only in a leading underscore on each layer name, `_batch_norm` for
+`bn` and `out` for `fc` (`_inceptionB_3._conv4_2._batch_norm._mean` -> `inceptionB_3.conv4_2.bn._mean`);
+`remap_checkpoint` does that. Branch layers keep PaddleClas's numbering: `convK_*` is the K-th branch's chain.
+"""
+
+from __future__ import annotations
+
+import math
+
+import paddle
+import paddle.nn as nn
+from paddle import ParamAttr
+from paddle.nn.initializer import Uniform
+
+from ppipe.models.inception_v3 import ConvBNReLU
+from ppipe.models.layers import LastConvHead
+from ppipe.models.registry import register_model
+from ppipe.models.spec import spec
+
+ROW7, COL7 = dict(kernel_size=(1, 7), padding=(0, 3)), dict(kernel_size=(7, 1), padding=(3, 0))
+ROW3, COL3 = dict(kernel_size=(1, 3), padding=(0, 1)), dict(kernel_size=(3, 1), padding=(1, 0))
+
+
+def _avg_pool_3x3() -> nn.AvgPool2D:
+    # PaddleClas's Inception-v4 averages over the valid pixels only (paddle's default `exclusive=True`)
+    return nn.AvgPool2D(kernel_size=3, stride=1, padding=1)
+
+
+class InceptionStem(nn.Layer):
+    """3x3/2 -> 3x3 -> 3x3 -> [max-pool | 3x3/2] -> [1x1 -> 3x3 | 1x1 -> 7x1 -> 1x7 -> 3x3] -> [3x3/2 | max-pool];
+    384 channels at 35x35 for a 299 px input."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv_1 = ConvBNReLU(3, 32, 3, stride=2)
+        self.conv_2 = ConvBNReLU(32, 32, 3)
+        self.conv_3 = ConvBNReLU(32, 64, 3, padding=1)
+        self.pool = nn.MaxPool2D(kernel_size=3, stride=2)
+        self.conv2 = ConvBNReLU(64, 96, 3, stride=2)
+        self.conv1_1 = ConvBNReLU(160, 64, 1)
+        self.conv1_2 = ConvBNReLU(64, 96, 3)
+        self.conv2_1 = ConvBNReLU(160, 64, 1)
+        self.conv2_2 = ConvBNReLU(64, 64, **COL7)
+        self.conv2_3 = ConvBNReLU(64, 64, **ROW7)
+        self.conv2_4 = ConvBNReLU(64, 96, 3)
+        self.conv3 = ConvBNReLU(192, 192, 3, stride=2)
+
+    def forward(self, x):
+        x = self.conv_3(self.conv_2(self.conv_1(x)))
+        x = paddle.concat([self.pool(x), self.conv2(x)], axis=1)
+        x = paddle.concat([self.conv1_2(self.conv1_1(x)),
+                           self.conv2_4(self.conv2_3(self.conv2_2(self.conv2_1(x))))], axis=1)
+        return paddle.concat([self.conv3(x), self.pool(x)], axis=1)
+
+
+class InceptionA(nn.Layer):
+    """avg-pool -> 1x1 | 1x1 | 1x1 -> 3x3 | 1x1 -> 3x3 -> 3x3; 384 channels in and out."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool = _avg_pool_3x3()
+        self.conv1 = ConvBNReLU(384, 96, 1)
+        self.conv2 = ConvBNReLU(384, 96, 1)
+        self.conv3_1 = ConvBNReLU(384, 64, 1)
+        self.conv3_2 = ConvBNReLU(64, 96, 3, padding=1)
+        self.conv4_1 = ConvBNReLU(384, 64, 1)
+        self.conv4_2 = ConvBNReLU(64, 96, 3, padding=1)
+        self.conv4_3 = ConvBNReLU(96, 96, 3, padding=1)
+
+    def forward(self, x):
+        return paddle.concat([self.conv1(self.pool(x)), self.conv2(x), self.conv3_2(self.conv3_1(x)),
+                              self.conv4_3(self.conv4_2(self.conv4_1(x)))], axis=1)
+
+
+class ReductionA(nn.Layer):
+    """35 -> 17: max-pool | 3x3/2 | 1x1 -> 3x3 -> 3x3/2; 1024 channels out."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool = nn.MaxPool2D(kernel_size=3, stride=2)
+        self.conv2 = ConvBNReLU(384, 384, 3, stride=2)
+        self.conv3_1 = ConvBNReLU(384, 192, 1)
+        self.conv3_2 = ConvBNReLU(192, 224, 3, padding=1)
+        self.conv3_3 = ConvBNReLU(224, 256, 3, stride=2)
+
+    def forward(self, x):
+        return paddle.concat([self.pool(x), self.conv2(x), self.conv3_3(self.conv3_2(self.conv3_1(x)))], axis=1)
+
+
+class InceptionB(nn.Layer):
+    """avg-pool -> 1x1 | 1x1 | 1x1 -> 1x7 -> 7x1 | 1x1 -> 1x7 -> 7x1 -> 1x7 -> 7x1; 1024 channels in and out."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool = _avg_pool_3x3()
+        self.conv1 = ConvBNReLU(1024, 128, 1)
+        self.conv2 = ConvBNReLU(1024, 384, 1)
+        self.conv3_1 = ConvBNReLU(1024, 192, 1)
+        self.conv3_2 = ConvBNReLU(192, 224, **ROW7)
+        self.conv3_3 = ConvBNReLU(224, 256, **COL7)
+        self.conv4_1 = ConvBNReLU(1024, 192, 1)
+        self.conv4_2 = ConvBNReLU(192, 192, **ROW7)
+        self.conv4_3 = ConvBNReLU(192, 224, **COL7)
+        self.conv4_4 = ConvBNReLU(224, 224, **ROW7)
+        self.conv4_5 = ConvBNReLU(224, 256, **COL7)
+
+    def forward(self, x):
+        b4 = self.conv4_3(self.conv4_2(self.conv4_1(x)))
+        return paddle.concat([self.conv1(self.pool(x)), self.conv2(x), self.conv3_3(self.conv3_2(self.conv3_1(x))),
+                              self.conv4_5(self.conv4_4(b4))], axis=1)
+
+
+class ReductionB(nn.Layer):
+    """17 -> 8: max-pool | 1x1 -> 3x3/2 | 1x1 -> 1x7 -> 7x1 -> 3x3/2; 1536 channels out."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool = nn.MaxPool2D(kernel_size=3, stride=2)
+        self.conv2_1 = ConvBNReLU(1024, 192, 1)
+        self.conv2_2 = ConvBNReLU(192, 192, 3, stride=2)
+        self.conv3_1 = ConvBNReLU(1024, 256, 1)
+        self.conv3_2 = ConvBNReLU(256, 256, **ROW7)
+        self.conv3_3 = ConvBNReLU(256, 320, **COL7)
+        self.conv3_4 = ConvBNReLU(320, 320, 3, stride=2)
+
+    def forward(self, x):
+        b3 = self.conv3_4(self.conv3_3(self.conv3_2(self.conv3_1(x))))
+        return paddle.concat([self.pool(x), self.conv2_2(self.conv2_1(x)), b3], axis=1)
+
+
+class InceptionC(nn.Layer):
+    """avg-pool -> 1x1 | 1x1 | 1x1 -> [1x3 | 3x1] | 1x1 -> 1x3 -> 3x1 -> [1x3 | 3x1]; 1536 channels in and out."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool = _avg_pool_3x3()
+        self.conv1 = ConvBNReLU(1536, 256, 1)
+        self.conv2 = ConvBNReLU(1536, 256, 1)
+        self.conv3_0 = ConvBNReLU(1536, 384, 1)
+        self.conv3_1 = ConvBNReLU(384, 256, **ROW3)
+        self.conv3_2 = ConvBNReLU(384, 256, **COL3)
+        self.conv4_0 = ConvBNReLU(1536, 384, 1)
+        self.conv4_00 = ConvBNReLU(384, 448, **ROW3)
+        self.conv4_000 = ConvBNReLU(448, 512, **COL3)
+        self.conv4_1 = ConvBNReLU(512, 256, **ROW3)
+        self.conv4_2 = ConvBNReLU(512, 256, **COL3)
+
+    def forward(self, x):
+        b3 = self.conv3_0(x)
+        b4 = self.conv4_000(self.conv4_00(self.conv4_0(x)))
+        return paddle.concat([self.conv1(self.pool(x)), self.conv2(x), self.conv3_1(b3), self.conv3_2(b3),
+                              self.conv4_1(b4), self.conv4_2(b4)], axis=1)
+
+
+class InceptionV4Net(LastConvHead):
+    """`inception_stem` -> inceptionA_1..4 -> reductionA -> inceptionB_1..7 -> reductionB -> inceptionC_1..3
+    (features [N, 1536, 8, 8] at 299 px) -> global average pool -> dropout -> `fc`."""
+
+    def __init__(self, num_classes: int = 1000, dropout_prob: float = 0.2):
+        super().__init__()
+        self.inception_stem = InceptionStem()
+        self.block_names = []
+        for name, n, block in (("inceptionA", 4, InceptionA), ("reductionA", 0, ReductionA),
+                               ("inceptionB", 7, InceptionB), ("reductionB", 0, ReductionB),
+                               ("inceptionC", 3, InceptionC)):
+            for full in ([f"{name}_{i}" for i in range(1, n + 1)] if n else [name]):
+                self.block_names.append(full)
+                setattr(self, full, block())
+        self._init_head(1536, num_classes, use_last_conv=False)
+        # dropout on the pooled features; "downscale_in_infer" scales by (1 - p) at inference, as PaddleClas does
+        self.dropout = nn.Dropout(p=dropout_prob, mode="downscale_in_infer")
+
+    @staticmethod
+    def remap_checkpoint(state: dict) -> dict:
+        """PaddleClas keys -> ours: no leading underscores, `_batch_norm` -> `bn`, `out` -> `fc`."""
+        renames = {"batch_norm": "bn", "out": "fc"}
+
+        def rename(key: str) -> str:
+            parts = [p[1:] if p.startswith("_") and p not in ("_mean", "_variance") else p for p in key.split(".")]
+            return ".".join(renames.get(p, p) for p in parts)
+
+        return {rename(k): v for k, v in state.items()}
+
+    def forward_features(self, x):
+        x = self.inception_stem(x)
+        for name in self.block_names:
+            x = getattr(self, name)(x)
+        return x
+
+    def reset_classifier(self, num_classes: int) -> None:
+        super().reset_classifier(num_classes)
+        if num_classes > 0:  # PaddleClas's init: uniform in +-1/sqrt(fan_in)
+            bound = 1.0 / math.sqrt(self.head_hidden_size)
+            self.fc = nn.Linear(self.head_hidden_size, num_classes,
+                                weight_attr=ParamAttr(initializer=Uniform(-bound, bound)))
+
+
+# 75 px is the smallest input that survives the stem's and the two reductions' unpadded strides.
+@register_model(spec(family="Inception", params_m=42.74, flops_g=12.29, top1=0.8077, input_size=299,
+                     min_input_size=75, name="InceptionV4"))
+def inception_v4(**kw):
+    return InceptionV4Net(**kw)
