@@ -228,15 +228,27 @@ class _SharedBlock:
 
 
 def _from_shared(handle: tuple[str, tuple, str]) -> np.ndarray:
+    """The batch a worker left in shared memory, as an array over that memory (no copy); the block is
+    released when the array (and every view of it) is garbage-collected."""
+    import weakref
     from multiprocessing import shared_memory
 
     name, shape, dtype = handle
-    shm = shared_memory.SharedMemory(name=name)
+    shm = shared_memory.SharedMemory(name=name)  # registered with the resource tracker until unlink()
+    array = np.ndarray(shape, np.dtype(dtype), buffer=shm.buf)
+    weakref.finalize(array, _release_shared, shm)
+    return array
+
+
+def _release_shared(shm) -> None:
     try:
-        return np.array(np.ndarray(shape, np.dtype(dtype), buffer=shm.buf))
-    finally:
         shm.close()
+    except BufferError:  # pragma: no cover - a view outlived its base; the OS frees it at exit
+        return
+    try:
         shm.unlink()
+    except FileNotFoundError:  # pragma: no cover
+        pass
 
 
 def _untrack(name: str) -> None:
