@@ -5,31 +5,14 @@ Large and small at widths 0.35-1.25; the head (`last_conv` of 1280 channels, uns
 
 from __future__ import annotations
 
-import paddle
 import paddle.nn as nn
 
 from ppipe.models.layers import ConvBNAct, LastConvHead, SEModule, make_divisible
+from ppipe.models.layers.inverted_residual import InvertedResidual
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
 SE_GATE_SLOPE = 0.2  # PaddleClas's MobileNetV3 gate: hardsigmoid(0.2 x + 0.5), not paddle's 1/6
-
-
-class ResidualUnit(nn.Layer):
-    """Inverted residual: 1x1 expand -> kxk depthwise -> optional SE -> 1x1 linear projection, + identity."""
-
-    def __init__(self, in_chs: int, mid_chs: int, out_chs: int, kernel_size: int, stride: int, use_se: bool,
-                 act: str):
-        super().__init__()
-        self.has_shortcut = stride == 1 and in_chs == out_chs
-        self.expand_conv = ConvBNAct(in_chs, mid_chs, 1, act=act)
-        self.bottleneck_conv = ConvBNAct(mid_chs, mid_chs, kernel_size, stride=stride, groups=mid_chs, act=act)
-        self.mid_se = SEModule(mid_chs, gate_slope=SE_GATE_SLOPE) if use_se else nn.Identity()
-        self.linear_conv = ConvBNAct(mid_chs, out_chs, 1, act=None)
-
-    def forward(self, x):
-        y = self.linear_conv(self.mid_se(self.bottleneck_conv(self.expand_conv(x))))
-        return paddle.add(x, y) if self.has_shortcut else y
 
 
 class MobileNetV3(LastConvHead):
@@ -47,7 +30,9 @@ class MobileNetV3(LastConvHead):
         blocks = []
         for k, exp, c, se, act, s in cfg:
             out_chs = make_divisible(c * scale)
-            blocks.append(ResidualUnit(in_chs, make_divisible(exp * scale), out_chs, k, s, se, act))
+            mid = make_divisible(exp * scale)
+            se_layer = SEModule(mid, gate_slope=SE_GATE_SLOPE) if se else None
+            blocks.append(InvertedResidual(in_chs, mid, out_chs, k, s, act=act, se_layer=se_layer))
             in_chs = out_chs
         self.blocks = nn.Sequential(*blocks)
         self.last_second_conv = ConvBNAct(in_chs, make_divisible(squeeze * scale), 1, act="hardswish")
