@@ -1,0 +1,24 @@
+"""TNT: pixel tokens per patch feed the patch tokens; the class token alone feeds the classifier."""
+
+from __future__ import annotations
+
+import paddle
+
+from ppipe.models import create_model
+
+
+def test_features_are_class_plus_patch_tokens_and_the_head_reads_the_class_token():
+    paddle.seed(0)
+    model = create_model("TNT_small", num_classes=3)
+    model.eval()
+    feats = model.forward_features(paddle.randn([1, 3, 224, 224]))
+    assert feats.shape == [1, 1 + 14 * 14, 384]
+    other = paddle.concat([feats[:, :1], paddle.randn([1, 196, 384])], axis=1)
+    assert paddle.allclose(model.forward_head(feats), model.forward_head(other)).item()
+
+
+def test_pixel_embedding_gives_a_4x4_grid_of_pixel_tokens_per_16x16_patch():
+    model = create_model("TNT_small")
+    pixels = model.pixel_embed(paddle.randn([2, 3, 224, 224]), model.pixel_pos)
+    assert pixels.shape == [2 * 196, 16, 24]
+    assert model.pixel_pos.shape == [1, 16, 24] and model.patch_pos.shape == [1, 197, 384]
