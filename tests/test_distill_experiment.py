@@ -1,8 +1,12 @@
 """SSLD's claim on the embedded data: a student distilled from a trained, larger teacher beats the same student
 trained alone for the same epochs (mean top-1 over 3 seeds on the digits val split).
 
-An experiment, not a unit test: about 15 minutes on 2 idle cores, so it is marked `experiment` and run on
-demand (`pytest -m experiment tests/test_distill_experiment.py -s`), not in CI. It prints both means.
+Measured 2026-11-28 on the project machine (2 cores): teacher PPLCNet_x0_5 (16 epochs) top-1 0.928; student
+PPLCNet_x0_25 after 10 epochs, seeds 0/1/2: alone 0.642 / 0.447 / 0.539 (mean 0.543), distilled with
+DistillationDMLLoss + DistillationGTCELoss 0.653 / 0.444 / 0.706 (mean 0.601).
+
+An experiment, not a unit test: about 9 minutes on 2 cores, so it is marked `experiment` and run on demand
+(`pytest -m experiment tests/test_distill_experiment.py -s`), not in CI. It prints both means.
 """
 
 from pathlib import Path
