@@ -17,7 +17,8 @@ from ppipe.models.layers import DropPath, Mlp
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 from ppipe.models.swin_transformer import window_partition, window_reverse
-from ppipe.models.vision_transformer import init_transformer_weights, stochastic_depth_rates
+from ppipe.models.layers.token_head import TokenMeanHead, init_transformer_weights
+from ppipe.models.vision_transformer import stochastic_depth_rates
 
 
 def tokens_to_map(x: paddle.Tensor, resolution: int) -> paddle.Tensor:
@@ -130,7 +131,7 @@ class CSwinStage(nn.Layer):
         return self.merge(x)
 
 
-class CSwinTransformer(nn.Layer):
+class CSwinTransformer(TokenMeanHead, nn.Layer):
     """`patch_embedding` -> four `stages` -> `norm`; `forward_features` returns the final tokens
     [N, (img_size / 32)^2, num_features], `forward_head` averages them and classifies with `head`."""
 
@@ -163,21 +164,6 @@ class CSwinTransformer(nn.Layer):
             x = stage(x)
         return self.norm(x)
 
-    def forward_head(self, x, pre_logits: bool = False):
-        x = x.mean(axis=1)
-        return x if pre_logits else self.head(x)
-
-    def get_classifier(self) -> nn.Layer:
-        return self.head
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier by a freshly initialised one with `num_classes` outputs (0: identity)."""
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
-        init_transformer_weights(self.head)
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
 
 
 def _create(img_size: int, cfg: dict, **kw) -> CSwinTransformer:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import paddle.nn as nn
-from paddle.nn.initializer import Constant, TruncatedNormal
 
 from ppipe.models.layers import DropPath
 from ppipe.models.layers.patch_embed import PatchEmbed
+from ppipe.models.layers.token_head import TokenMeanHead, init_transformer_weights
 from ppipe.models.layers.spatial_reduction_attention import SpatialReductionAttention
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
@@ -65,15 +65,7 @@ class Block(nn.Layer):
         return x + self.drop_path(self.mlp(self.norm2(x), H, W))
 
 
-def init_transformer_weights(layer: nn.Layer) -> None:
-    """PaddleClas's init for these transformers: truncated-normal (std 0.02) Linear weights, zero biases."""
-    if isinstance(layer, nn.Linear):
-        TruncatedNormal(std=0.02)(layer.weight)
-        if layer.bias is not None:
-            Constant(0.0)(layer.bias)
-
-
-class PyramidVisionTransformerV2(nn.Layer):
+class PyramidVisionTransformerV2(TokenMeanHead, nn.Layer):
     """`patch_embed{i}` -> `block{i}` -> `norm{i}` for i = 1..4 (features: last stage's tokens) -> mean -> `head`."""
 
     classifier_name = "head"
@@ -110,18 +102,6 @@ class PyramidVisionTransformerV2(nn.Layer):
                 x = x.transpose([0, 2, 1]).reshape([0, 0, H, W])
         return x
 
-    def forward_head(self, x, pre_logits: bool = False):
-        x = x.mean(axis=1)
-        return x if pre_logits else self.head(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        if num_classes > 0:
-            init_transformer_weights(self.head)
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
 
 
 def _create(depths, embed_dims=(64, 128, 320, 512), mlp_ratios=(8, 8, 4, 4), **kw) -> PyramidVisionTransformerV2:

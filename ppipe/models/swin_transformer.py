@@ -21,7 +21,8 @@ from ppipe.models.layers.patch_embed import PatchEmbed
 from ppipe.models.layers.relative_position import add_relative_position_bias, relative_position_bias
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
-from ppipe.models.vision_transformer import init_transformer_weights, stochastic_depth_rates
+from ppipe.models.layers.token_head import TokenMeanHead, init_transformer_weights
+from ppipe.models.vision_transformer import stochastic_depth_rates
 
 MASKED = -100.0  # PaddleClas's (and the original's) logit for a key outside the query's shifted-window region
 
@@ -140,7 +141,7 @@ class SwinStage(nn.Layer):
         return self.downsample(x)
 
 
-class SwinTransformer(nn.Layer):
+class SwinTransformer(TokenMeanHead, nn.Layer):
     """4x4 patch embedding -> four `layers` (stages) -> `norm`; `forward_features` returns the final tokens
     [N, (img_size / 32)^2, num_features], `forward_head` averages them and classifies with `head`."""
 
@@ -175,21 +176,6 @@ class SwinTransformer(nn.Layer):
             x = stage(x)
         return self.norm(x)
 
-    def forward_head(self, x, pre_logits: bool = False):
-        x = x.mean(axis=1)
-        return x if pre_logits else self.head(x)
-
-    def get_classifier(self) -> nn.Layer:
-        return self.head
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier by a freshly initialised one with `num_classes` outputs (0: identity)."""
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
-        init_transformer_weights(self.head)
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
 
 
 def _create(img_size: int, window_size: int, cfg: dict, **kw) -> SwinTransformer:

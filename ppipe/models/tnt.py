@@ -16,7 +16,7 @@ import paddle.nn.functional as F
 from paddle.nn.initializer import TruncatedNormal
 
 from ppipe.models.layers import DropPath, Mlp
-from ppipe.models.pvt_v2 import init_transformer_weights
+from ppipe.models.layers.token_head import init_transformer_weights
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 

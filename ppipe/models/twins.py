@@ -21,7 +21,7 @@ from ppipe.models.layers import DropPath, Mlp
 from ppipe.models.layers.attention import Attention
 from ppipe.models.layers.patch_embed import PatchEmbed
 from ppipe.models.layers.spatial_reduction_attention import SpatialReductionAttention
-from ppipe.models.pvt_v2 import init_transformer_weights
+from ppipe.models.layers.token_head import TokenMeanHead, init_transformer_weights
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -85,7 +85,7 @@ def _init_weights(layer: nn.Layer) -> None:
             Constant(0.0)(layer.bias)
 
 
-class Twins(nn.Layer):
+class Twins(TokenMeanHead, nn.Layer):
     """Stages of `patch_embeds[i]` -> `blocks[i]` (PEG `pos_block[i]` after the first) -> `norm` (features:
     the last stage's tokens) -> mean -> `head`.
 
@@ -130,18 +130,6 @@ class Twins(nn.Layer):
                 x = x.transpose([0, 2, 1]).reshape([0, 0, H, W])
         return self.norm(x)
 
-    def forward_head(self, x, pre_logits: bool = False):
-        x = x.mean(axis=1)
-        return x if pre_logits else self.head(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        if num_classes > 0:
-            init_transformer_weights(self.head)
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
 
 
 def _pcpvt(depths, **kw) -> Twins:

@@ -15,24 +15,10 @@ import paddle.nn as nn
 from ppipe.models.layers import DropPath, Mlp
 from ppipe.models.layers.attention import Attention
 from ppipe.models.layers.patch_embed import PatchEmbed
+from ppipe.models.layers.token_head import init_transformer_weights, trunc_normal_, zeros_  # noqa: F401
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
-trunc_normal_ = nn.initializer.TruncatedNormal(std=0.02)
-zeros_ = nn.initializer.Constant(0.0)
-ones_ = nn.initializer.Constant(1.0)
-
-
-def init_transformer_weights(layer: nn.Layer) -> None:
-    """PaddleClas's transformer init (`model.apply(...)`): truncated-normal(0.02) Linear weights, zero biases,
-    unit LayerNorms; convolutions keep Paddle's default."""
-    if isinstance(layer, nn.Linear):
-        trunc_normal_(layer.weight)
-        if layer.bias is not None:
-            zeros_(layer.bias)
-    elif isinstance(layer, nn.LayerNorm):
-        ones_(layer.weight)
-        zeros_(layer.bias)
 
 
 def stochastic_depth_rates(drop_path_rate: float, depth: int) -> list[float]:
