@@ -8,15 +8,13 @@ classifier. PaddleClas's keys differ from ours only in a leading underscore on e
 
 from __future__ import annotations
 
-import math
 
 import paddle
 import paddle.nn as nn
-from paddle import ParamAttr
-from paddle.nn.initializer import Uniform
 
 from ppipe.models.inception_v3 import ConvBNReLU
 from ppipe.models.layers import LastConvHead
+from ppipe.models.layers.resnet_blocks import uniform_linear
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -193,9 +191,7 @@ class InceptionV4Net(LastConvHead):
     def reset_classifier(self, num_classes: int) -> None:
         super().reset_classifier(num_classes)
         if num_classes > 0:  # PaddleClas's init: uniform in +-1/sqrt(fan_in)
-            bound = 1.0 / math.sqrt(self.head_hidden_size)
-            self.fc = nn.Linear(self.head_hidden_size, num_classes,
-                                weight_attr=ParamAttr(initializer=Uniform(-bound, bound)))
+            self.fc = uniform_linear(self.head_hidden_size, num_classes)
 
 
 # 75 px is the smallest input that survives the stem's and the two reductions' unpadded strides.

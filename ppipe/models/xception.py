@@ -10,17 +10,15 @@ names) onto `entry_flow.{conv1,conv2,blocks.<i>}`, `middle_flow.<i>`, `exit_flow
 
 from __future__ import annotations
 
-import math
 import re
 
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
-from paddle import ParamAttr
-from paddle.nn.initializer import Uniform
 
 from ppipe.models.layers import ConvBNAct, LastConvHead
 from ppipe.models.layers.separable_conv import ConvBN, SeparableConvBN
+from ppipe.models.layers.resnet_blocks import uniform_linear
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -122,9 +120,7 @@ class Xception(LastConvHead):
     def reset_classifier(self, num_classes: int) -> None:
         super().reset_classifier(num_classes)
         if num_classes > 0:  # PaddleClas's init: uniform in +-1/sqrt(fan_in)
-            bound = 1.0 / math.sqrt(self.head_hidden_size)
-            self.fc = nn.Linear(self.head_hidden_size, num_classes,
-                                weight_attr=ParamAttr(initializer=Uniform(-bound, bound)))
+            self.fc = uniform_linear(self.head_hidden_size, num_classes)
 
 
 def _apply(rules, key: str) -> str:
