@@ -16,7 +16,7 @@ import yaml
 from ppipe.config.schema import Config
 from ppipe.config.typed import ConfigError, from_dict, single_key_items, to_dict
 
-_ARCH_KEYS = {"name", "class_num", "pretrained", "use_ssld"}
+_ARCH_KEYS = {"name", "class_num", "pretrained", "use_ssld", "use_sync_bn"}
 
 
 def _parse_override(text: str) -> tuple[list[str], Any]:
@@ -106,8 +106,7 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"Arch.name: {e}") from None
     if cfg.Global.use_dali:
         raise ConfigError("Global.use_dali: DALI is not supported; ppipe's own input pipeline reads prepared shards")
-    if cfg.Global.device == "cpu" and cfg.AMP.use_amp:
-        raise ConfigError("AMP.use_amp: mixed precision needs Global.device: gpu")
+    _validate_amp(cfg)
     if cfg.Global.update_freq < 1:
         raise ConfigError(f"Global.update_freq: expected >= 1, got {cfg.Global.update_freq}")
     if cfg.Global.epochs < 1:
@@ -134,6 +133,9 @@ def validate(cfg: Config) -> Config:
             if split == "Train" and cfg.Arch.name == "DistillationModel" and name == "CELoss":
                 raise ConfigError("Loss.Train: CELoss needs one model's output, but a DistillationModel gives "
                                   "several: use DistillationGTCELoss (model_names: [Student])")
+            if split == "Train" and cfg.Arch.name == "GoogLeNet" and name == "CELoss":
+                raise ConfigError("Loss.Train: CELoss needs one output, but GoogLeNet trains with its main and two "
+                                  "auxiliary heads' logits: use GoogLeNetLoss (as PaddleClas's GoogLeNet recipe does)")
             if name not in LOSSES:
                 raise ConfigError(f"Loss.{split}: unknown loss {name!r}; known: {', '.join(sorted(LOSSES))}")
             LOSSES[name].check_params(params, f"Loss.{split}.{name}")
@@ -141,6 +143,20 @@ def validate(cfg: Config) -> Config:
             if name not in METRICS:
                 raise ConfigError(f"Metric.{split}: unknown metric {name!r}; known: {', '.join(sorted(METRICS))}")
     return cfg
+
+
+def _validate_amp(cfg: Config) -> None:
+    amp = cfg.AMP
+    if not amp.use_amp:
+        return
+    if cfg.Global.device != "gpu" or not cfg.Ray.use_gpu:
+        raise ConfigError("AMP.use_amp: mixed precision (float16) runs on GPUs only (on a CPU Paddle's auto_cast and "
+                          "GradScaler do nothing): set Global.device: gpu and Ray.use_gpu: true, or AMP.use_amp: false")
+    if amp.scale_loss <= 0:
+        raise ConfigError(f"AMP.scale_loss: expected > 0, got {amp.scale_loss}")
+    if amp.level == "O2" and cfg.EMA is not None:
+        raise ConfigError("EMA with AMP.level O2 is not supported: the averaged float32 weights cannot be swapped "
+                          "into the float16 model for evaluation; use AMP.level O1 with EMA")
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] = (), *,

@@ -38,12 +38,20 @@ class GlobalSection:
     # ppipe: the worker count the recipe's learning rate was tuned for (PaddleClas's ImageNet recipes: 8
     # GPUs); with another count the learning rate is scaled linearly (Goyal et al., 2017). None: no scaling.
     recipe_workers: int | None = None
+    # ppipe: CPU convolution kernels for training. "onednn": ppipe's oneDNN operator (ppipe.ops, several times
+    # Paddle's eager CPU kernel; falls back to "paddle" with a warning where it cannot be built); "paddle":
+    # Paddle's own kernels. GPUs always use Paddle's (cuDNN).
+    cpu_kernels: Literal["onednn", "paddle"] = "onednn"
     eval_mode: str = "classification"
     use_multilabel: bool = False
 
 
 @dataclass
 class AMPSection:
+    """PaddleClas's mixed precision (float16, GPUs only; see `ppipe.train.amp`). `level`: O1 (float16 compute on
+    float32 weights) or O2 (float16 weights, float32 master weights and normalisation layers); `scale_loss`: the
+    initial loss scale, adapted when `use_dynamic_loss_scaling`; `use_fp16_test`: evaluate under auto_cast too
+    (always so at O2)."""
     use_amp: bool = False
     use_fp16_test: bool = False
     scale_loss: float = 1.0
@@ -58,6 +66,8 @@ class ArchSection:
     class_num: int | None = None
     pretrained: bool | str = False
     use_ssld: bool = False
+    # PaddleClas's synchronized BatchNorm across GPU workers (ignored with a log line on CPU runs).
+    use_sync_bn: bool = False
     # Any other key is a constructor argument of the architecture (PaddleClas passes them through too);
     # the loader checks them against the model's signature.
     kwargs: dict[str, Any] = field(default_factory=dict)

@@ -21,6 +21,7 @@ class DistilledVisionTransformer(VisionTransformer):
     `embed_dim`), which is also what the model returns without classifiers (`num_classes=0`), as in PaddleClas."""
 
     num_prefix_tokens = 2
+    classifier_name = ("head", "head_dist")  # both are class-count wide: fine-tuning replaces both
 
     def __init__(self, **kw):
         super().__init__(**kw)

@@ -84,6 +84,9 @@ class GoogLeNetNet(LastConvHead):
     max-pool -> 5a-5b (features, [N, 1024, 7, 7]) -> global average pool -> dropout -> `fc`; auxiliary heads
     `aux1` on 4a and `aux2` on 4d in training mode."""
 
+    # The class-count-wide layers a fine-tuning checkpoint load skips; the auxiliary heads' conv and fc load.
+    classifier_name = ("fc", "aux1.out", "aux2.out")
+
     def __init__(self, num_classes: int = 1000, dropout_prob: float = 0.4):
         super().__init__()
         self.conv1 = _conv(3, 64, 7, stride=2)

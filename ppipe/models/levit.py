@@ -162,8 +162,6 @@ class LeViT(nn.Layer):
     with `key_dim`, embed_dim // key_dim heads, attention ratio 4, stride 2, followed by an MLP of ratio 2.
     """
 
-    classifier_name = "head"
-
     def __init__(self, embed_dim, num_heads, depth, key_dim: int, attn_ratio: float = 2.0, mlp_ratio: float = 2.0,
                  img_size: int = 224, patch_size: int = 16, distillation: bool = False, drop_path: float = 0.0,
                  num_classes: int = 1000):
@@ -187,6 +185,10 @@ class LeViT(nn.Layer):
         self.distillation = distillation
         self.num_features = self.head_hidden_size = embed_dim[-1]
         self.reset_classifier(num_classes)
+
+    @property
+    def classifier_name(self) -> str | tuple[str, str]:
+        return ("head", "head_dist") if self.distillation else "head"
 
     def forward_features(self, x):
         return self.blocks(self.patch_embed(x).flatten(2).transpose([0, 2, 1]))

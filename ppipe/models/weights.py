@@ -59,10 +59,15 @@ def _to_numpy(v) -> np.ndarray:
     return v.numpy() if isinstance(v, paddle.Tensor) else np.asarray(v)
 
 
-def classifier_prefix(model: paddle.nn.Layer) -> str | None:
-    """The state-dict prefix of the model's classifier (`"fc."` for the zoo's models), if it declares one."""
-    name = getattr(model, "classifier_name", None)
-    return f"{name}." if name else None
+def classifier_prefixes(model: paddle.nn.Layer) -> tuple[str, ...]:
+    """The state-dict prefixes of the model's classifiers (`("fc.",)` for most of the zoo).
+
+    `model.classifier_name` is one sub-layer name or a tuple of them, for models with more than one head whose
+    width is the class count: a distilled DeiT's `head` and `head_dist`, GoogLeNet's `fc` and its auxiliary heads'
+    `aux1.out` and `aux2.out`.
+    """
+    names = getattr(model, "classifier_name", None) or ()
+    return tuple(f"{n}." for n in ((names,) if isinstance(names, str) else names))
 
 
 def load_pretrained(model: paddle.nn.Layer, checkpoint: str | os.PathLike | Mapping, *,
@@ -72,13 +77,14 @@ def load_pretrained(model: paddle.nn.Layer, checkpoint: str | os.PathLike | Mapp
     Every key of the model must be in the checkpoint with the same shape, and nothing else may be there; otherwise
     `CheckpointMismatchError` names every missing key, unexpected key and shape mismatch.
 
-    Fine-tuning: the classifier (`model.classifier_name`, `fc` in the zoo) is where a 1000-class checkpoint and a
-    model built with another `num_classes` differ. `drop_classifier`:
-      * None (default): if the classifier keys, and only they, do not fit (other shape, or absent because
-        `num_classes=0`), they are skipped with a `UserWarning` and the classifier keeps its fresh initialisation;
-        any other mismatch is still an error.
-      * True: always skip the checkpoint's classifier (warning as above).
-      * False: the classifier must fit like every other key.
+    Fine-tuning: the classifier (`model.classifier_name`, `fc` in most of the zoo; several heads in some models, see
+    `classifier_prefixes`) is where a 1000-class checkpoint and a model built with another `num_classes` differ.
+    `drop_classifier`:
+      * None (default): if classifier keys, and only they, do not fit (other shape, or absent because
+        `num_classes=0`), every classifier's keys are skipped with a `UserWarning` naming them, and the classifiers
+        keep their fresh initialisation; any other mismatch is still an error.
+      * True: always skip the checkpoint's classifiers (warning as above).
+      * False: the classifiers must fit like every other key.
     """
     source = os.fspath(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else "checkpoint"
     state = read_checkpoint(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else {
@@ -89,10 +95,10 @@ def load_pretrained(model: paddle.nn.Layer, checkpoint: str | os.PathLike | Mapp
 
     model_state = model.state_dict()
     expected = {k: tuple(v.shape) for k, v in model_state.items()}
-    prefix = classifier_prefix(model)
+    prefixes = classifier_prefixes(model)
 
     def is_classifier(key: str) -> bool:
-        return prefix is not None and key.startswith(prefix)
+        return key.startswith(prefixes) if prefixes else False
 
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -111,8 +117,11 @@ def load_pretrained(model: paddle.nn.Layer, checkpoint: str | os.PathLike | Mapp
 
     if skip:
         detail = ", ".join(f"{k} {list(state[k].shape)}" for k in skip if k in state)
+        heads = ", ".join(p.rstrip(".") for p in prefixes)
         warnings.warn(f"{source}: classifier not loaded (checkpoint: {detail or 'none'}); the model's "
-                      f"{prefix.rstrip('.')} keeps its fresh initialisation for fine-tuning", UserWarning, stacklevel=2)
+                      f"{heads} {'keeps its' if len(prefixes) == 1 else 'keep their'} fresh initialisation for "
+                      "fine-tuning",
+                      UserWarning, stacklevel=2)
     to_load = {k: v.astype(_np_dtype(model_state[k]), copy=False)
                for k, v in state.items() if k in expected and k not in skip}
     with warnings.catch_warnings():  # paddle warns per skipped key; the classifier warning above says it once

@@ -11,15 +11,19 @@ import logging
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import paddle
 
 from ppipe.config import load_config
 from ppipe.evaluate import decode_first, eval_transform_ops, score, summarize
+from ppipe.train.amp import MixedPrecision, for_evaluation, on_gpu, sync_batchnorm, to_float32
 from ppipe.train.backend import all_reduce_sum, average_buffers, init_collective
 from ppipe.train.checkpoint import load_checkpoint, save_checkpoint
+from ppipe.train.ema import ModelEMA
 from ppipe.train.losses import CombinedLoss
+from ppipe.train.metrics import top1_counts
 from ppipe.train.optim import build_lr, build_optimizer
 
 log = logging.getLogger("ppipe.train")
@@ -43,13 +47,71 @@ def scaled_learning_rate(cfg, world: int) -> tuple[float | list[float], str | No
                     f"{world} workers, global batch {world * cfg.DataLoader.Train.sampler.batch_size}")
 
 
+@dataclass
+class WorkerRun:
+    """What one worker trains with: built from the recipe and, on a restart, restored from the checkpoint."""
+
+    model: Any  # the training model; a paddle.DataParallel around it with more than one worker
+    optimizer: Any
+    lr: Any
+    ema: ModelEMA | None
+    precision: MixedPrecision
+    criterion: CombinedLoss
+    eval_loss: CombinedLoss
+    steps: int  # batches per epoch on this rank
+    state: dict
+
+
+def build_worker_run(cfg, prepared: str, *, rank: int, world: int, checkpoint_dir: str | None = None) -> WorkerRun:
+    """Model, optimizer, schedule, EMA and precision of one worker, restored from `checkpoint_dir` when given.
+
+    The order matters: SyncBatchNorm before the optimizer collects parameters; the checkpoint (float32) before AMP
+    O2 casts the weights to float16; DataParallel last, around the decorated model.
+    """
+    from ppipe.data import num_batches
+    from ppipe.train.arch import build_model, exported_model
+
+    gpu = on_gpu()
+    precision = MixedPrecision(cfg.AMP, gpu=gpu)  # refuses AMP without a GPU before anything is built
+    train_cfg = cfg.DataLoader.Train
+    model = build_model(cfg, pretrained=cfg.Global.pretrained_model)
+    model = sync_batchnorm(model, cfg.Arch.use_sync_bn, gpu=gpu, world=world)
+    steps = num_batches(prepared, "train", train_cfg.sampler.batch_size, rank=rank, world_size=world,
+                        drop_last=train_cfg.sampler.drop_last)
+    lr = build_lr(cfg.Optimizer.lr, cfg.Global.epochs, max(1, steps // cfg.Global.update_freq))
+    optimizer = build_optimizer(cfg.Optimizer, model, lr)
+    ema = ModelEMA(exported_model(model), cfg.EMA.decay) if cfg.EMA is not None else None
+    state = {"epochs_completed": 0, "global_step": 0, "history": [], "batch_in_epoch": 0}
+    if checkpoint_dir is not None:
+        state = load_checkpoint(checkpoint_dir, model, optimizer, lr, ema, amp=precision)
+    model, optimizer = precision.decorate(model, optimizer)
+    if world > 1:
+        model = paddle.DataParallel(model)
+    return WorkerRun(model=model, optimizer=optimizer, lr=lr, ema=ema, precision=precision,
+                     criterion=CombinedLoss(cfg.Loss.Train, "Loss.Train"),
+                     eval_loss=CombinedLoss(cfg.Loss.Eval, "Loss.Eval"), steps=steps, state=state)
+
+
+def forward_backward(model, criterion, precision: MixedPrecision, images, labels, update_freq: int = 1):
+    """One batch's forward pass (under AMP's auto_cast when on) and backward; returns (loss, outputs).
+
+    The loss is computed in float32 outside auto_cast, on whatever the model returned (one tensor, or
+    GoogLeNet's [main, aux1, aux2]), and divided by `update_freq` for gradient accumulation.
+    """
+    with precision.autocast():
+        outputs = model(images)
+    outputs = to_float32(outputs)
+    loss = criterion(outputs, labels)
+    precision.backward(loss / update_freq)
+    return loss, outputs
+
+
 def train_loop(loop_config: dict[str, Any]) -> None:
     import ray.train
     from ray.train import Checkpoint
 
-    from ppipe.data import iter_batches, num_batches
-    from ppipe.train.arch import build_model, exported_model
-    from ppipe.train.ema import ModelEMA
+    from ppipe.data import iter_batches
+    from ppipe.train.arch import exported_model
 
     cfg = load_config(data=loop_config["config"])
     prepared = loop_config["prepared"]
@@ -66,25 +128,15 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     train_cfg = cfg.DataLoader.Train
     train_ops = decode_first(train_cfg.dataset.transform_ops)
     batch_size = train_cfg.sampler.batch_size
-    model = build_model(cfg, pretrained=cfg.Global.pretrained_model)
-    steps = num_batches(prepared, "train", batch_size, rank=rank, world_size=world,
-                        drop_last=train_cfg.sampler.drop_last)
     update_freq = cfg.Global.update_freq
-    lr = build_lr(cfg.Optimizer.lr, cfg.Global.epochs, max(1, steps // update_freq))
-    optimizer = build_optimizer(cfg.Optimizer, model, lr)
-    ema = ModelEMA(exported_model(model), cfg.EMA.decay) if cfg.EMA is not None else None
-    if world > 1:
-        model = paddle.DataParallel(model)
-    criterion = CombinedLoss(cfg.Loss.Train, "Loss.Train")
-    eval_loss = CombinedLoss(cfg.Loss.Eval, "Loss.Eval")
+    checkpoint = ray.train.get_checkpoint()
+    with (checkpoint.as_directory() if checkpoint is not None else contextlib.nullcontext()) as checkpoint_dir:
+        run = build_worker_run(cfg, prepared, rank=rank, world=world, checkpoint_dir=checkpoint_dir)
+    model, optimizer, lr, ema, precision, steps = run.model, run.optimizer, run.lr, run.ema, run.precision, run.steps
 
     restarts = _record_attempt(loop_config["attempts_dir"], rank)
     _record_worker(loop_config.get("workers_dir"), rank, restarts)
-    state = {"epochs_completed": 0, "global_step": 0, "history": [], "batch_in_epoch": 0}
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            state = load_checkpoint(d, _bare(model), optimizer, lr, ema)
+    state = run.state
     state["restarts"] = restarts
     state["batches_this_start"] = 0  # batches trained since this worker group started (restart tests read it)
     if lr_note:
@@ -94,14 +146,14 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     def report(metrics: dict) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             if rank == 0:
-                save_checkpoint(tmp, _bare(model), optimizer, lr, state, ema)
+                save_checkpoint(tmp, _bare(model), optimizer, lr, state, ema, amp=precision)
             # report() is a barrier: every rank calls it equally often; only rank 0 carries the checkpoint.
             ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp) if rank == 0 else None)
 
     for epoch in range(state["epochs_completed"], cfg.Global.epochs):
         model.train()
         start = state.get("batch_in_epoch", 0)
-        seen, t_steady, loss_sum, n_loss = 0, None, 0.0, 0
+        seen, t_steady, loss_sum, n_loss, correct, counted = 0, None, 0.0, 0, 0, 0
         for step, (images, labels) in enumerate(iter_batches(
                 prepared, "train", train_ops, batch_size, rank=rank, world_size=world, epoch=epoch,
                 shuffle=train_cfg.sampler.shuffle, seed=cfg.Global.seed, drop_last=train_cfg.sampler.drop_last,
@@ -111,10 +163,10 @@ def train_loop(loop_config: dict[str, Any]) -> None:
             if step - start == WARMUP_STEPS:
                 t_steady, seen = time.perf_counter(), 0
             _maybe_inject_failure(loop_config.get("fail_at"), epoch + 1, step, rank, world)
-            loss = criterion(model(paddle.to_tensor(images)), paddle.to_tensor(labels))
-            (loss / update_freq).backward()
+            loss, outputs = forward_backward(model, run.criterion, precision, paddle.to_tensor(images),
+                                             paddle.to_tensor(labels), update_freq)
             if (step + 1) % update_freq == 0:
-                optimizer.step()
+                precision.step(optimizer)
                 optimizer.clear_grad()
                 lr.step()
                 if ema is not None:
@@ -124,6 +176,8 @@ def train_loop(loop_config: dict[str, Any]) -> None:
                     state["batch_in_epoch"] = step + 1
                     report({"epoch": epoch + (step + 1) / steps, "global_step": state["global_step"],
                             "restarts": state["restarts"]})
+            batch_correct, batch_counted = top1_counts(outputs, labels)
+            correct, counted = correct + batch_correct, counted + batch_counted
             seen += len(labels)
             loss_sum += float(loss)
             n_loss += 1
@@ -137,15 +191,18 @@ def train_loop(loop_config: dict[str, Any]) -> None:
                 ((epoch + 1) % cfg.Global.eval_interval == 0 or epoch + 1 == cfg.Global.epochs):
             evaluated = exported_model(_bare(model))
             with (ema.applied(evaluated) if ema is not None else contextlib.nullcontext()):
-                counts = score(evaluated, prepared, "val", eval_transform_ops(cfg),
+                counts = score(for_evaluation(evaluated, precision), prepared, "val", eval_transform_ops(cfg),
                                cfg.DataLoader.Eval.sampler.batch_size, rank=rank, world_size=world,
-                               loss_fn=eval_loss)
+                               loss_fn=run.eval_loss)
             keys = sorted(counts)
             val = summarize(dict(zip(keys, all_reduce_sum([counts[k] for k in keys]))))
-        total_img_per_s, train_loss = all_reduce_sum([img_per_s, loss_sum / max(1, n_loss)])
+        total_img_per_s, train_loss, correct, counted = all_reduce_sum(
+            [img_per_s, loss_sum / max(1, n_loss), correct, counted])
         metrics = {"epoch": epoch + 1, "train_loss": train_loss / world, "lr": float(lr.get_lr()),
                    "train_img_per_s": total_img_per_s, "restarts": state["restarts"],
                    "global_step": state["global_step"], "batches_this_start": state["batches_this_start"]}
+        if counted:  # top-1 of the main head on the training batches (none with soft targets: Mixup/Cutmix)
+            metrics["train_top1"] = correct / counted
         if val is not None:
             metrics.update({"top1": val["top1"], "top5": val["top5"], "val_loss": val["loss"]})
         state["epochs_completed"] = epoch + 1

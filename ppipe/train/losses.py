@@ -2,6 +2,8 @@
 
 A recipe lists weighted terms (`- CELoss: {weight: 1.0, epsilon: 0.1}`); the total loss is their weighted
 sum. Each loss declares its parameters so the config loader can reject unknown ones before training starts.
+A loss receives what the model returned: one logits tensor, or for models with auxiliary heads in training
+(GoogLeNet's `[main, aux1, aux2]`) the list, which only a loss written for it (`GoogLeNetLoss`) accepts.
 """
 
 from __future__ import annotations
@@ -34,7 +36,11 @@ def cross_entropy(logits, targets, epsilon: float = 0.0):
     """Mean cross entropy against class ids [N] or soft targets [N, C], with label smoothing `epsilon`.
 
     Rows whose class id is negative (unlabeled images, label -1) do not count; with none labeled it is 0.
+    Half-precision logits (AMP) are cast to float32 first: log-softmax and the sum over classes lose too much
+    in float16.
     """
+    if logits.dtype in (paddle.float16, paddle.bfloat16):
+        logits = logits.astype("float32")
     num_classes = logits.shape[-1]
     if targets.ndim == logits.ndim and targets.shape[-1] == num_classes:
         soft = targets.astype(logits.dtype)
@@ -66,10 +72,49 @@ class CELoss(Loss):
         if isinstance(logits, dict):
             raise ValueError("CELoss got the outputs of several models (a DistillationModel): use "
                              "DistillationGTCELoss with model_names to pick one")
+        if isinstance(logits, (list, tuple)):
+            raise ValueError(f"CELoss got {len(logits)} outputs (a model with auxiliary heads in training, e.g. "
+                             "GoogLeNet's [main, aux1, aux2]): use the model's own loss (GoogLeNetLoss)")
         return cross_entropy(logits, labels, self.epsilon)
 
 
-LOSSES: dict[str, type[Loss]] = {"CELoss": CELoss}
+class GoogLeNetLoss(Loss):
+    """GoogLeNet's training loss (Szegedy et al., 2014, arXiv:1409.4842, section 5), as PaddleClas's GoogLeNetLoss:
+    CE(main) + 0.3 * CE(aux1) + 0.3 * CE(aux2) over the model's `[main, aux1, aux2]` training outputs.
+
+    In eval mode ppipe's GoogLeNet returns the main logits alone and the loss is CE(main); PaddleClas's GoogLeNet
+    also runs its auxiliary heads in evaluation, so its validation loss includes their terms and is higher.
+    PaddleClas refuses label smoothing for it (epsilon in (0, 1)); so does this loss, when the recipe is loaded.
+    """
+
+    params = ("weight", "epsilon")
+    AUX_WEIGHT = 0.3
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any], where: str) -> None:
+        super().check_params(params, where)
+        epsilon = params.get("epsilon")
+        if epsilon is not None and 0.0 < float(epsilon) < 1.0:
+            raise ConfigError(f"{where}.epsilon: GoogLeNetLoss has no label smoothing (as in PaddleClas); "
+                              f"got {epsilon}, expected null or 0")
+
+    def __init__(self, weight: float = 1.0, epsilon: float | None = None):
+        self.check_params({"epsilon": epsilon}, "GoogLeNetLoss")
+        super().__init__(weight)
+
+    def __call__(self, outputs, labels):
+        if isinstance(outputs, paddle.Tensor):
+            return cross_entropy(outputs, labels)
+        if not isinstance(outputs, (list, tuple)) or len(outputs) != 3:
+            raise ValueError(f"GoogLeNetLoss expects GoogLeNet's [main, aux1, aux2] logits (or the main logits "
+                             f"alone in eval mode), got {type(outputs).__name__}"
+                             + (f" of {len(outputs)}" if isinstance(outputs, (list, tuple, dict)) else ""))
+        main, aux1, aux2 = (o["logits"] if isinstance(o, dict) else o for o in outputs)
+        return cross_entropy(main, labels) + self.AUX_WEIGHT * (cross_entropy(aux1, labels) +
+                                                                cross_entropy(aux2, labels))
+
+
+LOSSES: dict[str, type[Loss]] = {"CELoss": CELoss, "GoogLeNetLoss": GoogLeNetLoss}
 
 
 class CombinedLoss:

@@ -20,4 +20,31 @@ def topk_correct(logits: np.ndarray, labels: np.ndarray, ks=(1, 5)) -> dict[int,
     return out
 
 
+def main_output(outputs):
+    """The logits that accuracy is measured on: the output itself, or the first of a list of heads (GoogLeNet's
+    `[main, aux1, aux2]` in training); None for named outputs (a DistillationModel), which name no main one."""
+    if isinstance(outputs, dict):
+        return None
+    if isinstance(outputs, (list, tuple)):
+        return outputs[0]
+    return outputs
+
+
+def top1_counts(outputs, labels: np.ndarray) -> tuple[int, int]:
+    """(correct, counted) top-1 of the main head over the rows labeled with a class id (>= 0); (0, 0) when
+    there is nothing to count: soft targets (Mixup/Cutmix) or outputs without a main head."""
+    logits = main_output(outputs)
+    labels = np.asarray(labels)
+    if logits is None or labels.ndim > 1 and labels.shape[-1] != 1:
+        return 0, 0
+    if hasattr(logits, "numpy"):  # a paddle Tensor, float16 under AMP
+        logits = logits.astype("float32").numpy()
+    logits = np.asarray(logits, dtype=np.float32)
+    labels = labels.reshape(-1)
+    labeled = labels >= 0
+    if not labeled.any():
+        return 0, 0
+    return topk_correct(logits[labeled], labels[labeled], (1,))[1], int(labeled.sum())
+
+
 METRICS = {"TopkAcc": topk_correct}
