@@ -15,6 +15,7 @@ from ppipe.train.metrics import top1_counts, topk_correct
 from ppipe.train.optim import build_lr, build_optimizer
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+RECIPES = Path(__file__).resolve().parents[1] / "configs" / "ImageNet"
 
 
 def _trace(sched, n):
@@ -204,3 +205,126 @@ def test_googlenet_trains_through_the_loop_with_its_weighted_auxiliary_loss(digi
         run.optimizer.clear_grad()
     assert not np.allclose(model.aux1.out.weight.numpy(), aux_before)  # the auxiliary heads train too
     assert eval_loss() < before
+
+
+# ------------------------------------------------------------------------------------------- gradient clipping
+
+def _recipe(family: str, name: str, *overrides: str):
+    return load_config(RECIPES / family / f"{name}.yaml", list(overrides))
+
+
+def _one_step_update(cfg: OptimizerSection, scale: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(gradients, weight updates) of one step of `cfg`'s optimizer on a linear model whose loss is `scale` times
+    larger than natural, so its gradient is large."""
+    paddle.seed(0)
+    model = paddle.nn.Linear(4, 3)
+    opt = build_optimizer(cfg, model, build_lr(cfg.lr, 1, 1))
+    before = [p.numpy().copy() for p in model.parameters()]
+    x, y = paddle.randn([8, 4]), paddle.randint(0, 3, [8])
+    (paddle.nn.functional.cross_entropy(model(x), y) * scale).backward()
+    grads = [p.grad.numpy().copy() for p in model.parameters()]
+    opt.step()
+    return grads, [b - p.numpy() for b, p in zip(before, model.parameters())]
+
+
+def _global_norm(arrays) -> float:
+    return float(np.sqrt(sum((a.astype(np.float64) ** 2).sum() for a in arrays)))
+
+
+@pytest.mark.parametrize("name", ["SGD", "Momentum"])
+def test_clip_grad_scales_the_gradients_to_that_global_norm_before_the_step(name):
+    # SGD and Momentum's first step move the weights by lr x (clipped) gradient: with lr 1 the update is the gradient
+    # the optimizer applied.
+    lr = LRSection(name="Constant", learning_rate=1.0)
+    grads, update = _one_step_update(OptimizerSection(name=name, lr=lr), scale=100.0)
+    assert _global_norm(grads) > 10
+    assert _global_norm(update) == pytest.approx(_global_norm(grads), rel=1e-5)  # no clipping by default
+
+    grads, update = _one_step_update(OptimizerSection(name=name, lr=lr, clip_grad=1.0), scale=100.0)
+    assert _global_norm(update) == pytest.approx(1.0, rel=1e-5)
+    factor = 1.0 / _global_norm(grads)  # every gradient shrinks by the same factor: the direction is kept
+    for g, u in zip(grads, update):
+        np.testing.assert_allclose(u, g * factor, rtol=1e-4, atol=1e-7)
+
+    # below the limit nothing changes
+    grads, update = _one_step_update(OptimizerSection(name=name, lr=lr, clip_grad=1e6), scale=100.0)
+    assert _global_norm(update) == pytest.approx(_global_norm(grads), rel=1e-5)
+
+
+def test_clip_norm_clips_each_parameters_gradient_separately():
+    lr = LRSection(name="Constant", learning_rate=1.0)
+    grads, update = _one_step_update(OptimizerSection(name="SGD", lr=lr, clip_norm=1.0), scale=100.0)
+    assert all(np.linalg.norm(g) > 1 for g in grads)
+    assert [float(np.linalg.norm(u)) for u in update] == pytest.approx([1.0] * len(update), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["Momentum", "SGD", "AdamW", "RMSProp"])
+def test_every_optimizer_gets_the_recipes_gradient_clipping(name):
+    cfg = OptimizerSection(name=name, clip_grad=1.0, lr=LRSection(name="Constant", learning_rate=0.1))
+    opt = build_optimizer(cfg, paddle.nn.Linear(2, 2), build_lr(cfg.lr, 1, 1))
+    assert isinstance(opt._grad_clip, paddle.nn.ClipGradByGlobalNorm) and opt._grad_clip.clip_norm == 1.0
+    cfg = OptimizerSection(name=name, lr=LRSection(name="Constant", learning_rate=0.1))
+    assert build_optimizer(cfg, paddle.nn.Linear(2, 2), build_lr(cfg.lr, 1, 1))._grad_clip is None
+
+
+def test_pvt_v2_b3_recipe_clips_at_1_as_published():
+    cfg = _recipe("PVTV2", "PVT_V2_B3")
+    assert cfg.Optimizer.clip_grad == 1.0
+    opt = build_optimizer(cfg.Optimizer, paddle.nn.Linear(2, 2), build_lr(cfg.Optimizer.lr, 1, 1))
+    assert isinstance(opt._grad_clip, paddle.nn.ClipGradByGlobalNorm)
+
+
+# ----------------------------------------------------------------------------------- linear learning-rate scaling
+
+def test_piecewise_schedule_scales_its_values_and_says_so():
+    from ppipe.train.loop import scaled_learning_rate, scaled_schedule
+
+    cfg = _recipe("ResNet", "ResNet50")  # Piecewise [0.1, 0.01, 0.001, 0.0001] at epochs 30/60/90, for 8 GPUs
+    rate, note = scaled_learning_rate(cfg, 2)
+    assert rate == pytest.approx([0.025, 0.0025, 0.00025, 0.000025])
+    assert note == ("learning rate scaled linearly for 2 workers (recipe tuned for 8 workers; global batch 128): "
+                    "Piecewise values [0.1, 0.01, 0.001, 0.0001] -> [0.025, 0.0025, 0.00025, 2.5e-05]")
+    lr, _ = scaled_schedule(cfg, 2)
+    trace = _trace(build_lr(lr, cfg.Global.epochs, steps_per_epoch=1), 120)
+    assert trace[0] == trace[29] == pytest.approx(0.025)      # the rate actually trained at, not only logged
+    assert trace[30] == pytest.approx(0.0025) and trace[60] == pytest.approx(0.00025)
+    assert trace[119] == pytest.approx(0.000025)
+    assert scaled_learning_rate(cfg, 8) == ([0.1, 0.01, 0.001, 0.0001], None)
+
+
+def test_cosine_schedule_scales_its_rate_floor_and_warmup_start_alike():
+    from ppipe.train.loop import scaled_learning_rate, scaled_schedule
+
+    cfg = _recipe("PVTV2", "PVT_V2_B0", "Global.epochs=40")  # Cosine 1e-3 -> eta_min 1e-5, warm-up 20 epochs from 1e-6
+    rate, note = scaled_learning_rate(cfg, 4)
+    assert rate == pytest.approx(5e-4)
+    assert note.endswith("Cosine learning_rate 0.001 -> 0.0005, eta_min 1e-05 -> 5e-06, "
+                         "warmup_start_lr 1e-06 -> 5e-07")
+    steps = 10
+    original = _trace(build_lr(cfg.Optimizer.lr, 40, steps), 40 * steps)
+    scaled = _trace(build_lr(scaled_schedule(cfg, 4)[0], 40, steps), 40 * steps)
+    assert scaled[0] == pytest.approx(5e-7)                    # the warm-up starts at the scaled start
+    assert scaled[20 * steps] == pytest.approx(5e-4)           # and reaches the scaled rate
+    assert min(scaled) == pytest.approx(5e-7) and scaled[-1] == pytest.approx(5e-6, rel=0.01)  # floor: eta_min / 2
+    assert scaled == pytest.approx([v / 2 for v in original])  # the whole schedule, step by step
+
+
+@pytest.mark.parametrize("name", ["Cosine", "Piecewise", "Step", "MultiStepDecay", "Constant", "Linear"])
+def test_scaling_multiplies_every_step_of_every_schedule(name):
+    from ppipe.train.optim import scale_lr
+
+    cfg = LRSection(name=name, learning_rate=0.4, warmup_epoch=1, warmup_start_lr=0.04, eta_min=0.02, end_lr=0.01,
+                    step_size=1, milestones=[2], decay_epochs=[2], values=[0.4, 0.04])
+    scaled, changes = scale_lr(cfg, 0.25)
+    assert changes  # each schedule reports what changed
+    assert _trace(build_lr(scaled, 4, 3), 12) == pytest.approx([v * 0.25 for v in _trace(build_lr(cfg, 4, 3), 12)])
+
+
+def test_a_recipe_without_learning_rate_is_not_reported_with_a_default_it_does_not_use():
+    from ppipe.train.loop import scaled_learning_rate
+
+    cfg = _recipe("AlexNet", "AlexNet")  # Piecewise values only, no learning_rate key
+    rate, note = scaled_learning_rate(cfg, 2)
+    assert rate == pytest.approx([0.0025, 0.00025, 0.000025, 0.0000025])
+    assert "learning_rate" not in note and "0.1" not in note
+    assert "values [0.01, 0.001, 0.0001, 1e-05] -> [0.0025, 0.00025, 2.5e-05, 2.5e-06]" in note

@@ -2,6 +2,7 @@
 ppipe's loader, equal to what configs/ImageNet/make_recipes.py generates, carrying PaddleClas's published facts,
 and able to train: one real optimizer step from a recipe for a CNN, a mobile net and a transformer."""
 
+import dataclasses
 import importlib.util
 import math
 import sys
@@ -13,6 +14,7 @@ import pytest
 import yaml
 
 from ppipe.config import load_config
+from ppipe.config.schema import ArchSection
 from ppipe.models import get_spec, list_models
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,6 +78,10 @@ def test_recipe_loads_and_validates_with_the_prepared_data_given(name, digits_pr
     assert size == get_spec(name).input_size or name == "RegNetX_4GF"
 
 
+# Arch keys that are settings of the run (ArchSection's fields), not constructor arguments.
+ARCH_SETTINGS = {f.name for f in dataclasses.fields(ArchSection)} - {"kwargs"}
+
+
 def _smallest_with_each_arch_arguments() -> list[tuple[str, dict]]:
     """One architecture per (family, set of extra Arch keys) in the recipes: the smallest."""
     chosen: dict[tuple, tuple[str, dict]] = {}
@@ -83,7 +89,7 @@ def _smallest_with_each_arch_arguments() -> list[tuple[str, dict]]:
         if not _recipe(name).is_file():  # reported by the one-recipe-per-architecture test, not at collection
             continue
         arch = yaml.safe_load(_recipe(name).read_text())["Arch"]
-        extra = {k: v for k, v in arch.items() if k not in ("name", "class_num")}
+        extra = {k: v for k, v in arch.items() if k not in ARCH_SETTINGS}
         if extra:
             chosen.setdefault((get_spec(name).family, tuple(sorted(extra))), (name, extra))
     return list(chosen.values())
@@ -94,9 +100,10 @@ ARCH_ARGUMENT_CASES = _smallest_with_each_arch_arguments()
 
 @pytest.mark.parametrize("name,extra", ARCH_ARGUMENT_CASES, ids=[name for name, _ in ARCH_ARGUMENT_CASES])
 def test_recipe_arch_arguments_are_ones_the_model_takes(name, extra):
-    # The loader passes extra Arch keys to the constructor untouched; a key the model lacks fails only when built.
+    # The loader checks extra Arch keys against the model when it loads the recipe; this builds the model for real.
     from ppipe.models import create_model
 
+    assert load_config(_recipe(name)).Arch.kwargs == extra
     model = create_model(name, num_classes=10, **extra)
     assert model.num_classes == 10
 
@@ -207,10 +214,16 @@ def test_schedules_and_augmentation_follow_the_published_recipes():
     assert _op(regnet.DataLoader.Eval.dataset.transform_ops, "CropImage")["size"] == 256
 
 
-def test_pieces_ppipe_cannot_run_yet_are_named_in_the_recipe_not_dropped_silently():
-    text = _recipe("PVT_V2_B3").read_text()
-    assert "# ppipe: Optimizer.clip_grad" in text and "clip_grad:" not in text.replace("# ppipe: Optimizer.", "")
-    assert "# ppipe: Arch.use_fused_attn" in _recipe("SwinTransformer_tiny_patch4_window7_224").read_text()
+def test_published_settings_are_carried_and_pieces_ppipe_cannot_run_yet_are_named_not_dropped_silently():
+    for name in ("PVT_V2_B3", "PVT_V2_B4", "PVT_V2_B5"):  # PVTv2's gradient clipping, as published
+        assert load_config(_recipe(name)).Optimizer.clip_grad == 1.0
+        assert "not supported yet" not in _recipe(name).read_text()
+    assert load_config(_recipe("PVT_V2_B2")).Optimizer.clip_grad is None
+    for name in list_models("SwinTransformer_*"):  # PaddleClas's fused-kernel switches, off as published
+        arch = yaml.safe_load(_recipe(name).read_text())["Arch"]
+        assert (arch["use_fused_attn"], arch["use_fused_linear"]) == (False, False)
+        assert load_config(_recipe(name)).Arch.kwargs == {}
+    assert "# ppipe: GoogLeNetTopkAcc not supported yet" in _recipe("GoogLeNet").read_text()
     for name in ("ResNet50", "SwinTransformer_base_patch4_window7_224", "MobileNetV3_small_x1_0"):
         assert "Arch.pretrained: True" in _recipe(name).read_text()
     stand_in = _recipe("ResNet50_vc").read_text().splitlines()

@@ -94,8 +94,9 @@ class Recipe:
 
 
 def derive(base: Recipe, *, lr: float | None = None, l2: float | None = None, schedule: dict | None = None,
-           **fields: Any) -> Recipe:
-    """`base` with another learning rate, L2 coefficient or schedule, and any other fields replaced."""
+           clip_grad: float | None = None, **fields: Any) -> Recipe:
+    """`base` with another learning rate, L2 coefficient, schedule or gradient clipping (the gradients' global norm),
+    and any other fields replaced."""
     opt = base.optimizer
     if schedule is not None:
         opt = {**opt, "lr": schedule}
@@ -103,6 +104,10 @@ def derive(base: Recipe, *, lr: float | None = None, l2: float | None = None, sc
         opt = {**opt, "lr": {**opt["lr"], "learning_rate": lr}}
     if l2 is not None:
         opt = {**opt, "regularizer": {"name": "L2", "coeff": l2}}
+    if clip_grad is not None:  # where PaddleClas's recipes write it: after the weight decay
+        items = list(opt.items())
+        at = [k for k, _ in items].index("weight_decay") + 1
+        opt = dict(items[:at] + [("clip_grad", clip_grad)] + items[at:])
     return replace(base, optimizer=opt, **fields)
 
 
@@ -186,8 +191,7 @@ FAMILIES: dict[str, Recipe] = {
     "SwinTransformer": deit_style(
         adamw(cosine(1e-3, eta_min=2e-5, warmup_epoch=20, warmup_start_lr=2e-6), 0.05,
               "absolute_pos_embed relative_position_bias_table .bias norm"), batch_size=128,
-        notes=((("Arch",), "ppipe: Arch.use_fused_attn and Arch.use_fused_linear (False in PaddleClas's recipe: its "
-                           "plain attention, the only one ppipe has) not supported yet"),)),
+        arch={"use_fused_attn": False, "use_fused_linear": False}),
     "TNT": replace(STEP_120, normalize=HALF_NORM, eval_resize=248, eval_interp=BICUBIC_PIL, eval_batch_size=128),
     "Twins": deit_style(
         adamw(cosine(1e-3, eta_min=2e-5, warmup_epoch=5, warmup_start_lr=2e-6), 0.05,
@@ -212,6 +216,9 @@ FROM_SCRATCH = ((("Arch",), "PaddleClas's recipe also sets Arch.pretrained: True
 # RepVGG's larger models train longer, with AutoAugment, Mixup and label smoothing (the paper's 200-epoch recipe).
 REPVGG_LARGE = {"epochs": 200, "schedule": cosine(0.1, warmup_epoch=5), "augment": "AutoAugment", "batch_ops": MIXUP,
                 "label_smoothing": 0.1}
+PVT_CLIP_GRAD = ("The gradients' global norm is clipped at 1.0, as in PVTv2's own training (whai362/PVT "
+                 "classification/configs/pvt_v2). PaddleClas's trainer hands clip_grad to its AdamW wrapper, which "
+                 "drops it: PaddleClas itself trains these without clipping; ppipe clips as the recipe says.")
 DISTILLED = ("PaddleClas's recipe for this distilled variant trains from labels alone (no teacher model): the "
              "model's two heads are averaged and learn from the labels.",)
 
@@ -262,9 +269,8 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "PPLCNet_x1_5": {"l2": 4e-5},
     "PPLCNet_x2_0": {"l2": 4e-5},
     "PPLCNet_x2_5": {"l2": 4e-5, "augment": "AutoAugment"},
-    **{name: {"arch": {"drop_path_rate": 0.3, "drop_rate": 0.0},
-              "notes": ((("Optimizer",), "ppipe: Optimizer.clip_grad (1.0 in PaddleClas's recipe: the gradients' "
-                                         "global norm clipped at 1) not supported yet"),)}
+    **{name: {"arch": {"drop_path_rate": 0.3, "drop_rate": 0.0}, "clip_grad": 1.0,
+              "notes": ((("Optimizer", "clip_grad"), PVT_CLIP_GRAD),)}
        for name in ("PVT_V2_B3", "PVT_V2_B4", "PVT_V2_B5")},
     "RegNetX_4GF": _stand_in("RegNet/RegNetX_3200MF.yaml",
                              "it follows PaddleClas's RegNetX recipe (RegNetX_3200MF's, identical for every RegNetX)"),
@@ -296,7 +302,7 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "ShuffleNetV2_x1_5": {"lr": 0.25, "batch_size": 128},
     "ShuffleNetV2_x2_0": {"lr": 0.25, "batch_size": 128},
     "SwinTransformer_base_patch4_window12_384": AT_384,
-    "SwinTransformer_base_patch4_window7_224": {"notes": FAMILIES["SwinTransformer"].notes + FROM_SCRATCH},
+    "SwinTransformer_base_patch4_window7_224": {"notes": FROM_SCRATCH},
     "SwinTransformer_large_patch4_window12_384": AT_384,
     "SwinTransformer_tiny_patch4_window7_224": {
         "amp": {"use_amp": True, "use_fp16_test": True, "scale_loss": 128.0, "use_dynamic_loss_scaling": True,

@@ -1,22 +1,26 @@
 """Loading a recipe: YAML file -> `-o Section.key=value` overrides -> typed `Config` -> semantic checks.
 
 Everything that can be known wrong before a worker starts is checked here (unknown keys, wrong types,
-unknown operators, losses or metrics, settings ppipe cannot honour), so a bad recipe fails in a second
-with the key's name instead of minutes later on a Ray worker.
+unknown operators, losses or metrics, architecture arguments the model does not take, settings ppipe cannot
+honour), so a bad recipe fails in a second with the key's name instead of minutes later on a Ray worker.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import inspect
 import os
+import re
 from typing import Any, Iterable
 
 import yaml
 
-from ppipe.config.schema import Config
+from ppipe.config.schema import ArchSection, Config
 from ppipe.config.typed import ConfigError, from_dict, single_key_items, to_dict
 
-_ARCH_KEYS = {"name", "class_num", "pretrained", "use_ssld", "use_sync_bn"}
+# PaddleClas's Arch keys that are settings of the run, not constructor arguments: the typed `ArchSection` fields.
+_ARCH_KEYS = {f.name for f in dataclasses.fields(ArchSection)} - {"kwargs"}
 
 
 def _parse_override(text: str) -> tuple[list[str], Any]:
@@ -94,16 +98,26 @@ def validate(cfg: Config) -> Config:
     from ppipe.models import get_spec
     from ppipe.train.losses import LOSSES
     from ppipe.train.metrics import METRICS
+    from ppipe.train.optim import gradient_clip
 
     if cfg.Arch.name == "DistillationModel":
         from ppipe.distill.model import parse_models
 
-        parse_models(cfg.Arch.kwargs, cfg.Arch.class_num or cfg.Global.class_num)
+        for i, (key, model) in enumerate(parse_models(cfg.Arch.kwargs, cfg.Arch.class_num or cfg.Global.class_num)):
+            check_arch_arguments(model["name"], model["class_num"] or 1000, model["kwargs"],
+                                 f"Arch.models[{i}].{key}")
     else:
         try:
             get_spec(cfg.Arch.name)
         except (KeyError, ValueError) as e:
             raise ConfigError(f"Arch.name: {e}") from None
+        check_arch_arguments(cfg.Arch.name, cfg.num_classes, cfg.Arch.kwargs)
+    for key in ("use_fused_attn", "use_fused_linear"):
+        if getattr(cfg.Arch, key):
+            raise ConfigError(f"Arch.{key}: PaddleClas's fused attention/linear GPU kernels (SwinTransformer) are not "
+                              f"in ppipe, whose models have only the plain attention and linear layers; set it to "
+                              f"false (the published recipes' value)")
+    gradient_clip(cfg.Optimizer)
     if cfg.Global.use_dali:
         raise ConfigError("Global.use_dali: DALI is not supported; ppipe's own input pipeline reads prepared shards")
     _validate_amp(cfg)
@@ -143,6 +157,76 @@ def validate(cfg: Config) -> Config:
             if name not in METRICS:
                 raise ConfigError(f"Metric.{split}: unknown metric {name!r}; known: {', '.join(sorted(METRICS))}")
     return cfg
+
+
+def check_arch_arguments(name: str, num_classes: int, kwargs: dict[str, Any], where: str = "Arch") -> None:
+    """Check the extra Arch keys of zoo architecture `name` against what its entrypoint and constructor take.
+
+    The model is built as training builds it (`create_model(name, num_classes=..., **kwargs)`), but under
+    `paddle.LazyGuard`, which allocates and initialises no weights (well under a second even for the largest
+    transformers; the global random state is untouched). Python's own argument binding then decides: a key the
+    constructor lacks, one the variant's entrypoint already sets, or a value the constructor refuses is a
+    `ConfigError` naming the key here instead of a failure on a Ray worker.
+    """
+    if not kwargs:
+        return
+    if "num_classes" in kwargs:  # training passes the class count as num_classes itself
+        raise ConfigError(f"{where}.num_classes: give the class count as {where}.class_num")
+    failure = _lazy_build_failure(name, {"num_classes": num_classes, **kwargs})
+    if failure is None:
+        return
+    kind, detail = failure
+    if kind == "unknown":
+        settings = f" (besides {', '.join(sorted(_ARCH_KEYS - {'name'}))})" if where == "Arch" else ""
+        raise ConfigError(f"unknown key {where}.{detail}: not an argument of {name}; it takes "
+                          f"{', '.join(arch_arguments(name)) or 'no further arguments'}{settings}")
+    if kind == "repeated":
+        raise ConfigError(f"{where}.{detail}: {name} sets {detail} itself (it defines the variant); remove it")
+    raise ConfigError(f"{where}: {name} cannot be built with {kwargs}: {detail}")
+
+
+def arch_arguments(name: str) -> list[str]:
+    """The keyword arguments an Arch section may give zoo architecture `name`: its model class's constructor
+    parameters, less `num_classes` and the ones its entrypoint sets itself (giving those again is refused)."""
+    import paddle
+
+    from ppipe.models import create_model
+
+    with paddle.LazyGuard():
+        cls = type(create_model(name))
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    return [p.name for p in params
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "num_classes" and p.default is not p.empty
+            and (_lazy_build_failure(name, {p.name: p.default}) or ("",))[0] != "repeated"]
+
+
+def _lazy_build_failure(name: str, kwargs: dict[str, Any]) -> tuple[str, str] | None:
+    """Build `name` with `kwargs` without weights: None if it builds, else ("unknown", key), ("repeated", key) or
+    ("refused", why)."""
+    import paddle
+
+    from ppipe.models import create_model
+
+    try:
+        with paddle.LazyGuard():
+            create_model(name, **kwargs)
+        return None
+    except TypeError as e:
+        found = (re.search(r"unexpected keyword argument '(\w+)'", str(e)),
+                 re.search(r"multiple values for (?:keyword )?argument '(\w+)'", str(e)))
+        if found[0]:
+            return "unknown", found[0][1]
+        if found[1]:
+            return "repeated", found[1][1]
+        return "refused", f"TypeError: {e}"
+    except KeyError as e:
+        # CPython 3.11 reports a keyword argument given twice (`f(scale=1, **{"scale": 2})`) as a bare
+        # KeyError('scale') instead of its TypeError when that happens while another exception is being handled.
+        if len(e.args) == 1 and e.args[0] in kwargs:
+            return "repeated", e.args[0]
+        return "refused", f"KeyError: {e}"
+    except Exception as e:  # a value the constructor refuses (asserts, ValueError, ...)
+        return "refused", f"{type(e).__name__}: {e}"
 
 
 def _validate_amp(cfg: Config) -> None:

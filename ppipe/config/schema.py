@@ -68,8 +68,13 @@ class ArchSection:
     use_ssld: bool = False
     # PaddleClas's synchronized BatchNorm across GPU workers (ignored with a log line on CPU runs).
     use_sync_bn: bool = False
+    # PaddleClas's SwinTransformer switches to its fused attention / fused linear GPU kernels. Its published recipes
+    # set both to False (the plain attention and linear layers, which are the only ones ppipe's models have), so
+    # False is accepted and changes nothing; True is refused by the loader.
+    use_fused_attn: bool = False
+    use_fused_linear: bool = False
     # Any other key is a constructor argument of the architecture (PaddleClas passes them through too);
-    # the loader checks them against the model's signature.
+    # the loader checks them against the model's signature (`ppipe.config.loader.check_arch_arguments`).
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -118,6 +123,12 @@ class OptimizerSection:
     one_dim_param_no_weight_decay: bool = False
     multi_precision: bool = False
     use_nesterov: bool = False
+    # PaddleClas's `clip_grad`: before each step, scale all gradients together so that their global norm (over
+    # every parameter) is at most this value (paddle.nn.ClipGradByGlobalNorm; PVTv2's B3-B5 recipes: 1.0).
+    # None (YAML null): no clipping.
+    clip_grad: float | None = None
+    # PaddleClas's `clip_norm`: clip each parameter's gradient to this norm separately (paddle.nn.ClipGradByNorm).
+    clip_norm: float | None = None
 
 
 @dataclass
@@ -164,8 +175,14 @@ class DataLoaderSection:
 
 @dataclass
 class MetricSection:
-    Train: list[Any] = field(default_factory=lambda: [{"TopkAcc": {"topk": [1, 5]}}])
+    # PaddleClas leaves `Train:` empty (YAML null) where training accuracy means nothing (Mixup's soft labels) and
+    # builds no training metric then (ppcls/engine/engine.py); null is read as that empty list.
+    Train: list[Any] | None = field(default_factory=lambda: [{"TopkAcc": {"topk": [1, 5]}}])
     Eval: list[Any] = field(default_factory=lambda: [{"TopkAcc": {"topk": [1, 5]}}])
+
+    def __post_init__(self):
+        if self.Train is None:
+            self.Train = []
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from typing import Any, Literal, Union
@@ -16,6 +17,33 @@ from typing import Any, Literal, Union
 
 class ConfigError(ValueError):
     """A configuration value is missing, unknown or of the wrong type; the message names its key."""
+
+
+# A decimal number as PaddleClas recipes write them: `1e-8`, `5e-4`, `1.0e-5`, `.5`, `-2`. YAML 1.1 (PyYAML) reads
+# the exponent forms without a dot or a sign as strings, and PaddleClas `literal_eval`s them; ppipe parses exactly
+# this grammar instead of evaluating anything (so no `inf`, `nan`, `0x10`, `1_000` or expressions).
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_INTEGER = re.compile(r"[+-]?\d+")
+
+
+def parse_number(text: str) -> float | None:
+    """`text` as a float when it is a plain decimal number (scientific notation included), else None."""
+    return float(text) if _NUMBER.fullmatch(text.strip()) else None
+
+
+def _numbers_in(node: Any) -> Any:
+    # Free-form parameters (operators, losses, architecture arguments) have no declared types, so a string that
+    # is a number there is taken as the number, as PaddleClas's config reader does.
+    if isinstance(node, dict):
+        return {k: _numbers_in(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_numbers_in(v) for v in node]
+    if isinstance(node, str):
+        number = parse_number(node)
+        if number is None:
+            return node
+        return int(node) if _INTEGER.fullmatch(node.strip()) else number
+    return node
 
 
 def _type_name(tp: Any) -> str:
@@ -26,7 +54,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is Any:
-        return value
+        return _numbers_in(value)
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -64,6 +92,9 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        number = parse_number(value) if isinstance(value, str) else None
+        if number is not None:
+            return number
         raise ConfigError(f"{where}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):

@@ -24,7 +24,7 @@ from ppipe.train.checkpoint import load_checkpoint, save_checkpoint
 from ppipe.train.ema import ModelEMA
 from ppipe.train.losses import CombinedLoss
 from ppipe.train.metrics import top1_counts
-from ppipe.train.optim import build_lr, build_optimizer
+from ppipe.train.optim import build_lr, build_optimizer, scale_lr
 
 log = logging.getLogger("ppipe.train")
 
@@ -35,16 +35,28 @@ def _bare(model):
     return model._layers if isinstance(model, paddle.DataParallel) else model
 
 
-def scaled_learning_rate(cfg, world: int) -> tuple[float | list[float], str | None]:
-    """The recipe's learning rate for `world` workers (linear scaling rule) and a sentence saying what was done."""
-    base = cfg.Optimizer.lr.learning_rate
-    ref = cfg.Global.recipe_workers
+def scaled_schedule(cfg, world: int):
+    """The recipe's `Optimizer.lr` for `world` workers, and a sentence saying exactly what changed (None: nothing).
+
+    With `Global.recipe_workers` set and different from `world`, the linear scaling rule (Goyal et al., 2017):
+    every rate the schedule uses (`optim.lr_fields`: learning_rate or Piecewise's values, eta_min, end_lr,
+    warmup_start_lr) is multiplied by world / recipe_workers, so the whole schedule keeps its shape.
+    """
+    lr, ref = cfg.Optimizer.lr, cfg.Global.recipe_workers
     if not ref or ref == world:
-        return base, None
-    factor = world / ref
-    scaled = [v * factor for v in base] if isinstance(base, list) else base * factor
-    return scaled, (f"learning rate scaled linearly from {base} (recipe tuned for {ref} workers) to {scaled} for "
-                    f"{world} workers, global batch {world * cfg.DataLoader.Train.sampler.batch_size}")
+        return lr, None
+    scaled, changes = scale_lr(lr, world / ref)
+    if not changes:
+        return lr, None
+    return scaled, (f"learning rate scaled linearly for {world} workers (recipe tuned for {ref} workers; global "
+                    f"batch {world * cfg.DataLoader.Train.sampler.batch_size}): {lr.name} {', '.join(changes)}")
+
+
+def scaled_learning_rate(cfg, world: int) -> tuple[float | list[float], str | None]:
+    """The rate the recipe's schedule runs at on `world` workers (`learning_rate`; a Piecewise schedule: its
+    `values`) and the note of `scaled_schedule`, which scales the rest of the schedule with it."""
+    lr, note = scaled_schedule(cfg, world)
+    return (lr.values if lr.name == "Piecewise" else lr.learning_rate), note
 
 
 @dataclass
@@ -121,10 +133,9 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     init_collective()
     paddle.seed(cfg.Global.seed + rank)
 
-    lr_value, lr_note = scaled_learning_rate(cfg, world)
+    cfg.Optimizer.lr, lr_note = scaled_schedule(cfg, world)
     if lr_note and rank == 0:
         log.warning(lr_note)
-    cfg.Optimizer.lr.learning_rate = lr_value
     train_cfg = cfg.DataLoader.Train
     train_ops = decode_first(train_cfg.dataset.transform_ops)
     batch_size = train_cfg.sampler.batch_size

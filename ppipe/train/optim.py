@@ -1,10 +1,13 @@
-"""Optimizers and learning-rate schedules from PaddleClas's `Optimizer` section.
+"""Optimizers, gradient clipping and learning-rate schedules from PaddleClas's `Optimizer` section.
 
 Schedules step once per iteration, as PaddleClas's do (`by_epoch: false`), so `warmup_epoch` and epoch-based
-boundaries are converted to iterations with the number of steps each epoch takes on this worker.
+boundaries are converted to iterations with the number of steps each epoch takes on this worker. `scale_lr`
+multiplies a whole schedule for the linear scaling rule (Goyal et al., 2017, arXiv:1706.02677).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import paddle
 
@@ -50,6 +53,33 @@ def build_lr(cfg: LRSection, epochs: int, steps_per_epoch: int):
     return sched
 
 
+def lr_fields(cfg: LRSection) -> tuple[str, ...]:
+    """The learning-rate-valued fields `build_lr` reads for `cfg`'s schedule: the rates the schedule runs at, its
+    floor (Cosine's `eta_min`, Linear's `end_lr`) and, with a warm-up, where the warm-up starts."""
+    fields = ("values",) if cfg.name == "Piecewise" else ("learning_rate",)
+    fields += {"Cosine": ("eta_min",), "Linear": ("end_lr",)}.get(cfg.name, ())
+    return fields + (("warmup_start_lr",) if cfg.warmup_epoch > 0 else ())
+
+
+def _rates(value) -> str:
+    return f"[{', '.join(_rates(v) for v in value)}]" if isinstance(value, list) else f"{value:.6g}"
+
+
+def scale_lr(cfg: LRSection, factor: float) -> tuple[LRSection, list[str]]:
+    """`cfg` with every rate its schedule uses multiplied by `factor`, so the whole schedule (warm-up start, peak,
+    decay steps, floor) scales alike; and one "field old -> new" entry per field that changed."""
+    changed, notes = {}, []
+    for name in lr_fields(cfg):
+        value = getattr(cfg, name)
+        if value is None:  # a Piecewise schedule without values: build_lr names the problem
+            continue
+        scaled = [v * factor for v in value] if isinstance(value, list) else value * factor
+        if scaled != value:
+            changed[name] = scaled
+            notes.append(f"{name} {_rates(value)} -> {_rates(scaled)}")
+    return dataclasses.replace(cfg, **changed), notes
+
+
 def _no_decay_filter(cfg: OptimizerSection, model: paddle.nn.Layer):
     names = (cfg.no_weight_decay_name or "").split()
     one_dim = {p.name for p in model.parameters() if cfg.one_dim_param_no_weight_decay and len(p.shape) == 1}
@@ -58,14 +88,32 @@ def _no_decay_filter(cfg: OptimizerSection, model: paddle.nn.Layer):
     return (lambda pname: pname not in skip) if skip else None
 
 
+def gradient_clip(cfg: OptimizerSection):
+    """The optimizer's gradient clipping: `clip_grad` (global norm), `clip_norm` (each parameter's norm), or None.
+    Paddle applies it inside `optimizer.step()`, after AMP's GradScaler has unscaled the gradients."""
+    if cfg.clip_grad is not None and cfg.clip_norm is not None:
+        raise ConfigError("Optimizer: clip_grad (global norm) and clip_norm (per-parameter norm) are two ways to "
+                          "clip the same gradients; set one of them")
+    for key in ("clip_grad", "clip_norm"):
+        value = getattr(cfg, key)
+        if value is not None and value <= 0:
+            raise ConfigError(f"Optimizer.{key}: expected a norm > 0 (or null for no clipping), got {value}")
+    if cfg.clip_grad is not None:
+        return paddle.nn.ClipGradByGlobalNorm(clip_norm=cfg.clip_grad)
+    if cfg.clip_norm is not None:
+        return paddle.nn.ClipGradByNorm(clip_norm=cfg.clip_norm)
+    return None
+
+
 def build_optimizer(cfg: OptimizerSection, model: paddle.nn.Layer, lr_scheduler) -> paddle.optimizer.Optimizer:
     params = model.parameters()
     decay_filter = _no_decay_filter(cfg, model)
+    clip = gradient_clip(cfg)
     if cfg.name == "AdamW":
         coeff = cfg.weight_decay if cfg.weight_decay is not None else (cfg.regularizer.coeff if cfg.regularizer else 0.01)
         return paddle.optimizer.AdamW(lr_scheduler, parameters=params, beta1=cfg.beta1, beta2=cfg.beta2,
                                       epsilon=cfg.epsilon, weight_decay=coeff, apply_decay_param_fun=decay_filter,
-                                      multi_precision=cfg.multi_precision)
+                                      grad_clip=clip, multi_precision=cfg.multi_precision)
     if decay_filter is not None and cfg.regularizer:
         # Paddle applies an optimizer-level regularizer to every parameter; exclusions go per parameter group.
         decay = [p for p in params if decay_filter(p.name)]
@@ -77,11 +125,12 @@ def build_optimizer(cfg: OptimizerSection, model: paddle.nn.Layer, lr_scheduler)
             cfg.regularizer.coeff)
     if cfg.name == "Momentum":
         return paddle.optimizer.Momentum(lr_scheduler, momentum=cfg.momentum, parameters=params, weight_decay=reg,
-                                         use_nesterov=cfg.use_nesterov, multi_precision=cfg.multi_precision)
+                                         grad_clip=clip, use_nesterov=cfg.use_nesterov,
+                                         multi_precision=cfg.multi_precision)
     if cfg.name == "SGD":
-        return paddle.optimizer.SGD(lr_scheduler, parameters=params, weight_decay=reg,
+        return paddle.optimizer.SGD(lr_scheduler, parameters=params, weight_decay=reg, grad_clip=clip,
                                     multi_precision=cfg.multi_precision)
     if cfg.name == "RMSProp":
         return paddle.optimizer.RMSProp(lr_scheduler, rho=cfg.rho, epsilon=cfg.epsilon, momentum=cfg.momentum,
-                                        parameters=params, weight_decay=reg)
+                                        parameters=params, weight_decay=reg, grad_clip=clip)
     raise ConfigError(f"Optimizer.name: unknown optimizer {cfg.name!r}")
