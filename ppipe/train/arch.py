@@ -31,14 +31,22 @@ def infer_arch(cfg: Config) -> InferArch:
 
 
 def build_model(cfg: Config, pretrained: str | None = None):
-    """The training model of `cfg` (`pretrained`: PaddleClas weights for a single architecture)."""
+    """The training model of `cfg` (`pretrained`: PaddleClas weights for a single architecture), on the CPU
+    kernels `Global.cpu_kernels` asks for."""
+    import logging
+
     from ppipe.models import create_model
+    from ppipe.ops.onednn import accelerate_for_cpu_training
 
     if cfg.Arch.name == DISTILLATION:
         from ppipe.distill.model import build_distillation_model
 
-        return build_distillation_model(cfg.Arch.kwargs, cfg.Arch.class_num or cfg.Global.class_num)
-    return create_model(cfg.Arch.name, num_classes=cfg.num_classes, pretrained=pretrained, **cfg.Arch.kwargs)
+        model = build_distillation_model(cfg.Arch.kwargs, cfg.Arch.class_num or cfg.Global.class_num)
+    else:
+        model = create_model(cfg.Arch.name, num_classes=cfg.num_classes, pretrained=pretrained, **cfg.Arch.kwargs)
+    kernels = accelerate_for_cpu_training(model, cfg.Global.cpu_kernels)
+    logging.getLogger(__name__).info("%s: %s", cfg.Arch.name, kernels)
+    return model
 
 
 def exported_model(model):

@@ -1,0 +1,164 @@
+"""Ray's overhead: `ppipe train` with one Ray worker against a bare single-process loop, same model and data.
+
+Both sides train the same recipe (default: the quickstart's PP-LCNet x0.25 on the embedded digits, prepared
+into shards here) for the same epochs, with the same model build (`Global.cpu_kernels`), optimizer, learning
+rate schedule, loss, transforms, batch size and number of math threads:
+
+* `ppipe`: `ppipe.train.train(cfg)` with `Ray.num_workers=1`: a local Ray instance, the Ray Train controller,
+  one worker process running ppipe's training loop (per-epoch checkpoints through Ray, metrics, EMA/AMP hooks);
+* `bare`: the loop a user would write: `iter_batches` -> forward -> loss -> backward -> step, in this
+  process, no checkpoints, no evaluation.
+
+Reported: the steady training throughput (images/s over each epoch after its first steps, measured the same
+way on both sides, first epoch left out) and the end-to-end wall time (Ray start, worker start, checkpoints and
+evaluation included for ppipe). Rounds alternate the two sides.
+
+    python benchmarks/ray_overhead.py [--config configs/quickstart.yaml] [--epochs 4] [--rounds 2] [-o KEY=VALUE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WARMUP_STEPS = 3  # as ppipe's loop: the first steps of an epoch are left out of the steady rate
+
+
+def _config(args, output_dir: str):
+    from ppipe.config import load_config
+
+    threads = args.threads
+    overrides = [f"Global.epochs={args.epochs}", f"Global.output_dir={output_dir}", "Ray.num_workers=1",
+                 f"Ray.cpus_per_worker={threads}", f"Ray.threads_per_worker={threads}",
+                 "Global.eval_during_train=False", "Tracking.wandb_mode=disabled"] + list(args.override or [])
+    return load_config(args.config, overrides)
+
+
+def run_ppipe(args, prepared: str) -> dict:
+    from ppipe.train.trainer import train
+
+    with tempfile.TemporaryDirectory() as out:
+        cfg = _config(args, out)
+        t0 = time.perf_counter()
+        res = train(cfg, data=prepared)
+        wall = time.perf_counter() - t0
+    rates = [h["train_img_per_s"] for h in res.history]
+    return {"side": "ppipe", "steady_img_per_s": statistics.mean(rates[1:] or rates), "wall_s": wall,
+            "epochs": res.epochs_completed}
+
+
+def run_bare(args, prepared: str) -> dict:
+    import paddle
+
+    from ppipe.data import iter_batches, num_batches
+    from ppipe.train.arch import build_model
+    from ppipe.train.losses import CombinedLoss
+    from ppipe.train.optim import build_lr, build_optimizer
+
+    with tempfile.TemporaryDirectory() as out:
+        cfg = _config(args, out)
+    t0 = time.perf_counter()
+    paddle.set_device("cpu")
+    paddle.seed(cfg.Global.seed)
+    train_cfg = cfg.DataLoader.Train
+    bs = train_cfg.sampler.batch_size
+    model = build_model(cfg)
+    steps = num_batches(prepared, "train", bs, drop_last=train_cfg.sampler.drop_last)
+    lr = build_lr(cfg.Optimizer.lr, cfg.Global.epochs, steps)
+    optimizer = build_optimizer(cfg.Optimizer, model, lr)
+    criterion = CombinedLoss(cfg.Loss.Train, "Loss.Train")
+    rates = []
+    for epoch in range(cfg.Global.epochs):
+        model.train()
+        seen, t_steady = 0, None
+        for step, (images, labels) in enumerate(iter_batches(
+                prepared, "train", train_cfg.dataset.transform_ops, bs, epoch=epoch,
+                shuffle=train_cfg.sampler.shuffle, seed=cfg.Global.seed, drop_last=train_cfg.sampler.drop_last,
+                num_workers=train_cfg.loader.num_workers)):
+            if step == WARMUP_STEPS:
+                t_steady, seen = time.perf_counter(), 0
+            loss = criterion(model(paddle.to_tensor(images)), paddle.to_tensor(labels))
+            loss.backward()
+            optimizer.step()
+            optimizer.clear_grad()
+            lr.step()
+            float(loss)
+            seen += len(labels)
+        rates.append(seen / (time.perf_counter() - t_steady))
+    return {"side": "bare", "steady_img_per_s": statistics.mean(rates[1:] or rates),
+            "wall_s": time.perf_counter() - t0, "epochs": cfg.Global.epochs}
+
+
+def _child(args, side: str, prepared: str) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
+               WANDB_MODE="disabled")
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", side, "--prepared", prepared,
+           "--config", args.config, "--epochs", str(args.epochs), "--threads", str(args.threads)]
+    for o in args.override or []:
+        cmd += ["-o", o]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
+    if out.returncode != 0:
+        raise RuntimeError(f"{side} failed:\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=os.path.join(ROOT, "configs", "quickstart.yaml"))
+    p.add_argument("-o", "--override", action="append", help="config override KEY=VALUE (both sides)")
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--image-size", type=int, default=32, help="digits upscaled to this size")
+    p.add_argument("--json", help="also write the results here")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--prepared", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.child:
+        res = run_ppipe(args, args.prepared) if args.child == "ppipe" else run_bare(args, args.prepared)
+        print(json.dumps(res))
+        return 0
+
+    from ppipe.data import prepare_dataset, write_digits_demo
+
+    results: dict[str, list[dict]] = {"ppipe": [], "bare": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        write_digits_demo(os.path.join(tmp, "source"), image_size=args.image_size)
+        prepared = os.path.join(tmp, "prepared")
+        prepare_dataset(os.path.join(tmp, "source"), prepared, progress=False)
+        for r in range(args.rounds):
+            for side in (("ppipe", "bare") if r % 2 == 0 else ("bare", "ppipe")):
+                res = _child(args, side, prepared)
+                results[side].append(res)
+                print(f"round {r + 1} {side:6s} steady {res['steady_img_per_s']:8.1f} img/s  wall {res['wall_s']:6.1f} s",
+                      file=sys.stderr, flush=True)
+
+    med = {s: {k: statistics.median(r[k] for r in v) for k in ("steady_img_per_s", "wall_s")}
+           for s, v in results.items()}
+    overhead = 1.0 - med["ppipe"]["steady_img_per_s"] / med["bare"]["steady_img_per_s"]
+    summary = {"config": args.config, "epochs": args.epochs, "threads": args.threads, "rounds": args.rounds,
+               "median": med, "steady_overhead": overhead,
+               "wall_ratio": med["ppipe"]["wall_s"] / med["bare"]["wall_s"], "runs": results}
+    print(f"\n{os.path.basename(args.config)}, {args.epochs} epochs, {args.threads} threads, median of {args.rounds}")
+    verdict = f"{overhead * 100:.1f}% slower" if overhead > 0 else f"{-overhead * 100:.1f}% faster"
+    print(f"steady training throughput: ppipe (1 Ray worker) {med['ppipe']['steady_img_per_s']:.1f} img/s, "
+          f"bare loop {med['bare']['steady_img_per_s']:.1f} img/s: ratio {1 - overhead:.3f} (ppipe {verdict})")
+    print(f"end to end: ppipe {med['ppipe']['wall_s']:.1f} s, bare {med['bare']['wall_s']:.1f} s "
+          f"(Ray start, worker start, per-epoch checkpoints included)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(summary, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Training throughput on CPU: ppipe's training path against PyTorch (torchvision) on the same architecture.
+
+One training step = forward, cross-entropy, backward, SGD-with-momentum update, on a fixed random batch
+(batch 32 at 224x224 by default): the model's compute only, no data loading (see input_pipeline.py for that).
+Contestants, each in a fresh process per round so that OpenMP runtimes and allocator state never mix:
+
+* `ppipe`: the zoo model as `ppipe train` builds it (`Global.cpu_kernels` default: ppipe's oneDNN
+  convolutions, ppipe/ops), Paddle eager;
+* `paddle`: the same zoo model on Paddle's own eager CPU kernels (`cpu_kernels: paddle`), what PaddleClas's
+  tools/train.py runs;
+* `torch`: torchvision's model of the same architecture (the `bench` extra: torch 2.14.1, torchvision 0.29.1).
+
+All use the same number of math threads (default: every core). Rounds alternate the contestants so that other
+load on the machine hits all of them; the medians' ratios against torch are the result.
+
+    python benchmarks/train_throughput.py [--models resnet50,mobilenet_v3_large] [--rounds 3] [--steps 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+# benchmark name -> (ppipe zoo name, torchvision constructor)
+MODELS = {
+    "resnet50": ("ResNet50", "resnet50"),
+    "mobilenet_v3_large": ("MobileNetV3_large_x1_0", "mobilenet_v3_large"),
+    "mobilenet_v2": ("MobileNetV2", "mobilenet_v2"),
+    "resnet18": ("ResNet18", "resnet18"),
+}
+CONTESTANTS = ("ppipe", "paddle", "torch")
+
+
+def _paddle_step(zoo_name: str, kernels: str, batch: int, size: int):
+    import paddle
+
+    from ppipe.models import create_model
+    from ppipe.ops.onednn import accelerate_for_cpu_training
+
+    paddle.seed(0)
+    model = create_model(zoo_name, num_classes=1000)
+    note = accelerate_for_cpu_training(model, kernels)
+    model.train()
+    opt = paddle.optimizer.Momentum(0.1, momentum=0.9, parameters=model.parameters(), weight_decay=1e-4)
+    x = paddle.randn([batch, 3, size, size])
+    y = paddle.randint(0, 1000, [batch, 1])
+
+    def step():
+        loss = paddle.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.clear_grad()
+        return float(loss)  # waits for the step, like torch's .item()
+
+    return step, note
+
+
+def _torch_step(tv_name: str, batch: int, size: int, threads: int):
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    torch.set_num_threads(threads)
+    model = getattr(torchvision.models, tv_name)(num_classes=1000)
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    x = torch.randn(batch, 3, size, size)
+    y = torch.randint(0, 1000, (batch,))
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step, f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def measure(contestant: str, model: str, batch: int, size: int, steps: int, warmup: int, threads: int) -> dict:
+    """One contestant's images/s in this process (called in a child process by `main`)."""
+    zoo_name, tv_name = MODELS[model]
+    if contestant == "torch":
+        step, note = _torch_step(tv_name, batch, size, threads)
+    else:
+        step, note = _paddle_step(zoo_name, "onednn" if contestant == "ppipe" else "paddle", batch, size)
+    for _ in range(warmup):  # first steps build kernels / primitives and grow the allocator
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    dt = time.perf_counter() - t0
+    return {"contestant": contestant, "model": model, "img_per_s": batch * steps / dt, "note": note}
+
+
+def _child(args) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    env.setdefault("PYTHONPATH", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", args.contestant_, "--models", args.model_,
+           "--batch", str(args.batch), "--size", str(args.size), "--steps", str(args.steps),
+           "--warmup", str(args.warmup), "--threads", str(args.threads)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"{args.contestant_} on {args.model_} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="resnet50,mobilenet_v3_large")
+    p.add_argument("--contestants", default=",".join(CONTESTANTS))
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--json", help="also write the results here")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.child:
+        print(json.dumps(measure(args.child, args.models, args.batch, args.size, args.steps, args.warmup,
+                                 args.threads)))
+        return 0
+
+    models = [m for m in args.models.split(",") if m]
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        p.error(f"--models: unknown {unknown}; choose from {sorted(MODELS)}")
+    contestants = [c for c in args.contestants.split(",") if c]
+    results: dict[str, dict[str, list[float]]] = {m: {c: [] for c in contestants} for m in models}
+    notes: dict[tuple[str, str], str] = {}
+    for r in range(args.rounds):
+        for m in models:
+            order = contestants if r % 2 == 0 else contestants[::-1]
+            for c in order:
+                args.contestant_, args.model_ = c, m
+                res = _child(args)
+                results[m][c].append(res["img_per_s"])
+                notes[(m, c)] = res["note"]
+                print(f"round {r + 1} {m:20s} {c:7s} {res['img_per_s']:7.2f} img/s", file=sys.stderr, flush=True)
+
+    summary = {"batch": args.batch, "size": args.size, "threads": args.threads, "rounds": args.rounds,
+               "steps": args.steps, "models": {}}
+    print(f"\nbatch {args.batch} at {args.size}x{args.size}, {args.threads} threads, median of {args.rounds} "
+          f"rounds x {args.steps} steps (img/s)")
+    print(f"{'model':20s} " + " ".join(f"{c:>8s}" for c in contestants) + "   ratios vs torch")
+    for m in models:
+        med = {c: statistics.median(v) for c, v in results[m].items()}
+        ratios = {c: med[c] / med["torch"] for c in contestants if "torch" in med and c != "torch"}
+        summary["models"][m] = {"median_img_per_s": med, "ratio_vs_torch": ratios, "runs": results[m],
+                                "notes": {c: notes[(m, c)] for c in contestants}}
+        print(f"{m:20s} " + " ".join(f"{med[c]:8.2f}" for c in contestants) + "   "
+              + " ".join(f"{c}={v:.2f}x" for c, v in ratios.items()))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(summary, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

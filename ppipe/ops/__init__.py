@@ -1,0 +1,1 @@
+"""Compiled operators that make CPU training fast (see `ppipe.ops.onednn`)."""

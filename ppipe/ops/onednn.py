@@ -1,0 +1,244 @@
+"""oneDNN convolutions for CPU training: build, load, and switch a model's Conv2D layers onto them.
+
+Paddle's eager CPU `conv2d` (forward and both gradients) runs im2col plus a single-threaded GEMM per sample;
+oneDNN, which Paddle ships for its inference predictor but never selects in eager mode, runs the same
+convolutions several times faster (see benchmarks/README.md). `csrc/onednn_ops.cc` is a Paddle custom
+operator over oneDNN; it is compiled on first use (about 20 s with g++) into a cache keyed by its source,
+Paddle's version and the headers, under a file lock so that Ray workers starting together build it once.
+
+Where it cannot be built (no C++ compiler, no oneDNN headers) training falls back to Paddle's kernels with one
+warning that says why: correctness never depends on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import sys
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+import paddle
+
+log = logging.getLogger(__name__)
+
+_SOURCE = Path(__file__).parent / "csrc" / "onednn_ops.cc"
+
+
+class OneDNNUnavailable(RuntimeError):
+    """The oneDNN operator cannot be built or loaded here (the message says why)."""
+
+
+def onednn_include_dir() -> Path:
+    """oneDNN's C++ headers: `PPIPE_ONEDNN_INCLUDE`, else the `onednn-devel` wheel's (installed under the
+    environment's `include/`). Paddle's wheel ships oneDNN's library but not these headers."""
+    candidates = [os.environ.get("PPIPE_ONEDNN_INCLUDE"), os.path.join(sys.prefix, "include"),
+                  os.path.join(sys.base_prefix, "include")]
+    for c in candidates:
+        if c and (Path(c) / "oneapi" / "dnnl" / "dnnl.hpp").is_file():
+            return Path(c)
+    raise OneDNNUnavailable("oneDNN headers not found (looked for oneapi/dnnl/dnnl.hpp under "
+                            f"{[c for c in candidates if c]}); install `onednn-devel` or set PPIPE_ONEDNN_INCLUDE")
+
+
+def _cache_root() -> Path:
+    base = os.environ.get("PPIPE_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "ppipe")
+    return Path(base) / "ops"
+
+
+@lru_cache(maxsize=1)
+def load_extension():
+    """The compiled operator module (built on first use, then loaded from the cache)."""
+    import shutil
+
+    from filelock import FileLock
+
+    if shutil.which(os.environ.get("CXX", "g++")) is None and shutil.which("c++") is None:
+        raise OneDNNUnavailable("no C++ compiler (g++/c++) on PATH to build ppipe's oneDNN operator")
+    include = onednn_include_dir()
+    paddle_dir = Path(paddle.__file__).parent
+    libdnnl = paddle_dir / "libs" / "libdnnl.so.3"
+    if not libdnnl.is_file():
+        raise OneDNNUnavailable(f"Paddle's oneDNN library not found at {libdnnl}")
+    digest = hashlib.sha256()
+    digest.update(_SOURCE.read_bytes())
+    digest.update(paddle.__version__.encode())
+    digest.update((include / "oneapi" / "dnnl" / "dnnl_version.h").read_bytes())
+    key = digest.hexdigest()[:16]
+    name = f"ppipe_onednn_conv_{key}"
+    build_dir = _cache_root() / key
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(build_dir) + ".lock"):
+        # Paddle's `load` rebuilds only what changed (a no-op build, ~2 s, once the cache is warm), then
+        # imports the generated module; the lock keeps concurrent workers from building over each other.
+        from paddle.utils.cpp_extension import load
+
+        log.info("loading ppipe's oneDNN convolution operator from %s (built on first use)", build_dir)
+        try:
+            with _quiet_build():
+                return load(name=name, sources=[str(_SOURCE)], build_directory=str(build_dir),
+                            extra_include_paths=[str(include)],
+                            extra_ldflags=[f"-L{libdnnl.parent}", "-l:libdnnl.so.3"],
+                            extra_cxx_cflags=["-O3", "-std=c++17"], verbose=False)
+        except Exception as exc:  # compiler errors arrive as RuntimeError with the command's output
+            raise OneDNNUnavailable(f"building ppipe's oneDNN operator failed: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _quiet_build():
+    """Paddle's builder prints to stdout (which carries `--json` documents) and logs setuptools' progress at
+    INFO on every load; keep stdout clean and only warnings and errors in the log."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.INFO)
+    try:
+        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="No ccache found")
+            yield
+    finally:
+        logging.disable(previous)
+
+
+def available() -> str | None:
+    """None when the operator can be used here, else the reason it cannot."""
+    try:
+        load_extension()
+        return None
+    except OneDNNUnavailable as exc:
+        return str(exc)
+
+
+def _explicit_pads(layer: paddle.nn.Conv2D) -> list[int] | None:
+    """[top, bottom, left, right] for a layer with explicit zero padding; None for what the op does not take."""
+    if layer._padding_mode != "zeros" or getattr(layer, "_padding_algorithm", "EXPLICIT") != "EXPLICIT":
+        return None
+    p = [int(v) for v in layer._updated_padding]
+    if len(p) == 2:
+        return [p[0], p[0], p[1], p[1]]
+    if len(p) == 4:
+        return p
+    return None
+
+
+class OneDNNConv2D(paddle.nn.Conv2D):
+    """A Conv2D whose forward runs ppipe's oneDNN operator (same parameters, same state dict)."""
+
+    def forward(self, x):
+        ops = load_extension()
+        y = ops.onednn_conv2d(x, self.weight, [int(s) for s in self._stride], self._ppipe_pads,
+                              [int(d) for d in self._dilation], int(self._groups))
+        if self.bias is not None:
+            y = y + self.bias.reshape([1, -1, 1, 1])
+        return y
+
+
+class OneDNNBatchNorm2D(paddle.nn.BatchNorm2D):
+    """BatchNorm2D whose training-mode forward/backward run on oneDNN; evaluation stays on Paddle's kernel.
+
+    Running statistics follow Paddle's rule: running = momentum * running + (1 - momentum) * batch, with the
+    batch variance unbiased-free (divided by N*H*W) as Paddle's CPU kernel does.
+    """
+
+    def forward(self, x):
+        if not self.training or self._use_global_stats or x.ndim != 4 or x.dtype != paddle.float32:
+            return super().forward(x)
+        ops = load_extension()
+        y, mean, var = ops.onednn_batch_norm(x, self.weight, self.bias, float(self._epsilon))
+        with paddle.no_grad():
+            m = float(self._momentum)
+            paddle.assign(self._mean * m + mean * (1.0 - m), output=self._mean)
+            paddle.assign(self._variance * m + var * (1.0 - m), output=self._variance)
+        return y
+
+
+# Paddle activation layer -> (oneDNN algorithm code in csrc/onednn_ops.cc, alpha, beta)
+_ACTIVATIONS = {
+    paddle.nn.ReLU: (0, 0.0, 0.0),
+    paddle.nn.Hardswish: (1, 1.0 / 6.0, 0.5),
+    paddle.nn.Swish: (2, 1.0, 0.0),
+    paddle.nn.Silu: (2, 1.0, 0.0),
+    paddle.nn.ReLU6: (3, 0.0, 6.0),
+    paddle.nn.Hardsigmoid: (4, 1.0 / 6.0, 0.5),
+    paddle.nn.Sigmoid: (7, 0.0, 0.0),
+}
+
+
+class OneDNNActivation(paddle.nn.Layer):
+    """Mixin forward for activation layers switched to oneDNN (the class keeps its Paddle base for the rest)."""
+
+    def forward(self, x):
+        if x.dtype != paddle.float32:
+            return self._ppipe_paddle_forward(x)
+        alg, alpha, beta = self._ppipe_eltwise
+        return load_extension().onednn_eltwise(x, alg, alpha, beta)
+
+    def _ppipe_paddle_forward(self, x):
+        return super(OneDNNActivation, self).forward(x)
+
+
+def _gelu_entry(layer) -> tuple[int, float, float]:
+    return (6 if getattr(layer, "_approximate", False) else 5, 0.0, 0.0)
+
+
+_switched_classes: dict[type, type] = {}
+
+
+def _activation_class(base: type) -> type:
+    """OneDNNActivation over `base` (one class per activation type, so copies and pickles keep working)."""
+    cls = _switched_classes.get(base)
+    if cls is None:
+        cls = type(f"OneDNN{base.__name__}", (OneDNNActivation, base), {"__module__": __name__})
+        _switched_classes[base] = cls
+        globals()[cls.__name__] = cls
+    return cls
+
+
+def use_onednn_kernels(model: paddle.nn.Layer) -> dict[str, int]:
+    """Switch `model`'s layers to ppipe's oneDNN operators in place: spatial/grouped Conv2D (3x3, depthwise,
+    7x7, ...), BatchNorm2D (training mode) and element-wise activations (ReLU, ReLU6, Hardswish, Hardsigmoid,
+    Swish/SiLU, Sigmoid, GELU). Returns how many layers of each kind were switched.
+
+    The class of each switched layer changes (so copies of the model keep it); parameters and buffers do not,
+    so checkpoints and exports are unaffected. Raises OneDNNUnavailable when the operators cannot be built.
+    """
+    load_extension()
+    counts = {"conv": 0, "batch_norm": 0, "activation": 0}
+    for layer in model.sublayers(include_self=True):
+        kind = type(layer)
+        if kind is paddle.nn.Conv2D:
+            if layer._data_format != "NCHW" or layer.weight.dtype != paddle.float32:
+                continue
+            if list(layer._kernel_size) == [1, 1] and layer._groups == 1:
+                # A pointwise convolution is one GEMM per image in Paddle's kernel already (no im2col);
+                # oneDNN's blocked layouts would add two activation reorders and lose (measured 0.6-0.8x).
+                continue
+            pads = _explicit_pads(layer)
+            if pads is None:
+                continue
+            layer._ppipe_pads = pads
+            layer.__class__ = OneDNNConv2D
+            counts["conv"] += 1
+        elif kind is paddle.nn.BatchNorm2D:
+            if layer._data_format not in ("NCHW", "NCDHW") or layer.weight is None or layer.bias is None:
+                continue
+            layer.__class__ = OneDNNBatchNorm2D
+            counts["batch_norm"] += 1
+        elif kind in _ACTIVATIONS or kind is paddle.nn.GELU:
+            layer._ppipe_eltwise = _gelu_entry(layer) if kind is paddle.nn.GELU else _ACTIVATIONS[kind]
+            layer.__class__ = _activation_class(kind)
+            counts["activation"] += 1
+    return counts
+
+
+def accelerate_for_cpu_training(model: paddle.nn.Layer, kernels: str) -> str:
+    """Apply the configured CPU kernels (`Global.cpu_kernels`) to a training model; returns what was done."""
+    if kernels != "onednn" or paddle.get_device() != "cpu":
+        return "paddle kernels"
+    try:
+        counts = use_onednn_kernels(model)
+    except OneDNNUnavailable as exc:
+        log.warning("Global.cpu_kernels=onednn: %s; training with Paddle's CPU kernels instead", exc)
+        return f"paddle kernels ({exc})"
+    return "onednn kernels (" + ", ".join(f"{v} {k}" for k, v in counts.items()) + " layers)"
