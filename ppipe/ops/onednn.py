@@ -122,6 +122,22 @@ def _explicit_pads(layer: paddle.nn.Conv2D) -> list[int] | None:
     return None
 
 
+def convolution_goes_to_onednn(layer: paddle.nn.Conv2D) -> bool:
+    """Whether `use_onednn_kernels` switches this Conv2D: where oneDNN measured faster and the op applies."""
+    if layer._data_format != "NCHW" or layer.weight.dtype != paddle.float32 or _explicit_pads(layer) is None:
+        return False
+    if layer._groups == 1 and list(layer._kernel_size) == [1, 1]:
+        # A pointwise convolution is one GEMM per image in Paddle's kernel already (no im2col); oneDNN's
+        # blocked layouts would add two activation reorders and lose (measured 0.6-0.8x).
+        return False
+    if layer._groups == 1 and layer._in_channels < 8:
+        # Stems on the input image: oneDNN falls back to a GEMM-based kernel for 3 input channels, and the
+        # image needs no gradient, which Paddle's kernel skips and the custom operator cannot (measured
+        # 0.7-1.0x).
+        return False
+    return True
+
+
 class OneDNNConv2D(paddle.nn.Conv2D):
     """A Conv2D whose forward runs ppipe's oneDNN operator (same parameters, same state dict)."""
 
@@ -208,16 +224,9 @@ def use_onednn_kernels(model: paddle.nn.Layer) -> dict[str, int]:
     for layer in model.sublayers(include_self=True):
         kind = type(layer)
         if kind is paddle.nn.Conv2D:
-            if layer._data_format != "NCHW" or layer.weight.dtype != paddle.float32:
+            if not convolution_goes_to_onednn(layer):
                 continue
-            if list(layer._kernel_size) == [1, 1] and layer._groups == 1:
-                # A pointwise convolution is one GEMM per image in Paddle's kernel already (no im2col);
-                # oneDNN's blocked layouts would add two activation reorders and lose (measured 0.6-0.8x).
-                continue
-            pads = _explicit_pads(layer)
-            if pads is None:
-                continue
-            layer._ppipe_pads = pads
+            layer._ppipe_pads = _explicit_pads(layer)
             layer.__class__ = OneDNNConv2D
             counts["conv"] += 1
         elif kind is paddle.nn.BatchNorm2D:
