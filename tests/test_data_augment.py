@@ -1,10 +1,12 @@
-"""PaddleClas-compatible augmentation policies (AutoAugment, RandAugment, TimmAutoAugment, RandomErasing) and
+"""PaddleClas-compatible augmentation policies (AutoAugment, RandAugment, TimmAutoAugment), masking operators
+(RandomErasing, Cutout, GridMask, HideAndSeek) and
 batch operators (MixupOperator, CutmixOperator, OpSampler): determinism, shapes, the math, the reader wiring
 and the errors."""
 
 from __future__ import annotations
 
 import io
+import random
 import warnings
 from itertools import islice
 
@@ -13,7 +15,7 @@ import pytest
 from PIL import Image
 
 from ppipe.data import create_batch_operators, create_operators, iter_batches, prepare_dataset, write_digits_demo
-from ppipe.data.augment import AutoAugment, RandAugment, RandomErasing, TimmAutoAugment
+from ppipe.data.augment import AutoAugment, Cutout, GridMask, HideAndSeek, RandAugment, RandomErasing, TimmAutoAugment
 from ppipe.data.batch_ops import BatchCompose, CutmixOperator, MixupOperator, OpSampler
 from ppipe.data.transforms import OperatorParamError, UnknownOperatorError
 
@@ -210,6 +212,137 @@ def test_random_erasing_accepts_paddleclas_string_numbers():
     op = RandomErasing(EPSILON="0.25", sh="1.0/3.0", r1="0.3", attempt=10, use_log_aspect=True, mode="pixel")
     assert op.EPSILON == 0.25 and op.sh == pytest.approx(1 / 3)
     assert op.r1 == pytest.approx((np.log(0.3), np.log(1 / 0.3)))
+
+
+# ---------------------------------------------------------------------------- Cutout, GridMask, HideAndSeek
+
+MASKS = {"Cutout": {"n_holes": 2, "length": 12}, "GridMask": {"d1": 6, "d2": 14, "rotate": 30},
+         "HideAndSeek": {"grid_sizes": [4, 8], "hide_prob": 0.5}}
+
+
+def _normalized(h: int = 32, w: int = 32) -> np.ndarray:
+    """What NormalizeImage(order='') hands these operators: HWC float32, no zeros of its own."""
+    return (_image(h, w).astype(np.float32) + 1.0) / 256.0
+
+
+@pytest.mark.parametrize("name", sorted(MASKS))
+def test_masking_op_keeps_shape_and_dtype_for_hwc_float_hwc_uint8_and_chw_and_leaves_its_input_alone(name):
+    ops = create_operators([{name: MASKS[name]}], seed=0)
+    for img in (_normalized(24, 40), _image(24, 40) + 1, _normalized(24, 40).transpose(2, 0, 1).copy()):
+        before = img.copy()
+        outs = [ops(img) for _ in range(6)]
+        assert all(out.shape == img.shape and out.dtype == img.dtype for out in outs)
+        assert any((out == 0).any() for out in outs)
+        np.testing.assert_array_equal(img, before)
+    chw = _normalized(24, 40).transpose(2, 0, 1)
+    out = create_operators([{name: MASKS[name]}], seed=3)(chw)
+    # channel-first input is masked in the same places as its HWC form
+    np.testing.assert_array_equal(out.transpose(1, 2, 0), create_operators([{name: MASKS[name]}], seed=3)(
+        _normalized(24, 40)))
+
+
+@pytest.mark.parametrize("name", sorted(MASKS))
+def test_masking_op_is_reproducible_for_a_fixed_seed_and_differs_across_seeds(name):
+    img = _normalized()
+
+    def run(seed: int) -> list[np.ndarray]:
+        ops = create_operators([{name: MASKS[name]}], seed=seed)
+        return [ops(img) for _ in range(8)]
+
+    a, b, c = run(3), run(3), run(4)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    assert any(not np.array_equal(x, y) for x, y in zip(a, c))
+
+
+@pytest.mark.parametrize("name", sorted(MASKS))
+def test_masking_op_loads_by_name_in_a_paddleclas_transform_ops_list(name):
+    ops = create_operators([{"DecodeImage": {"to_rgb": True, "channel_first": False}},
+                            {"RandCropImage": {"size": 24}}, {"RandFlipImage": {"flip_code": 1}},
+                            {"NormalizeImage": {"scale": "1.0/255.0", "mean": MEAN, "std": STD, "order": ""}},
+                            {name: MASKS[name]}, {"ToCHWImage": None}], seed=0)
+    out = ops(_png(_image()))
+    assert out.shape == (3, 24, 24) and out.dtype == np.float32
+
+
+def test_cutout_zeroes_n_holes_squares_of_side_length_around_the_drawn_centres_clipped_at_the_borders():
+    H, W, n_holes, length = 30, 40, 3, 10
+    op = Cutout(n_holes=n_holes, length=length)
+    img = np.ones((H, W, 3), np.float32)
+    for seed in range(30):
+        op.rng = random.Random(seed)
+        out = op(img)
+        replay, expected = random.Random(seed), np.ones((H, W, 3), np.float32)
+        for _ in range(n_holes):
+            y, x = replay.randrange(H), replay.randrange(W)
+            expected[max(y - 5, 0):y + 5, max(x - 5, 0):x + 5] = 0
+        np.testing.assert_array_equal(out, expected)
+        assert 0 < (out[..., 0] == 0).sum() <= n_holes * length ** 2
+    op = Cutout(n_holes=1, length=length)
+    op.rng = random.Random(0)
+    interior = [box for box in (_erased_box(op(img), 0.0) for _ in range(50))
+                if 0 < box[0] and box[0] + box[2] < H and 0 < box[1] and box[1] + box[3] < W]
+    assert interior and all((h, w) == (length, length) for _, _, h, w in interior)
+
+
+def test_cutout_fill_value_none_fills_each_hole_with_a_seeded_random_colour():
+    img = np.full((32, 32, 3), -1.0, np.float32)
+    a = create_operators([{"Cutout": {"n_holes": 1, "length": 8, "fill_value": "none"}}], seed=2)(img)
+    b = create_operators([{"Cutout": {"n_holes": 1, "length": 8, "fill_value": None}}], seed=2)(img)
+    np.testing.assert_array_equal(a, b)
+    hole = a[np.any(a != -1.0, axis=-1)]
+    assert len(hole) > 0 and len(np.unique(hole, axis=0)) == 1
+    assert np.all((hole >= 0) & (hole <= 255) & (hole == np.round(hole)))
+
+
+def test_gridmask_zeroes_bands_of_width_d_times_ratio_every_d_rows_and_columns():
+    H, W, d, ratio = 48, 64, 10, 0.3
+    op = GridMask(d1=d, d2=d + 1, rotate=1, ratio=ratio, mode=0)
+    img = _normalized(H, W)
+    for seed in range(10):
+        op.rng = random.Random(seed)
+        hidden = op(img)[..., 0] == 0
+        rows, cols = hidden.all(axis=1), hidden.all(axis=0)
+        # a pixel is hidden exactly when its row or its column lies in a band
+        np.testing.assert_array_equal(hidden, rows[:, None] | cols[None, :])
+        for bands, n in ((rows, H), (cols, W)):
+            np.testing.assert_array_equal(bands[:n - d], bands[d:])  # period d
+            starts = np.flatnonzero(bands[1:] & ~bands[:-1]) + 1
+            ends = np.flatnonzero(bands[:-1] & ~bands[1:]) + 1
+            full = [e - s for s in starts for e in ends if e > s][:1]
+            assert full == [int(d * ratio + 0.5)] or len(starts) == 0  # bands are round(d * ratio) wide
+
+
+def test_gridmask_mode_1_keeps_the_grid_and_prob_is_the_probability_of_masking():
+    img = _normalized()
+    a, b = GridMask(d1=6, d2=14, mode=0), GridMask(d1=6, d2=14, mode=1)
+    a.rng, b.rng = random.Random(1), random.Random(1)
+    np.testing.assert_array_equal(a(img) == 0, b(img) != 0)
+    ops = create_operators([{"GridMask": {"d1": 6, "d2": 14, "prob": 0.25}}], seed=0)
+    masked = sum(bool((ops(img) == 0).any()) for _ in range(400))
+    assert 60 <= masked <= 140
+    np.testing.assert_array_equal(create_operators([{"GridMask": {"prob": 0.0}}], seed=0)(img), img)
+
+
+def test_hide_and_seek_hides_whole_grid_patches_each_with_probability_hide_prob():
+    img = _normalized(64, 64)
+    for size in (8, 16):
+        ops = create_operators([{"HideAndSeek": {"grid_sizes": [size], "hide_prob": 0.5}}], seed=0)
+        hidden = []
+        for _ in range(40):
+            patches = (ops(img)[..., 0] == 0).reshape(64 // size, size, 64 // size, size).transpose(0, 2, 1, 3)
+            per_patch = patches.reshape(len(patches), len(patches), -1)
+            assert np.all(per_patch.all(axis=-1) | ~per_patch.any(axis=-1))  # a patch is hidden whole or not at all
+            hidden.append(per_patch.all(axis=-1).mean())
+        assert 0.4 <= np.mean(hidden) <= 0.6
+    for grid_sizes, hide_prob, all_hidden in (([8], 1.0, True), ([8], 0.0, False), ([0], 1.0, False)):
+        out = create_operators([{"HideAndSeek": {"grid_sizes": grid_sizes, "hide_prob": hide_prob}}], seed=0)(img)
+        assert (out == 0).all() if all_hidden else np.array_equal(out, img)
+
+
+def test_hide_and_seek_defaults_are_paddleclas_fixed_grid_sizes_and_probability():
+    op = HideAndSeek()
+    assert (op.grid_sizes, op.hide_prob) == ([0, 16, 32, 44, 56], 0.5)
 
 
 # ---------------------------------------------------------------------------------------- batch operators
@@ -460,6 +593,11 @@ def test_iter_batches_class_num_smaller_than_the_labels_is_an_error(digits):
     ([{"TimmAutoAugment": {"img_siz": 224}}], OperatorParamError, "TimmAutoAugment: unknown parameter 'img_siz'"),
     ([{"RandAugment": {"magnitude": 11}}], OperatorParamError, "magnitude must be in \\[0, 10\\]"),
     ([{"MixupOperator": {"alpha": 0.2}}], OperatorParamError, "MixupOperator is a batch operator"),
+    ([{"Cutout": {"holes": 1}}], OperatorParamError, "Cutout: unknown parameter 'holes'"),
+    ([{"Cutout": {"length": -4}}], OperatorParamError, "Cutout: length must be an integer >= 0"),
+    ([{"GridMask": {"d1": 224, "d2": 96}}], OperatorParamError, "GridMask: d2 must be greater than d1"),
+    ([{"GridMask": {"mode": 2}}], OperatorParamError, "GridMask: mode must be 0"),
+    ([{"HideAndSeek": {"grid_sizes": []}}], OperatorParamError, "HideAndSeek: grid_sizes must be a non-empty list"),
 ])
 def test_bad_per_sample_augment_ops_are_errors_naming_them(ops, exc, match):
     with pytest.raises(exc, match=match):

@@ -11,7 +11,7 @@ from ppipe.config import load_config
 from ppipe.config.schema import LRSection, OptimizerSection, RegularizerSection
 from ppipe.config.typed import ConfigError
 from ppipe.train.losses import CELoss, CombinedLoss, GoogLeNetLoss
-from ppipe.train.metrics import top1_counts, topk_correct
+from ppipe.train.metrics import METRICS, top1_counts, topk_correct
 from ppipe.train.optim import build_lr, build_optimizer
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
@@ -158,6 +158,18 @@ def test_top1_of_a_multi_head_output_is_the_main_heads():
     assert top1_counts(main, labels) == (2, 2)
     assert top1_counts({"Student": main}, labels) == (0, 0)  # named outputs have no main head
     assert top1_counts(main, np.full((3, 2), 0.5)) == (0, 0)  # soft targets (Mixup) are not counted
+
+
+def test_googlenet_topk_acc_scores_the_main_head_of_a_list_output_and_a_single_output_as_it_is():
+    main = paddle.to_tensor([[0.0, 1.0, 0.5], [1.0, 0.0, 0.5], [0.2, 0.3, 0.1]])
+    wrong = paddle.to_tensor([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [1.0, 0.3, 0.0]])
+    labels = np.array([1, 2, 2])
+    googlenet_topk = METRICS["GoogLeNetTopkAcc"]
+    assert googlenet_topk([main, wrong, wrong], labels, (1, 2)) == {1: 1, 2: 2}
+    assert googlenet_topk([wrong, main, main], labels, (1, 2)) == {1: 0, 2: 1}  # later heads do not count
+    assert googlenet_topk(main, labels, (1, 2)) == METRICS["TopkAcc"](main.numpy(), labels, (1, 2))
+    with pytest.raises(ValueError, match="no main head"):
+        googlenet_topk({"Student": main}, labels)
 
 
 def test_googlenet_trains_through_the_loop_with_its_weighted_auxiliary_loss(digits_prepared):

@@ -83,6 +83,7 @@ class Recipe:
     eval_to_rgb: bool = True              # DecodeImage's channel order for evaluation (training decodes to RGB)
     label_smoothing: float | None = None
     loss: str = "CELoss"
+    metric: str = "TopkAcc"               # GoogLeNetTopkAcc scores the main of GoogLeNet's heads
     train_metric: bool = True             # PaddleClas leaves training accuracy out where Mixup makes labels soft
     arch: dict = field(default_factory=dict)   # further Arch keys (constructor arguments: drop_path_rate, ...)
     loader_workers: int = 4               # decode processes per GPU worker, training
@@ -254,9 +255,7 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "EfficientNetB7": {"size": 600, "eval_resize": 632, "eval_batch_size": 64},
     "GoogLeNet": {"base": FAMILIES["Inception"], "schedule": cosine(0.01, warmup_epoch=5), "size": 224,
                   "eval_resize": 256, "batch_ops": (), "label_smoothing": None, "train_metric": True,
-                  "loss": "GoogLeNetLoss",
-                  "notes": ((("Metric",), "ppipe: GoogLeNetTopkAcc not supported yet; TopkAcc scores the main "
-                                          "logits, the only output ppipe's GoogLeNet gives in evaluation"),)},
+                  "loss": "GoogLeNetLoss", "metric": "GoogLeNetTopkAcc"},
     "MobileNetV1": {"loader_workers": 8},
     "MobileNetV2": {"loader_workers": 8},
     "MobileNetV2_x0_25": {"l2": 3e-5},
@@ -356,7 +355,7 @@ def render(name: str, r: Recipe) -> dict:
     if r.batch_ops:
         train_set["batch_transform_ops"] = list(r.batch_ops)
     smoothing = {"epsilon": r.label_smoothing} if r.label_smoothing else {}
-    metric = [{"TopkAcc": {"topk": [1, 5]}}]
+    metric = [{r.metric: {"topk": [1, 5]}}]
     data: dict[str, Any] = {
         "Global": {"epochs": r.epochs, "output_dir": "./output/", "device": "gpu", "save_interval": 1,
                    "eval_during_train": True, "eval_interval": 1, "print_batch_step": 10,

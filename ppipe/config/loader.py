@@ -100,6 +100,12 @@ def validate(cfg: Config) -> Config:
     from ppipe.train.metrics import METRICS
     from ppipe.train.optim import gradient_clip
 
+    if cfg.Global.image_channel != 3:
+        raise ConfigError(f"Global.image_channel: {cfg.Global.image_channel} is not supported, only 3: PaddleClas's "
+                          f"4-channel \"ultra\" configs pad RGB with a zero channel (NormalizeImage channel_num: 4, "
+                          f"Arch.input_image_channel: 4) to suit NHWC float16 convolutions on GPUs, and ppipe's models "
+                          f"take 3-channel input only; set Global.image_channel: 3 (and 3 wherever the config "
+                          f"repeats it)")
     if cfg.Arch.name == "DistillationModel":
         from ppipe.distill.model import parse_models
 

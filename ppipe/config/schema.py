@@ -44,6 +44,10 @@ class GlobalSection:
     cpu_kernels: Literal["onednn", "paddle"] = "onednn"
     eval_mode: str = "classification"
     use_multilabel: bool = False
+    # PaddleClas's input channel count, a YAML anchor its "ultra" configs repeat into Global.image_shape,
+    # NormalizeImage.channel_num and Arch.input_image_channel. 3 (RGB) is the only value ppipe's models take; the
+    # loader refuses 4 (a zero-padded channel for NHWC float16 GPU kernels) with the reason.
+    image_channel: int = 3
 
 
 @dataclass

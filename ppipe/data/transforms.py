@@ -6,7 +6,8 @@ follow PaddleClas 2.6 (`ppcls/data/preprocess/ops/operators.py`): same names, sa
 same semantics (OpenCV backend by default, HWC uint8 RGB arrays between operators).
 
 Operators are classes in a registry (`OPERATORS`, filled by `@register_operator`); later operators (AutoAugment,
-RandAugment, RandomErasing, batch operators such as Mixup/Cutmix) are added by registering more classes.
+RandAugment, RandomErasing, Cutout, GridMask, HideAndSeek, batch operators such as Mixup/Cutmix) are added by
+registering more classes.
 
 Randomness: every operator draws from `self.rng` (a `random.Random`). Operators built by `create_operators`
 share one generator, which `Compose.reseed(seed)` resets, so a pipeline is reproducible per sample or batch.
