@@ -18,7 +18,6 @@ import logging
 import os
 import sys
 import warnings
-from functools import lru_cache
 from pathlib import Path
 
 import paddle
@@ -49,9 +48,25 @@ def _cache_root() -> Path:
     return Path(base) / "ops"
 
 
-@lru_cache(maxsize=1)
+_loaded = None  # the operator module once loaded: a process can register a custom-op library only once
+_load_error: OneDNNUnavailable | None = None
+
+
 def load_extension():
-    """The compiled operator module (built on first use, then loaded from the cache)."""
+    """The compiled operator module (built on first use, then loaded from the cache); the same module for the
+    rest of the process. Raises OneDNNUnavailable (the same reason every time) when it cannot be built."""
+    global _loaded, _load_error
+    if _loaded is None and _load_error is None:
+        try:
+            _loaded = _build_and_load()
+        except OneDNNUnavailable as exc:
+            _load_error = exc
+    if _load_error is not None:
+        raise _load_error
+    return _loaded
+
+
+def _build_and_load():
     import shutil
 
     from filelock import FileLock
