@@ -17,7 +17,7 @@ from typing import Any, Iterable
 import yaml
 
 from ppipe.config.schema import ArchSection, Config
-from ppipe.config.typed import ConfigError, from_dict, single_key_items, to_dict
+from ppipe.config.typed import ConfigError, from_dict, map_strings, single_key_items, to_dict
 
 # PaddleClas's Arch keys that are settings of the run, not constructor arguments: the typed `ArchSection` fields.
 _ARCH_KEYS = {f.name for f in dataclasses.fields(ArchSection)} - {"kwargs"}
@@ -73,23 +73,22 @@ def _split_arch(data: dict) -> dict:
     return data
 
 
+def _expression_value(text: str) -> Any:
+    for op in ("/", "*"):
+        left, sep, right = text.partition(op)
+        if sep:
+            try:
+                a, b = float(left), float(right)
+            except ValueError:
+                return text
+            return a / b if op == "/" else a * b
+    return text
+
+
 def _coerce_expressions(node: Any) -> Any:
     # PaddleClas recipes write numbers as expressions (`scale: 1.0/255.0`), which PaddleClas evaluates;
     # accept exactly that form (two numbers and one operator), nothing more general.
-    if isinstance(node, dict):
-        return {k: _coerce_expressions(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_coerce_expressions(v) for v in node]
-    if isinstance(node, str):
-        for op in ("/", "*"):
-            left, sep, right = node.partition(op)
-            if sep:
-                try:
-                    a, b = float(left), float(right)
-                except ValueError:
-                    return node
-                return a / b if op == "/" else a * b
-    return node
+    return map_strings(node, _expression_value)
 
 
 def validate(cfg: Config) -> Config:

@@ -31,19 +31,26 @@ def parse_number(text: str) -> float | None:
     return float(text) if _NUMBER.fullmatch(text.strip()) else None
 
 
+def map_strings(node: Any, fn) -> Any:
+    """`node` (nested dicts/lists from YAML) with every string leaf replaced by `fn(string)`."""
+    if isinstance(node, dict):
+        return {k: map_strings(v, fn) for k, v in node.items()}
+    if isinstance(node, list):
+        return [map_strings(v, fn) for v in node]
+    return fn(node) if isinstance(node, str) else node
+
+
+def _as_number(text: str) -> Any:
+    number = parse_number(text)
+    if number is None:
+        return text
+    return int(text) if _INTEGER.fullmatch(text.strip()) else number
+
+
 def _numbers_in(node: Any) -> Any:
     # Free-form parameters (operators, losses, architecture arguments) have no declared types, so a string that
     # is a number there is taken as the number, as PaddleClas's config reader does.
-    if isinstance(node, dict):
-        return {k: _numbers_in(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_numbers_in(v) for v in node]
-    if isinstance(node, str):
-        number = parse_number(node)
-        if number is None:
-            return node
-        return int(node) if _INTEGER.fullmatch(node.strip()) else number
-    return node
+    return map_strings(node, _as_number)
 
 
 def _type_name(tp: Any) -> str:
