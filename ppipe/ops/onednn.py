@@ -116,15 +116,6 @@ def _quiet_build():
         logging.disable(previous)
 
 
-def available() -> str | None:
-    """None when the operator can be used here, else the reason it cannot."""
-    try:
-        load_extension()
-        return None
-    except OneDNNUnavailable as exc:
-        return str(exc)
-
-
 def _explicit_pads(layer: paddle.nn.Conv2D) -> list[int] | None:
     """[top, bottom, left, right] for a layer with explicit zero padding; None for what the op does not take."""
     if layer._padding_mode != "zeros" or getattr(layer, "_padding_algorithm", "EXPLICIT") != "EXPLICIT":
@@ -157,9 +148,8 @@ class OneDNNConv2D(paddle.nn.Conv2D):
     """A Conv2D whose forward runs ppipe's oneDNN operator (same parameters, same state dict)."""
 
     def forward(self, x):
-        ops = load_extension()
-        y = ops.onednn_conv2d(x, self.weight, [int(s) for s in self._stride], self._ppipe_pads,
-                              [int(d) for d in self._dilation], int(self._groups))
+        strides, pads, dilations, groups = self._ppipe_geometry
+        y = load_extension().onednn_conv2d(x, self.weight, strides, pads, dilations, groups)
         if self.bias is not None:
             y = y + self.bias.reshape([1, -1, 1, 1])
         return y
@@ -169,7 +159,7 @@ class OneDNNBatchNorm2D(paddle.nn.BatchNorm2D):
     """BatchNorm2D whose training-mode forward/backward run on oneDNN; evaluation stays on Paddle's kernel.
 
     Running statistics follow Paddle's rule: running = momentum * running + (1 - momentum) * batch, with the
-    batch variance unbiased-free (divided by N*H*W) as Paddle's CPU kernel does.
+    biased batch variance (divided by N*H*W) as Paddle's CPU kernel does.
     """
 
     def forward(self, x):
@@ -241,11 +231,13 @@ def use_onednn_kernels(model: paddle.nn.Layer) -> dict[str, int]:
         if kind is paddle.nn.Conv2D:
             if not convolution_goes_to_onednn(layer):
                 continue
-            layer._ppipe_pads = _explicit_pads(layer)
+            # The operator's attributes, resolved once here rather than on every forward pass.
+            layer._ppipe_geometry = ([int(v) for v in layer._stride], _explicit_pads(layer),
+                                     [int(v) for v in layer._dilation], int(layer._groups))
             layer.__class__ = OneDNNConv2D
             counts["conv"] += 1
         elif kind is paddle.nn.BatchNorm2D:
-            if layer._data_format not in ("NCHW", "NCDHW") or layer.weight is None or layer.bias is None:
+            if layer._data_format != "NCHW" or layer.weight is None or layer.bias is None:
                 continue
             layer.__class__ = OneDNNBatchNorm2D
             counts["batch_norm"] += 1
