@@ -26,6 +26,11 @@ GEOMETRIES = [
     ((2, 16, 10, 10), (16, 3, 3), (2, 2), [0, 1, 0, 1], (1, 1), 16),    # depthwise, asymmetric "SAME"-like pads
     ((1, 12, 11, 13), (24, 3, 5), (1, 2), [1, 1, 2, 2], (2, 1), 3),     # grouped, dilated, rectangular
     ((3, 8, 7, 7), (8, 5, 5), (1, 1), [2, 2, 2, 2], (1, 1), 8),         # depthwise 5x5
+    # depthwise filters oneDNN has no JIT weight gradient for (ppipe's own kernel, csrc/depthwise.cc)
+    ((2, 24, 15, 13), (24, 5, 5), (2, 2), [2, 2, 2, 2], (1, 1), 24),    # 5x5 stride 2, odd sizes
+    ((2, 16, 10, 10), (16, 5, 5), (2, 2), [1, 2, 1, 2], (1, 1), 16),    # asymmetric "SAME" pads
+    ((1, 8, 9, 11), (8, 7, 3), (3, 1), [3, 3, 0, 1], (1, 1), 8),        # rectangular 7x3, stride 3 x 1
+    ((2, 8, 12, 12), (8, 7, 7), (1, 1), [3, 3, 3, 3], (1, 1), 8),       # 7x7
 ]
 
 
@@ -63,28 +68,71 @@ def test_bad_geometry_is_an_error_naming_the_operator():
         ops.onednn_conv2d(paddle.randn([1, 6, 5, 5]), paddle.randn([4, 4, 3, 3]), [1, 1], [1, 1, 1, 1], [1, 1], 1)
 
 
-def test_batch_norm_matches_paddle_in_training_and_evaluation():
+class _BNThenAct(paddle.nn.Layer):
+    """A layer declaring that its activation follows its BatchNorm directly, as ConvBNAct does."""
+
+    bn_act_pairs = (("bn", "act"),)
+
+    def __init__(self, channels, act):
+        super().__init__()
+        self.bn = paddle.nn.BatchNorm2D(channels, momentum=0.8, epsilon=1e-3)
+        self.act = act
+
+    def forward(self, x):
+        return self.act(self.bn(x))
+
+
+@pytest.mark.parametrize("act", [None, paddle.nn.ReLU, paddle.nn.Hardswish, paddle.nn.Swish, paddle.nn.Silu,
+                                 paddle.nn.ReLU6, paddle.nn.Hardsigmoid])
+def test_batch_norm_with_its_activation_matches_paddle_in_training_and_evaluation(act):
     rng = np.random.default_rng(3)
-    plain = paddle.nn.BatchNorm2D(6, momentum=0.8, epsilon=1e-3)
-    plain.weight.set_value(paddle.to_tensor(rng.uniform(0.5, 1.5, 6).astype("float32")))
-    plain.bias.set_value(paddle.to_tensor(rng.standard_normal(6).astype("float32")))
+    plain = _BNThenAct(6, act() if act else paddle.nn.Identity())
+    plain.bn.weight.set_value(paddle.to_tensor(rng.uniform(0.5, 1.5, 6).astype("float32")))
+    plain.bn.bias.set_value(paddle.to_tensor(rng.standard_normal(6).astype("float32")))
     fast = copy.deepcopy(plain)
-    assert onednn.use_onednn_kernels(fast)["batch_norm"] == 1
+    counts = onednn.use_onednn_kernels(fast)
+    fusable = act in (paddle.nn.ReLU, paddle.nn.Hardswish, paddle.nn.Swish, paddle.nn.Silu, paddle.nn.ReLU6)
+    assert counts["batch_norm"] == 1 and counts["fused_batch_norm_activation"] == int(fusable)
+    assert type(fast.bn) is onednn.FusedBatchNorm2D
+    assert list(fast.state_dict()) == list(plain.state_dict())
     for step in range(3):  # running statistics accumulate the same way
+        # values spread over the activations' kinks (ReLU6's 6, Hardswish's +-3)
         x = paddle.to_tensor((rng.standard_normal((4, 6, 5, 7)) * 3 + step).astype("float32"), stop_gradient=False)
         g = paddle.to_tensor(rng.standard_normal((4, 6, 5, 7)).astype("float32"))
         ys = []
-        for bn in (plain, fast):
-            bn.train()
-            y = bn(x)
-            ys.append((y.numpy(), *[t.numpy() for t in paddle.grad(y, [x, bn.weight, bn.bias], g)]))
+        for net in (plain, fast):
+            net.train()
+            y = net(x)
+            ys.append((y.numpy(), *[t.numpy() for t in paddle.grad(y, [x, net.bn.weight, net.bn.bias], g)]))
         for a, b in zip(*ys):
             np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
-        np.testing.assert_allclose(fast._mean.numpy(), plain._mean.numpy(), rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(fast._variance.numpy(), plain._variance.numpy(), rtol=1e-5, atol=1e-6)
-    plain.eval(), fast.eval()
-    x = paddle.randn([2, 6, 3, 3])
+        np.testing.assert_allclose(fast.bn._mean.numpy(), plain.bn._mean.numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(fast.bn._variance.numpy(), plain.bn._variance.numpy(), rtol=1e-5, atol=1e-6)
+    plain.eval(), fast.eval()  # evaluation: Paddle's BatchNorm, then the activation the fused layer took over
+    x = paddle.randn([2, 6, 3, 3]) * 4
     np.testing.assert_allclose(fast(x).numpy(), plain(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_fused_batch_norm_is_exact_over_large_maps_with_a_large_mean():
+    """Per-channel sums over N*H*W = 32*56*56 values whose mean dwarfs their spread stay exact (double
+    accumulation across rows, deviations from the mean in the variance)."""
+    ops = onednn.load_extension()
+    rng = np.random.default_rng(5)
+    xs = (rng.standard_normal((32, 3, 56, 56)) * 0.01 + 100.0).astype("float32")
+    y, mean, var = ops.ppipe_batch_norm_act(paddle.to_tensor(xs), paddle.ones([3]), paddle.zeros([3]), 1e-5, -1)
+    x64 = xs.astype("float64")
+    np.testing.assert_allclose(mean.numpy(), x64.mean(axis=(0, 2, 3)), rtol=1e-7)
+    np.testing.assert_allclose(var.numpy(), x64.var(axis=(0, 2, 3)), rtol=1e-3)
+    ref = (x64 - x64.mean(axis=(0, 2, 3), keepdims=True)) / np.sqrt(x64.var(axis=(0, 2, 3), keepdims=True) + 1e-5)
+    np.testing.assert_allclose(y.numpy(), ref, atol=2e-3)
+
+
+def test_fused_batch_norm_errors_name_the_operator():
+    ops = onednn.load_extension()
+    with pytest.raises(Exception, match="ppipe_batch_norm_act: scale has 4 values, expected 6"):
+        ops.ppipe_batch_norm_act(paddle.randn([2, 6, 3, 3]), paddle.ones([4]), paddle.zeros([6]), 1e-5, -1)
+    with pytest.raises(Exception, match="ppipe_batch_norm_act: unknown activation code 9"):
+        ops.ppipe_batch_norm_act(paddle.randn([2, 6, 3, 3]), paddle.ones([6]), paddle.zeros([6]), 1e-5, 9)
 
 
 @pytest.mark.parametrize("make", [paddle.nn.ReLU, paddle.nn.ReLU6, paddle.nn.Hardswish, paddle.nn.Hardsigmoid,
@@ -168,7 +216,8 @@ def _pair(name):
 def test_switched_model_trains_like_the_original(name):
     plain, fast, counts = _pair(name)
     convs = [m for m in plain.sublayers() if type(m) is paddle.nn.Conv2D and onednn.convolution_goes_to_onednn(m)]
-    assert counts["conv"] == len(convs) > 0 and counts["batch_norm"] > 0 and counts["activation"] > 0
+    assert counts["conv"] == len(convs) > 0 and counts["batch_norm"] > 0
+    assert counts["activation"] + counts["fused_batch_norm_activation"] > 0
     _assert_as_accurate_as_paddle(name, plain, fast, paddle.randn([4, 3, 64, 64]))
 
 
@@ -238,7 +287,7 @@ def test_falls_back_to_paddle_kernels_with_a_warning(monkeypatch, caplog):
 def test_loading_twice_gives_the_same_operators():
     first = onednn.load_extension()
     assert onednn.load_extension() is first
-    assert all(hasattr(first, op) for op in ("onednn_conv2d", "onednn_batch_norm", "onednn_eltwise"))
+    assert all(hasattr(first, op) for op in ("onednn_conv2d", "ppipe_batch_norm_act", "onednn_eltwise"))
 
 
 def test_config_rejects_unknown_kernel_choice(tmp_path):

@@ -42,6 +42,8 @@ def _padding(kernel_size: int, stride: int, nominal_size: int | None) -> tuple[i
 class ConvBN(nn.Layer):
     """Bias-free conv (padding from `_padding`) -> BatchNorm -> `act`; keys `conv.weight`, `bn.*`."""
 
+    bn_act_pairs = (("bn", "act"),)  # `act` applies to `bn`'s output only: fusable in CPU training
+
     def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, groups: int = 1,
                  act: str | None = None, nominal_size: int | None = None):
         super().__init__()

@@ -23,6 +23,8 @@ class ConvBNReLU(nn.Layer):
     """Bias-free conv with explicit (possibly asymmetric) kernel and padding -> BatchNorm -> ReLU; keys
     `conv.weight`, `bn.*`."""
 
+    bn_act_pairs = (("bn", "relu"),)  # `relu` applies to `bn`'s output only: fusable in CPU training
+
     def __init__(self, in_chs: int, out_chs: int, kernel_size: Size, stride: int = 1, padding: Size = 0):
         super().__init__()
         self.conv = nn.Conv2D(in_chs, out_chs, kernel_size, stride=stride, padding=padding, bias_attr=False)

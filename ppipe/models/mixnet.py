@@ -42,6 +42,8 @@ class MixConv(nn.LayerList):
 class MixConvBNAct(nn.Layer):
     """`MixConv` -> BatchNorm -> `act`; keys `conv.{i}.weight` and `bn.*` like `ConvBNAct`'s."""
 
+    bn_act_pairs = (("bn", "act"),)  # `act` applies to `bn`'s output only: fusable in CPU training
+
     def __init__(self, in_chs: int, out_chs: int, kernel_sizes: list[int], stride: int = 1, depthwise: bool = False,
                  act: str | None = None):
         super().__init__()

@@ -24,7 +24,12 @@ import paddle
 
 log = logging.getLogger(__name__)
 
-_SOURCE = Path(__file__).parent / "csrc" / "onednn_ops.cc"
+# Compiled together into one operator module: oneDNN's convolutions and activations, and ppipe's own kernels
+# (depthwise weight gradient, fused BatchNorm + activation; OpenMP, on the GNU OpenMP runtime Paddle's oneDNN
+# uses, so they share its threads).
+_CSRC = Path(__file__).parent / "csrc"
+_SOURCES = (_CSRC / "onednn_ops.cc", _CSRC / "depthwise.cc", _CSRC / "batch_norm_act.cc")
+_HEADERS = (_CSRC / "depthwise.h",)
 
 
 class OneDNNUnavailable(RuntimeError):
@@ -79,7 +84,8 @@ def _build_and_load():
     if not libdnnl.is_file():
         raise OneDNNUnavailable(f"Paddle's oneDNN library not found at {libdnnl}")
     digest = hashlib.sha256()
-    digest.update(_SOURCE.read_bytes())
+    for source in _SOURCES + _HEADERS:
+        digest.update(source.read_bytes())
     digest.update(paddle.__version__.encode())
     digest.update((include / "oneapi" / "dnnl" / "dnnl_version.h").read_bytes())
     key = digest.hexdigest()[:16]
@@ -94,10 +100,10 @@ def _build_and_load():
         log.info("loading ppipe's oneDNN convolution operator from %s (built on first use)", build_dir)
         try:
             with _quiet_build():
-                return load(name=name, sources=[str(_SOURCE)], build_directory=str(build_dir),
+                return load(name=name, sources=[str(s) for s in _SOURCES], build_directory=str(build_dir),
                             extra_include_paths=[str(include)],
-                            extra_ldflags=[f"-L{libdnnl.parent}", "-l:libdnnl.so.3"],
-                            extra_cxx_cflags=["-O3", "-std=c++17"], verbose=False)
+                            extra_ldflags=[f"-L{libdnnl.parent}", "-l:libdnnl.so.3", "-fopenmp"],
+                            extra_cxx_cflags=["-O3", "-std=c++17", "-fopenmp"], verbose=False)
         except Exception as exc:  # compiler errors arrive as RuntimeError with the command's output
             raise OneDNNUnavailable(f"building ppipe's oneDNN operator failed: {exc}") from exc
 
@@ -155,23 +161,47 @@ class OneDNNConv2D(paddle.nn.Conv2D):
         return y
 
 
-class OneDNNBatchNorm2D(paddle.nn.BatchNorm2D):
-    """BatchNorm2D whose training-mode forward/backward run on oneDNN; evaluation stays on Paddle's kernel.
+# Activations the fused BatchNorm kernel (csrc/batch_norm_act.cc) applies itself: its code, and Paddle's
+# functional form for evaluation and for dtypes the kernel does not take.
+_FUSABLE_ACTIVATIONS = {
+    paddle.nn.ReLU: (0, paddle.nn.functional.relu),
+    paddle.nn.Hardswish: (1, paddle.nn.functional.hardswish),
+    paddle.nn.Swish: (2, paddle.nn.functional.swish),
+    paddle.nn.Silu: (2, paddle.nn.functional.silu),
+    paddle.nn.ReLU6: (3, paddle.nn.functional.relu6),
+}
+_NO_ACTIVATION = (-1, None)
+
+
+class FusedBatchNorm2D(paddle.nn.BatchNorm2D):
+    """BatchNorm2D whose training-mode forward/backward run ppipe's fused kernel, with the activation that
+    follows it in the model (`_ppipe_act`, see `use_onednn_kernels`) applied in the same pass; evaluation stays
+    on Paddle's kernel followed by that activation.
 
     Running statistics follow Paddle's rule: running = momentum * running + (1 - momentum) * batch, with the
     biased batch variance (divided by N*H*W) as Paddle's CPU kernel does.
     """
 
+    _ppipe_act = _NO_ACTIVATION
+
     def forward(self, x):
+        code, activation = self._ppipe_act
         if not self.training or self._use_global_stats or x.ndim != 4 or x.dtype != paddle.float32:
-            return super().forward(x)
-        ops = load_extension()
-        y, mean, var = ops.onednn_batch_norm(x, self.weight, self.bias, float(self._epsilon))
+            y = super().forward(x)
+            return y if activation is None else activation(y)
+        y, mean, var = load_extension().ppipe_batch_norm_act(x, self.weight, self.bias, float(self._epsilon), code)
         with paddle.no_grad():
             m = float(self._momentum)
             paddle.assign(self._mean * m + mean * (1.0 - m), output=self._mean)
             paddle.assign(self._variance * m + var * (1.0 - m), output=self._variance)
         return y
+
+
+class ActivationInBatchNorm(paddle.nn.Layer):
+    """Mixin forward for an activation layer whose BatchNorm applies it (FusedBatchNorm2D): the identity here."""
+
+    def forward(self, x):
+        return x
 
 
 # Paddle activation layer -> (oneDNN algorithm code in csrc/onednn_ops.cc, alpha, beta)
@@ -203,29 +233,56 @@ def _gelu_entry(layer) -> tuple[int, float, float]:
     return (6 if getattr(layer, "_approximate", False) else 5, 0.0, 0.0)
 
 
-_switched_classes: dict[type, type] = {}
+_switched_classes: dict[tuple[type, type], type] = {}
 
 
-def _activation_class(base: type) -> type:
-    """OneDNNActivation over `base` (one class per activation type, so copies and pickles keep working)."""
-    cls = _switched_classes.get(base)
+def _switched_class(mixin: type, base: type, prefix: str) -> type:
+    """`mixin` over `base`, one class per pair and named in this module, so copies and pickles keep working."""
+    cls = _switched_classes.get((mixin, base))
     if cls is None:
-        cls = type(f"OneDNN{base.__name__}", (OneDNNActivation, base), {"__module__": __name__})
-        _switched_classes[base] = cls
+        cls = type(f"{prefix}{base.__name__}", (mixin, base), {"__module__": __name__})
+        _switched_classes[(mixin, base)] = cls
         globals()[cls.__name__] = cls
     return cls
 
 
+def _fuse_batch_norm_activations(model: paddle.nn.Layer) -> int:
+    """Let each BatchNorm2D that a layer declares is followed directly by its activation (the layer class's
+    `bn_act_pairs`, e.g. ConvBNAct's ("bn", "act")) apply that activation itself; the activation layer becomes
+    the identity. Saves a write and a read of the tensor each way, and the stored pre-activation."""
+    fused = 0
+    for layer in model.sublayers(include_self=True):
+        for bn_name, act_name in getattr(type(layer), "bn_act_pairs", ()):
+            bn, act = getattr(layer, bn_name, None), getattr(layer, act_name, None)
+            if type(bn) is not paddle.nn.BatchNorm2D or not _batch_norm_goes_to_kernel(bn):
+                continue
+            if type(act) not in _FUSABLE_ACTIVATIONS:
+                continue
+            bn.__class__ = FusedBatchNorm2D
+            bn._ppipe_act = _FUSABLE_ACTIVATIONS[type(act)]
+            act.__class__ = _switched_class(ActivationInBatchNorm, type(act), "InBatchNorm")
+            fused += 1
+    return fused
+
+
+def _batch_norm_goes_to_kernel(layer: paddle.nn.BatchNorm2D) -> bool:
+    return layer._data_format == "NCHW" and layer.weight is not None and layer.bias is not None
+
+
 def use_onednn_kernels(model: paddle.nn.Layer) -> dict[str, int]:
-    """Switch `model`'s layers to ppipe's oneDNN operators in place: spatial/grouped Conv2D (3x3, depthwise,
-    7x7, ...), BatchNorm2D (training mode) and element-wise activations (ReLU, ReLU6, Hardswish, Hardsigmoid,
-    Swish/SiLU, Sigmoid, GELU). Returns how many layers of each kind were switched.
+    """Switch `model`'s layers to ppipe's CPU training operators in place: spatial/grouped Conv2D (3x3,
+    depthwise, 7x7, ...) and element-wise activations (ReLU, ReLU6, Hardswish, Hardsigmoid, Swish/SiLU,
+    Sigmoid, GELU) on oneDNN, BatchNorm2D (training mode) on ppipe's own kernel, which also applies the
+    activation a layer declares follows it (`bn_act_pairs`). Returns how many layers of each kind were switched
+    (`batch_norm` includes the `fused_batch_norm_activation` ones; their activations are not in `activation`).
 
     The class of each switched layer changes (so copies of the model keep it); parameters and buffers do not,
     so checkpoints and exports are unaffected. Raises OneDNNUnavailable when the operators cannot be built.
     """
     load_extension()
     counts = {"conv": 0, "batch_norm": 0, "activation": 0}
+    counts["fused_batch_norm_activation"] = _fuse_batch_norm_activations(model)
+    counts["batch_norm"] = counts["fused_batch_norm_activation"]
     for layer in model.sublayers(include_self=True):
         kind = type(layer)
         if kind is paddle.nn.Conv2D:
@@ -237,24 +294,29 @@ def use_onednn_kernels(model: paddle.nn.Layer) -> dict[str, int]:
             layer.__class__ = OneDNNConv2D
             counts["conv"] += 1
         elif kind is paddle.nn.BatchNorm2D:
-            if layer._data_format != "NCHW" or layer.weight is None or layer.bias is None:
+            if not _batch_norm_goes_to_kernel(layer):
                 continue
-            layer.__class__ = OneDNNBatchNorm2D
+            layer.__class__ = FusedBatchNorm2D
             counts["batch_norm"] += 1
         elif kind in _ACTIVATIONS or kind is paddle.nn.GELU:
             layer._ppipe_eltwise = _gelu_entry(layer) if kind is paddle.nn.GELU else _ACTIVATIONS[kind]
-            layer.__class__ = _activation_class(kind)
+            layer.__class__ = _switched_class(OneDNNActivation, kind, "OneDNN")
             counts["activation"] += 1
     return counts
 
 
 def accelerate_for_cpu_training(model: paddle.nn.Layer, kernels: str) -> str:
-    """Apply the configured CPU kernels (`Global.cpu_kernels`) to a training model; returns what was done."""
+    """Apply the configured CPU training path (`Global.cpu_kernels`) to a training model and this process;
+    returns what was done. `onednn` (the default): ppipe's operators (`use_onednn_kernels`) and malloc keeping
+    freed memory for the next step (`host_memory`); `paddle`: Paddle's own kernels, as PaddleClas trains."""
     if kernels != "onednn" or paddle.get_device() != "cpu":
         return "paddle kernels"
+    from ppipe.ops.host_memory import keep_freed_memory
+
+    memory = keep_freed_memory()
     try:
         counts = use_onednn_kernels(model)
     except OneDNNUnavailable as exc:
         log.warning("Global.cpu_kernels=onednn: %s; training with Paddle's CPU kernels instead", exc)
-        return f"paddle kernels ({exc})"
-    return "onednn kernels (" + ", ".join(f"{v} {k}" for k, v in counts.items()) + " layers)"
+        return f"paddle kernels ({exc}); {memory}"
+    return "onednn kernels (" + ", ".join(f"{v} {k}" for k, v in counts.items()) + f" layers); {memory}"

@@ -15,6 +15,10 @@ from ppipe.models.layers.activations import create_act
 class ConvBNAct(nn.Layer):
     """A bias-free 'same'-padded convolution, BatchNorm without weight decay, then `act` (by name, or None)."""
 
+    # forward applies `act` to `bn`'s output and to nothing else, so CPU training may compute the two as one
+    # operation (ppipe/ops/onednn.py); subclasses must keep that true.
+    bn_act_pairs = (("bn", "act"),)
+
     def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, groups: int = 1,
                  act: str | None = None, lr_mult: float = 1.0, weight_init: nn.initializer.Initializer | None = None):
         super().__init__()

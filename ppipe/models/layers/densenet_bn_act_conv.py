@@ -14,6 +14,8 @@ from ppipe.models.layers.activations import create_act
 class BNActConv(nn.Layer):
     """BatchNorm over the `in_chs` inputs, `act` (by name, or None), then a bias-free 'same'-padded convolution."""
 
+    bn_act_pairs = (("bn", "act"),)  # `act` applies to `bn`'s output only: fusable in CPU training
+
     def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, groups: int = 1,
                  act: str | None = "relu"):
         super().__init__()

@@ -15,6 +15,8 @@ from ppipe.models.layers.activations import create_act
 class ConvBN(nn.Layer):
     """Bias-free conv ('same' padding for odd kernels, with `dilation`) -> BatchNorm (`bn_eps`) -> `act`."""
 
+    bn_act_pairs = (("bn", "act"),)  # `act` applies to `bn`'s output only: fusable in CPU training
+
     def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, dilation: int = 1,
                  groups: int = 1, act: str | None = None, bn_eps: float = 1e-5, bn_momentum: float = 0.9):
         super().__init__()

@@ -1,5 +1,5 @@
-// CPU training operators through oneDNN, as Paddle custom operators: 2-D convolution, batch normalization
-// (training mode) and element-wise activations, each with its backward.
+// CPU training operators through oneDNN, as Paddle custom operators: 2-D convolution and element-wise
+// activations, each with its backward (batch normalization is ppipe's own kernel, batch_norm_act.cc).
 //
 // Why: Paddle 3.3's eager CPU conv2d (and its gradients) is im2col + a single-threaded GEMM per sample,
 // ~50 GFLOP/s here where oneDNN's kernels reach ~200; eager mode never selects Paddle's own oneDNN
@@ -19,6 +19,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "depthwise.h"
 #include "paddle/extension.h"
 
 // The headers come from the `onednn-devel` wheel (Paddle's wheel ships oneDNN's library, not its headers),
@@ -70,6 +71,10 @@ struct Geometry {
   memory::dims src, weights, dst, strides, dilations, pad_l, pad_r;
   int64_t groups;
   std::string key;
+  // One filter per channel and no dilation: ppipe's own weight gradient applies (depthwise.cc).
+  bool plain_depthwise() const {
+    return groups > 1 && groups == src[1] && weights[1] == 1 && weights[2] == 1 && dilations[0] == 0 && dilations[1] == 0;
+  }
 };
 
 // Output size and the right/bottom padding oneDNN needs to reproduce floor((in + pads - extent) / s) + 1.
@@ -121,6 +126,9 @@ struct Primitives {
   std::unique_ptr<convolution_backward_data> bwd_data;
   std::unique_ptr<convolution_backward_weights::primitive_desc> bwd_weights_pd;
   std::unique_ptr<convolution_backward_weights> bwd_weights;
+  // oneDNN has JIT depthwise weight-gradient kernels for 3x3 filters only; elsewhere it picks an im2col GEMM
+  // several times slower than ppipe's direct kernel (and needs both tensors reordered).
+  bool own_depthwise_weights = false;
 };
 
 std::mutex cache_mutex;
@@ -158,6 +166,8 @@ std::shared_ptr<Primitives> backward_primitives(const Geometry& g) {
         cpu_engine(), algorithm::convolution_direct, any_desc(g.src), any_desc(g.weights), any_desc(g.dst),
         g.strides, g.dilations, g.pad_l, g.pad_r, p->fwd_pd);
     p->bwd_weights = std::make_unique<convolution_backward_weights>(*p->bwd_weights_pd);
+    p->own_depthwise_weights =
+        g.plain_depthwise() && std::string(p->bwd_weights_pd->impl_info_str()).find("jit_dw") == std::string::npos;
   }
   return p;
 }
@@ -230,15 +240,22 @@ std::vector<paddle::Tensor> ConvBackward(const paddle::Tensor& x_in, const paddl
                               {DNNL_ARG_DIFF_SRC, grad_src.computed}});
   grad_src.finish(strm);
 
-  memory src_m = as_layout(src, p->bwd_weights_pd->src_desc(), strm);
-  memory ddst_for_weights = p->bwd_weights_pd->diff_dst_desc() == ddst_for_data.get_desc()
-                                ? ddst_for_data
-                                : as_layout(ddst, p->bwd_weights_pd->diff_dst_desc(), strm);
-  Output grad_weights(dwei, p->bwd_weights_pd->diff_weights_desc(), cpu_engine());
-  p->bwd_weights->execute(strm, {{DNNL_ARG_SRC, src_m},
-                                 {DNNL_ARG_DIFF_DST, ddst_for_weights},
-                                 {DNNL_ARG_DIFF_WEIGHTS, grad_weights.computed}});
-  grad_weights.finish(strm);
+  if (p->own_depthwise_weights) {
+    strm.wait();
+    ppipe::DepthwiseGeometry dg{g.src[0],      g.src[1],        g.src[2],   g.src[3],   g.dst[2],   g.dst[3],
+                                g.weights[3],  g.weights[4],    g.strides[0], g.strides[1], g.pad_l[0], g.pad_l[1]};
+    ppipe::depthwise_weight_gradient(x.data<float>(), dout.data<float>(), dw.data<float>(), dg);
+  } else {
+    memory src_m = as_layout(src, p->bwd_weights_pd->src_desc(), strm);
+    memory ddst_for_weights = p->bwd_weights_pd->diff_dst_desc() == ddst_for_data.get_desc()
+                                  ? ddst_for_data
+                                  : as_layout(ddst, p->bwd_weights_pd->diff_dst_desc(), strm);
+    Output grad_weights(dwei, p->bwd_weights_pd->diff_weights_desc(), cpu_engine());
+    p->bwd_weights->execute(strm, {{DNNL_ARG_SRC, src_m},
+                                   {DNNL_ARG_DIFF_DST, ddst_for_weights},
+                                   {DNNL_ARG_DIFF_WEIGHTS, grad_weights.computed}});
+    grad_weights.finish(strm);
+  }
   strm.wait();
   return {dx, dw};
 }
@@ -252,111 +269,6 @@ std::vector<std::vector<int64_t>> ConvInferShape(const std::vector<int64_t>& x, 
 
 std::vector<paddle::DataType> ConvInferDtype(const paddle::DataType& x, const paddle::DataType& w) { return {x}; }
 
-
-// ---- Batch normalization, training mode: batch statistics, scale and shift; backward to all three. ----
-// Paddle's eager CPU batch_norm and its gradient are single-threaded loops; oneDNN's run on every core.
-
-using dnnl::batch_normalization_backward;
-using dnnl::batch_normalization_forward;
-using dnnl::normalization_flags;
-
-struct NormPrimitives {
-  batch_normalization_forward::primitive_desc fwd_pd;
-  batch_normalization_forward fwd;
-  batch_normalization_backward::primitive_desc bwd_pd;
-  batch_normalization_backward bwd;
-};
-
-std::unordered_map<std::string, std::shared_ptr<NormPrimitives>> norm_cache;
-
-const normalization_flags kScaleShift = normalization_flags::use_scale | normalization_flags::use_shift;
-
-std::shared_ptr<NormPrimitives> norm_primitives(const memory::dims& dims, float epsilon) {
-  std::ostringstream key;
-  for (auto v : dims) key << v << ',';
-  key << epsilon;
-  std::lock_guard<std::mutex> lock(cache_mutex);
-  auto found = norm_cache.find(key.str());
-  if (found != norm_cache.end()) return found->second;
-  auto md = memory::desc(dims, dt::f32, tag::nchw);
-  auto p = std::make_shared<NormPrimitives>();
-  p->fwd_pd = batch_normalization_forward::primitive_desc(cpu_engine(), prop_kind::forward_training, md, md,
-                                                          epsilon, kScaleShift);
-  p->fwd = batch_normalization_forward(p->fwd_pd);
-  p->bwd_pd = batch_normalization_backward::primitive_desc(cpu_engine(), prop_kind::backward, md, md, md, epsilon,
-                                                           kScaleShift, p->fwd_pd);
-  p->bwd = batch_normalization_backward(p->bwd_pd);
-  norm_cache.emplace(key.str(), p);
-  return p;
-}
-
-memory channel_vector(const paddle::Tensor& t, int64_t channels) {
-  PD_CHECK(t.numel() == channels, "onednn_batch_norm: per-channel tensor has ", t.numel(), " values, expected ",
-           channels);
-  return memory(memory::desc({channels}, dt::f32, tag::a), cpu_engine(), const_cast<float*>(t.data<float>()));
-}
-
-memory::dims norm_dims(const paddle::Tensor& x) {
-  auto s = x.shape();
-  PD_CHECK(s.size() == 4, "onednn_batch_norm: input must be NCHW (4-D), got ", s.size(), " dims");
-  return {s[0], s[1], s[2], s[3]};
-}
-
-std::vector<paddle::Tensor> NormForward(const paddle::Tensor& x_in, const paddle::Tensor& scale,
-                                        const paddle::Tensor& shift, float epsilon) {
-  PD_CHECK(x_in.is_cpu() && x_in.dtype() == paddle::DataType::FLOAT32,
-           "onednn_batch_norm: float32 CPU tensors only");
-  auto x = contiguous(x_in);
-  auto dims = norm_dims(x);
-  auto p = norm_primitives(dims, epsilon);
-  auto y = paddle::empty(x.shape(), paddle::DataType::FLOAT32, paddle::CPUPlace());
-  auto mean = paddle::empty({dims[1]}, paddle::DataType::FLOAT32, paddle::CPUPlace());
-  auto var = paddle::empty({dims[1]}, paddle::DataType::FLOAT32, paddle::CPUPlace());
-  auto md = memory::desc(dims, dt::f32, tag::nchw);
-  stream strm(cpu_engine());
-  p->fwd.execute(strm, {{DNNL_ARG_SRC, memory(md, cpu_engine(), const_cast<float*>(x.data<float>()))},
-                        {DNNL_ARG_DST, memory(md, cpu_engine(), y.data<float>())},
-                        {DNNL_ARG_SCALE, channel_vector(scale, dims[1])},
-                        {DNNL_ARG_SHIFT, channel_vector(shift, dims[1])},
-                        {DNNL_ARG_MEAN, channel_vector(mean, dims[1])},
-                        {DNNL_ARG_VARIANCE, channel_vector(var, dims[1])}});
-  strm.wait();
-  return {y, mean, var};
-}
-
-std::vector<paddle::Tensor> NormBackward(const paddle::Tensor& x_in, const paddle::Tensor& scale,
-                                         const paddle::Tensor& mean, const paddle::Tensor& var,
-                                         const paddle::Tensor& dy_in, float epsilon) {
-  auto x = contiguous(x_in);
-  auto dy = contiguous(dy_in);
-  auto dims = norm_dims(x);
-  auto p = norm_primitives(dims, epsilon);
-  auto dx = paddle::empty(x.shape(), paddle::DataType::FLOAT32, paddle::CPUPlace());
-  auto dscale = paddle::empty({dims[1]}, paddle::DataType::FLOAT32, paddle::CPUPlace());
-  auto dshift = paddle::empty({dims[1]}, paddle::DataType::FLOAT32, paddle::CPUPlace());
-  auto md = memory::desc(dims, dt::f32, tag::nchw);
-  stream strm(cpu_engine());
-  p->bwd.execute(strm, {{DNNL_ARG_SRC, memory(md, cpu_engine(), const_cast<float*>(x.data<float>()))},
-                        {DNNL_ARG_DIFF_DST, memory(md, cpu_engine(), const_cast<float*>(dy.data<float>()))},
-                        {DNNL_ARG_MEAN, channel_vector(mean, dims[1])},
-                        {DNNL_ARG_VARIANCE, channel_vector(var, dims[1])},
-                        {DNNL_ARG_SCALE, channel_vector(scale, dims[1])},
-                        {DNNL_ARG_DIFF_SRC, memory(md, cpu_engine(), dx.data<float>())},
-                        {DNNL_ARG_DIFF_SCALE, channel_vector(dscale, dims[1])},
-                        {DNNL_ARG_DIFF_SHIFT, channel_vector(dshift, dims[1])}});
-  strm.wait();
-  return {dx, dscale, dshift};
-}
-
-std::vector<std::vector<int64_t>> NormInferShape(const std::vector<int64_t>& x, const std::vector<int64_t>& scale,
-                                                 const std::vector<int64_t>& shift, float epsilon) {
-  return {x, {x.size() > 1 ? x[1] : -1}, {x.size() > 1 ? x[1] : -1}};
-}
-
-std::vector<paddle::DataType> NormInferDtype(const paddle::DataType& x, const paddle::DataType& scale,
-                                             const paddle::DataType& shift) {
-  return {x, x, x};
-}
 
 // ---- Element-wise activations (forward and backward from the input), any shape. ----
 
@@ -453,20 +365,6 @@ PD_BUILD_GRAD_OP(onednn_conv2d)
     .Outputs({paddle::Grad("X"), paddle::Grad("W")})
     .Attrs({"strides: std::vector<int>", "paddings: std::vector<int>", "dilations: std::vector<int>", "groups: int"})
     .SetKernelFn(PD_KERNEL(ConvBackward));
-
-PD_BUILD_OP(onednn_batch_norm)
-    .Inputs({"X", "Scale", "Shift"})
-    .Outputs({"Y", "Mean", "Variance"})
-    .Attrs({"epsilon: float"})
-    .SetKernelFn(PD_KERNEL(NormForward))
-    .SetInferShapeFn(PD_INFER_SHAPE(NormInferShape))
-    .SetInferDtypeFn(PD_INFER_DTYPE(NormInferDtype));
-
-PD_BUILD_GRAD_OP(onednn_batch_norm)
-    .Inputs({"X", "Scale", "Mean", "Variance", paddle::Grad("Y")})
-    .Outputs({paddle::Grad("X"), paddle::Grad("Scale"), paddle::Grad("Shift")})
-    .Attrs({"epsilon: float"})
-    .SetKernelFn(PD_KERNEL(NormBackward));
 
 PD_BUILD_OP(onednn_eltwise)
     .Inputs({"X"})
