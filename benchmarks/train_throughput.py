@@ -8,7 +8,9 @@ Contestants, each in a fresh process per round so that OpenMP runtimes and alloc
   convolutions, ppipe/ops), Paddle eager;
 * `paddle`: the same zoo model on Paddle's own eager CPU kernels (`cpu_kernels: paddle`), what PaddleClas's
   tools/train.py runs;
-* `torch`: torchvision's model of the same architecture (the `bench` extra: torch 2.14.1, torchvision 0.29.1).
+* `torch`: torchvision's model of the same architecture (the `bench` extra: torch 2.14.1, torchvision 0.29.1);
+* `torch_keepmem` (optional, `--contestants`): torch with the malloc settings ppipe's training path applies
+  (ppipe/ops/host_memory.py), to show how much of the difference is the allocator alone.
 
 All use the same number of math threads (default: every core). Rounds alternate the contestants so that other
 load on the machine hits all of them; the medians' ratios against torch are the result.
@@ -34,6 +36,7 @@ MODELS = {
     "resnet18": ("ResNet18", "resnet18"),
 }
 CONTESTANTS = ("ppipe", "paddle", "torch")
+OPTIONAL_CONTESTANTS = ("torch_keepmem",)
 
 
 def _paddle_step(zoo_name: str, kernels: str, batch: int, size: int):
@@ -85,7 +88,11 @@ def _torch_step(tv_name: str, batch: int, size: int, threads: int):
 def measure(contestant: str, model: str, batch: int, size: int, steps: int, warmup: int, threads: int) -> dict:
     """One contestant's images/s in this process (called in a child process by `main`)."""
     zoo_name, tv_name = MODELS[model]
-    if contestant == "torch":
+    if contestant in ("torch", "torch_keepmem"):
+        if contestant == "torch_keepmem":
+            from ppipe.ops.host_memory import keep_freed_memory
+
+            keep_freed_memory()
         step, note = _torch_step(tv_name, batch, size, threads)
     else:
         step, note = _paddle_step(zoo_name, "onednn" if contestant == "ppipe" else "paddle", batch, size)
@@ -134,6 +141,8 @@ def main(argv=None) -> int:
     if unknown:
         p.error(f"--models: unknown {unknown}; choose from {sorted(MODELS)}")
     contestants = [c for c in args.contestants.split(",") if c]
+    if [c for c in contestants if c not in CONTESTANTS + OPTIONAL_CONTESTANTS]:
+        p.error(f"--contestants: choose from {CONTESTANTS + OPTIONAL_CONTESTANTS}")
     results: dict[str, dict[str, list[float]]] = {m: {c: [] for c in contestants} for m in models}
     notes: dict[tuple[str, str], str] = {}
     for r in range(args.rounds):

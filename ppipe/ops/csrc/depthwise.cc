@@ -61,7 +61,8 @@ void depthwise_weight_gradient(const float* x, const float* dy, float* dw, const
   const Layout l = layout_of(g);
   const int64_t taps = g.kh * g.kw;
   const int64_t length = g.oh * l.sub_cols;
-#pragma omp parallel
+  // Small problems run on the calling thread (see kParallelMin in batch_norm_act.cc).
+#pragma omp parallel if (g.n * g.c * g.oh * g.ow * taps >= (1 << 18))
   {
     // Zero once: later images overwrite the same data positions and leave the padding zero.
     std::vector<float> phases(g.sh * g.sw * l.sub_size, 0.f);
