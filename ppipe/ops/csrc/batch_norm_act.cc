@@ -127,10 +127,12 @@ void check_channels(const paddle::Tensor& t, int64_t c, const char* what) {
 
 paddle::Tensor contiguous(const paddle::Tensor& t) { return t.is_contiguous() ? t : t.contiguous(); }
 
-// Below this many values a tensor is normalized by the calling thread alone. Waking the OpenMP team costs more
-// than it saves on small maps, and on a busy machine (Paddle's MKL threads spin for a while after each GEMM)
-// the wake-up could stall a step for milliseconds: small models' steps became erratic, 45-370 ms, with it.
-constexpr int64_t kParallelMin = 1 << 16;
+// Below this many values (4M: 16 MB) a tensor is normalized by the calling thread alone. Measured on 2 cores:
+// the quickstart's steps went erratic (45-370 ms instead of ~30) with every BatchNorm on the OpenMP team, and
+// MobileNetV3-Large trains faster (~25-28 img/s against ~23) with this threshold than with 64K or 1M values;
+// the kernel is memory-bound, and waking the team cost more than the second core gave (that core is often
+// still held by the GEMM threads of Paddle's previous operator, which wait spinning).
+constexpr int64_t kParallelMin = 1 << 22;
 
 template <int ACT>
 void forward_channels(const float* x, float* y, const float* gamma, const float* beta, float* mean_out,
