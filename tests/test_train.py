@@ -44,6 +44,20 @@ def test_two_workers_train_and_report_the_contract_summary(tmp_path, digits_prep
     assert Path(result.run_dir, "curves.csv").read_text().count("\n") == 3
 
 
+def test_training_workers_of_ppipes_own_ray_instance_are_not_niced(tmp_path, digits_prepared):
+    """Ray starts workers at nice 15 unless told otherwise; ppipe's local instance runs them at 0 (the training
+    workers are the job, Ray's background processes must not preempt them)."""
+    import ray
+
+    ray.shutdown()  # ppipe starts its own local instance
+    try:
+        result = train(_cfg(tmp_path, "Global.epochs=1", "Ray.num_workers=1"), data=digits_prepared)
+    finally:
+        ray.shutdown()
+    workers = [json.loads(p.read_text()) for p in Path(result.checkpoint).parent.glob("workers/*/*.json")]
+    assert [w["niceness"] for w in workers] == [0]
+
+
 def test_resume_continues_a_named_run_from_its_last_epoch(tmp_path, digits_prepared, local_ray):
     first = train(_cfg(tmp_path, "Global.epochs=1", "Ray.num_workers=1"), data=digits_prepared)
     resumed = train(_cfg(tmp_path, "Global.epochs=2", "Ray.num_workers=1"), data=digits_prepared,

@@ -114,7 +114,7 @@ def forward_backward(model, criterion, precision: MixedPrecision, images, labels
         outputs = model(images)
     outputs = to_float32(outputs)
     loss = criterion(outputs, labels)
-    precision.backward(loss / update_freq)
+    precision.backward(loss / update_freq if update_freq > 1 else loss)
     return loss, outputs
 
 
@@ -243,7 +243,8 @@ def _record_attempt(attempts_dir: str, rank: int) -> int:
 
 
 def _record_worker(workers_dir: str | None, rank: int, start: int) -> None:
-    """Where each rank of this start runs (node, process, collective endpoint): for operators and tests."""
+    """Where each rank of this start runs (node, process, collective endpoint, scheduling niceness): for
+    operators and tests."""
     import json
 
     import ray
@@ -253,7 +254,7 @@ def _record_worker(workers_dir: str | None, rank: int, start: int) -> None:
     if not workers_dir:
         return
     info = {"rank": rank, "start": start, "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(),
-            "endpoint": os.environ.get("PADDLE_CURRENT_ENDPOINT")}
+            "endpoint": os.environ.get("PADDLE_CURRENT_ENDPOINT"), "niceness": os.nice(0)}
     write_bytes_atomic(join(workers_dir, f"start{start}-rank{rank}.json"), json.dumps(info).encode())
 
 
