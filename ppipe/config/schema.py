@@ -38,9 +38,10 @@ class GlobalSection:
     # ppipe: the worker count the recipe's learning rate was tuned for (PaddleClas's ImageNet recipes: 8
     # GPUs); with another count the learning rate is scaled linearly (Goyal et al., 2017). None: no scaling.
     recipe_workers: int | None = None
-    # ppipe: CPU convolution kernels for training. "onednn": ppipe's oneDNN operator (ppipe.ops, several times
-    # Paddle's eager CPU kernel; falls back to "paddle" with a warning where it cannot be built); "paddle":
-    # Paddle's own kernels. GPUs always use Paddle's (cuDNN).
+    # ppipe: CPU training path. "onednn": ppipe's operators (ppipe.ops: oneDNN convolutions and activations,
+    # fused BatchNorm + activation, depthwise weight gradients) and malloc keeping freed memory for the next
+    # step; falls back to Paddle's kernels with a warning where the operators cannot be built. "paddle":
+    # Paddle's own kernels and allocator behaviour, as PaddleClas trains. GPUs always use Paddle's (cuDNN).
     cpu_kernels: Literal["onednn", "paddle"] = "onednn"
     eval_mode: str = "classification"
     use_multilabel: bool = False

@@ -1,13 +1,16 @@
-"""oneDNN convolutions for CPU training: build, load, and switch a model's Conv2D layers onto them.
+"""ppipe's CPU training operators: build, load, and switch a model's layers onto them.
 
-Paddle's eager CPU `conv2d` (forward and both gradients) runs im2col plus a single-threaded GEMM per sample;
-oneDNN, which Paddle ships for its inference predictor but never selects in eager mode, runs the same
-convolutions several times faster (see benchmarks/README.md). `csrc/onednn_ops.cc` is a Paddle custom
-operator over oneDNN; it is compiled on first use (about 20 s with g++) into a cache keyed by its source,
-Paddle's version and the headers, under a file lock so that Ray workers starting together build it once.
+Paddle's eager CPU `conv2d` (forward and both gradients) runs im2col plus a single-threaded GEMM per sample,
+and its BatchNorm and activations are single-threaded loops; oneDNN, which Paddle ships for its inference
+predictor but never selects in eager mode, runs the same convolutions several times faster (see
+benchmarks/README.md). `csrc/` holds Paddle custom operators: oneDNN convolutions and activations
+(onednn_ops.cc), ppipe's depthwise weight gradient where oneDNN has no JIT kernel (depthwise.cc), and a
+BatchNorm fused with the activation that follows it (batch_norm_act.cc). They are compiled on first use (about
+20 s with g++) into a cache keyed by the sources, Paddle's version and the headers, under a file lock so that
+Ray workers starting together build them once.
 
-Where it cannot be built (no C++ compiler, no oneDNN headers) training falls back to Paddle's kernels with one
-warning that says why: correctness never depends on it.
+Where they cannot be built (no C++ compiler, no oneDNN headers) training falls back to Paddle's kernels with one
+warning that says why: correctness never depends on them.
 """
 
 from __future__ import annotations
