@@ -70,6 +70,10 @@ def run_bare(args, prepared: str) -> dict:
     train_cfg = cfg.DataLoader.Train
     bs = train_cfg.sampler.batch_size
     model = build_model(cfg)
+    if cfg.Global.cpu_kernels == "onednn":  # the same process setting as ppipe's training workers
+        from ppipe.ops.host_memory import keep_freed_memory
+
+        keep_freed_memory()
     steps = num_batches(prepared, "train", bs, drop_last=train_cfg.sampler.drop_last)
     lr = build_lr(cfg.Optimizer.lr, cfg.Global.epochs, steps)
     optimizer = build_optimizer(cfg.Optimizer, model, lr)

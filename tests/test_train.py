@@ -46,7 +46,8 @@ def test_two_workers_train_and_report_the_contract_summary(tmp_path, digits_prep
 
 def test_training_workers_of_ppipes_own_ray_instance_are_not_niced(tmp_path, digits_prepared):
     """Ray starts workers at nice 15 unless told otherwise; ppipe's local instance runs them at 0 (the training
-    workers are the job, Ray's background processes must not preempt them)."""
+    workers are the job, Ray's background processes must not preempt them). The workers, and only they, keep
+    freed memory for reuse."""
     import ray
 
     ray.shutdown()  # ppipe starts its own local instance
@@ -56,6 +57,7 @@ def test_training_workers_of_ppipes_own_ray_instance_are_not_niced(tmp_path, dig
         ray.shutdown()
     workers = [json.loads(p.read_text()) for p in Path(result.checkpoint).parent.glob("workers/*/*.json")]
     assert [w["niceness"] for w in workers] == [0]
+    assert [w["malloc"] for w in workers] == ["malloc keeps freed memory for reuse"]  # Global.cpu_kernels: onednn
 
 
 def test_resume_continues_a_named_run_from_its_last_epoch(tmp_path, digits_prepared, local_ray):

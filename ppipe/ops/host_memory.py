@@ -45,3 +45,8 @@ def keep_freed_memory() -> str:
     _applied = "malloc keeps freed memory for reuse" if ok else "malloc unchanged (mallopt refused)"
     log.debug(_applied)
     return _applied
+
+
+def current_setting() -> str:
+    """What `keep_freed_memory` did in this process, or that it was not called."""
+    return _applied or "malloc unchanged (not requested)"

@@ -309,17 +309,16 @@ def use_onednn_kernels(model: paddle.nn.Layer) -> dict[str, int]:
 
 
 def accelerate_for_cpu_training(model: paddle.nn.Layer, kernels: str) -> str:
-    """Apply the configured CPU training path (`Global.cpu_kernels`) to a training model and this process;
-    returns what was done. `onednn` (the default): ppipe's operators (`use_onednn_kernels`) and malloc keeping
-    freed memory for the next step (`host_memory`); `paddle`: Paddle's own kernels, as PaddleClas trains."""
+    """Apply the configured CPU kernels (`Global.cpu_kernels`) to a training model; returns what was done.
+    `onednn` (the default): ppipe's operators (`use_onednn_kernels`); `paddle`: Paddle's own kernels, as
+    PaddleClas trains. The process-wide half of the CPU training path, malloc keeping freed memory
+    (`host_memory.keep_freed_memory`), is applied by the training process's entry (`ppipe.train.loop`), not
+    here: building a model must not change the allocator of whatever process builds it."""
     if kernels != "onednn" or paddle.get_device() != "cpu":
         return "paddle kernels"
-    from ppipe.ops.host_memory import keep_freed_memory
-
-    memory = keep_freed_memory()
     try:
         counts = use_onednn_kernels(model)
     except OneDNNUnavailable as exc:
         log.warning("Global.cpu_kernels=onednn: %s; training with Paddle's CPU kernels instead", exc)
-        return f"paddle kernels ({exc}); {memory}"
-    return "onednn kernels (" + ", ".join(f"{v} {k}" for k, v in counts.items()) + f" layers); {memory}"
+        return f"paddle kernels ({exc})"
+    return "onednn kernels (" + ", ".join(f"{v} {k}" for k, v in counts.items()) + " layers)"

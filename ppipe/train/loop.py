@@ -130,6 +130,11 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     paddle.set_device("gpu" if cfg.Ray.use_gpu else "cpu")
+    if not cfg.Ray.use_gpu and cfg.Global.cpu_kernels == "onednn":
+        # This process exists to train: let malloc keep freed memory for the next step (ppipe/ops/host_memory.py).
+        from ppipe.ops.host_memory import keep_freed_memory
+
+        log.info("worker %d: %s", rank, keep_freed_memory())
     init_collective()
     paddle.seed(cfg.Global.seed + rank)
 
@@ -243,18 +248,20 @@ def _record_attempt(attempts_dir: str, rank: int) -> int:
 
 
 def _record_worker(workers_dir: str | None, rank: int, start: int) -> None:
-    """Where each rank of this start runs (node, process, collective endpoint, scheduling niceness): for
-    operators and tests."""
+    """Where each rank of this start runs (node, process, collective endpoint, scheduling niceness, malloc
+    setting): for operators and tests."""
     import json
 
     import ray
 
+    from ppipe.ops.host_memory import current_setting
     from ppipe.storage import join, write_bytes_atomic
 
     if not workers_dir:
         return
     info = {"rank": rank, "start": start, "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(),
-            "endpoint": os.environ.get("PADDLE_CURRENT_ENDPOINT"), "niceness": os.nice(0)}
+            "endpoint": os.environ.get("PADDLE_CURRENT_ENDPOINT"), "niceness": os.nice(0),
+            "malloc": current_setting()}
     write_bytes_atomic(join(workers_dir, f"start{start}-rank{rank}.json"), json.dumps(info).encode())
 
 
