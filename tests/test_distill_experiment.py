@@ -3,9 +3,11 @@ trained alone for the same epochs (mean top-1 over 3 seeds on the digits val spl
 
 Measured 2026-11-28 on the project machine (2 cores): teacher PPLCNet_x0_5 (16 epochs) top-1 0.928; student
 PPLCNet_x0_25 after 10 epochs, seeds 0/1/2: alone 0.642 / 0.447 / 0.539 (mean 0.543), distilled with
-DistillationDMLLoss + DistillationGTCELoss 0.653 / 0.444 / 0.706 (mean 0.601).
+DistillationDMLLoss + DistillationGTCELoss 0.653 / 0.444 / 0.706 (mean 0.601). Again after the CPU kernels
+changed (fused BatchNorm + activation, third session): teacher 0.900; alone 0.539 / 0.575 / 0.278 (mean
+0.464), distilled 0.561 / 0.672 / 0.381 (mean 0.538).
 
-An experiment, not a unit test: about 9 minutes on 2 cores, so it is marked `experiment` and run on demand
+An experiment, not a unit test: 4-9 minutes on 2 cores, so it is marked `experiment` and run on demand
 (`pytest -m experiment tests/test_distill_experiment.py -s`), not in CI. It prints both means.
 """
 
