@@ -283,9 +283,8 @@ def use_onednn_kernels(model: paddle.nn.Layer) -> dict[str, int]:
     so checkpoints and exports are unaffected. Raises OneDNNUnavailable when the operators cannot be built.
     """
     load_extension()
-    counts = {"conv": 0, "batch_norm": 0, "activation": 0}
-    counts["fused_batch_norm_activation"] = _fuse_batch_norm_activations(model)
-    counts["batch_norm"] = counts["fused_batch_norm_activation"]
+    fused = _fuse_batch_norm_activations(model)
+    counts = {"conv": 0, "batch_norm": fused, "activation": 0, "fused_batch_norm_activation": fused}
     for layer in model.sublayers(include_self=True):
         kind = type(layer)
         if kind is paddle.nn.Conv2D:
