@@ -70,10 +70,11 @@ def export(cfg: Config) -> dict[str, Any]:
     """The inference model of the trained run, checked against the dygraph model in a oneDNN predictor."""
     from ppipe.export import export_inference_model
     from ppipe.models import create_model
-    from ppipe.train.arch import infer_arch
+    from ppipe.train.arch import infer_arch, inference_kwargs
 
     arch = infer_arch(cfg)
-    model = create_model(arch.name, num_classes=arch.num_classes, pretrained=_weights(cfg), **arch.kwargs)
+    model = create_model(arch.name, num_classes=arch.num_classes, pretrained=_weights(cfg),
+                         **inference_kwargs(arch.kwargs))
     shape = tuple(cfg.Export.input_shape or cfg.Global.image_shape)
     info = export_inference_model(model, os.path.join(run_dir(cfg), "inference"), shape, rtol=cfg.Export.rtol)
     write_bytes_atomic(os.path.join(run_dir(cfg), "export.json"), json.dumps(info, indent=1, default=str).encode())

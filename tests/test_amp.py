@@ -1,5 +1,5 @@
-"""Mixed precision (`AMP`) and sync BN on a CPU-only machine: what is validated at load, what is refused without a
-GPU, the loss-scaler state that an exact resume needs, and the wiring the GPU path relies on.
+"""Mixed precision (`AMP`) and sync BN on a CPU-only machine: what is validated at load, what a GPU recipe does on
+CPU workers (float32, said out loud), the loss-scaler state that an exact resume needs, and the wiring the GPU path relies on.
 
 Paddle runs AMP on GPUs only; the GPU behaviour itself is checked by `benchmarks/gpu_check.py` on a GPU machine.
 """
@@ -19,7 +19,7 @@ import ppipe.train.amp as amp
 from ppipe.config import ConfigError, load_config
 from ppipe.config.loader import config_to_data
 from ppipe.config.schema import AMPSection
-from ppipe.train.amp import AMPUnavailableError, MixedPrecision, for_evaluation, sync_batchnorm
+from ppipe.train.amp import MixedPrecision, for_evaluation, sync_batchnorm
 from ppipe.train.checkpoint import load_checkpoint, save_checkpoint
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
@@ -57,10 +57,12 @@ def test_unknown_amp_key_is_named():
         load_config(QUICKSTART, ["AMP.use_amps=true"])
 
 
-def test_amp_on_a_cpu_recipe_is_refused_naming_the_keys_to_set():
-    for overrides in ([], ["Global.device=gpu"], ["Ray.use_gpu=true"]):
-        with pytest.raises(ConfigError, match=r"AMP\.use_amp: .*GPUs only.*Ray\.use_gpu: true"):
+def test_amp_in_a_recipe_that_says_cpu_is_refused_naming_the_keys_to_set():
+    for overrides in ([], ["Ray.use_gpu=true"]):
+        with pytest.raises(ConfigError, match=r"AMP\.use_amp: .*GPUs only.*Global\.device: cpu.*Ray\.use_gpu: true"):
             load_config(QUICKSTART, [*overrides, *AMP_ON])
+    # a GPU recipe loads whether or not this run places its workers on GPUs (PaddleClas's configs load unchanged)
+    assert load_config(QUICKSTART, ["Global.device=gpu", *AMP_ON]).AMP.use_amp
     cfg = load_config(QUICKSTART, [*GPU_RECIPE, *AMP_ON, "AMP.level=O2", "AMP.use_fp16_test=true"])
     assert (cfg.AMP.use_amp, cfg.AMP.level, cfg.AMP.scale_loss) == (True, "O2", 65536.0)
 
@@ -91,9 +93,16 @@ def test_paddle_autocast_on_cpu_is_a_no_op_even_in_bfloat16():
     assert out.dtype == paddle.float32
 
 
-def test_amp_without_a_gpu_is_refused_naming_amp_use_amp():
-    with pytest.raises(AMPUnavailableError, match=r"AMP\.use_amp: .*needs a GPU.*runs on cpu"):
-        MixedPrecision(AMPSection(use_amp=True), gpu=False)
+def test_amp_without_a_gpu_trains_in_float32_and_says_so(caplog):
+    with caplog.at_level(logging.WARNING, logger="ppipe.train"):
+        fallback = MixedPrecision(AMPSection(use_amp=True, level="O2"), gpu=False)
+    assert not fallback.enabled and fallback.scaler is None and fallback.precision == "float32"
+    assert any("AMP.use_amp" in r.getMessage() and "training in float32" in r.getMessage()
+               and "Ray.use_gpu" in r.getMessage() for r in caplog.records)
+    model = paddle.nn.Linear(2, 2)
+    optimizer = paddle.optimizer.SGD(parameters=model.parameters())
+    assert fallback.decorate(model, optimizer) == (model, optimizer)  # no float16 cast of the weights
+    assert MixedPrecision(AMPSection(use_amp=True, level="O1"), gpu=True).precision == "float16 AMP O1"
     off = MixedPrecision(AMPSection(use_amp=False), gpu=False)  # float32 runs anywhere
     assert off.scaler is None and off.state_dict() == {}
 
@@ -104,15 +113,13 @@ def _gpu_cfg(*extra):
                                     "DataLoader.Train.sampler.batch_size=8", *extra])
 
 
-def test_worker_setup_refuses_amp_when_the_gpu_branch_is_off(digits_prepared, monkeypatch):
+def test_worker_setup_trains_an_amp_recipe_in_float32_when_the_gpu_branch_is_off(digits_prepared, monkeypatch):
     from ppipe.train.loop import build_worker_run
 
     monkeypatch.setattr("ppipe.train.loop.on_gpu", lambda: False)
-    built = []
-    monkeypatch.setattr("ppipe.train.arch.build_model", lambda *a, **k: built.append(1))
-    with pytest.raises(AMPUnavailableError, match=r"AMP\.use_amp"):
-        build_worker_run(_gpu_cfg(), digits_prepared, rank=0, world=1)
-    assert not built  # refused before any model is built
+    run = build_worker_run(_gpu_cfg("AMP.level=O2"), digits_prepared, rank=0, world=1)
+    assert run.precision.precision == "float32" and run.precision.scaler is None
+    assert all(p.dtype == paddle.float32 for p in run.model.parameters())  # O2 did not cast the weights
 
 
 def test_worker_setup_accepts_amp_on_the_gpu_branch_and_trains_a_step(digits_prepared, monkeypatch):

@@ -624,3 +624,71 @@ def test_batch_op_without_any_class_num_is_an_error_naming_it():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(create_batch_operators([{"MixupOperator": {"class_num": 5}}])) == 1
+
+
+# --- colour operators: ColorJitter, PCALighting (PaddleClas's ResNet18_dbb recipe) ----------------------------
+
+def _photo(seed: int = 0, size: int = 24) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+
+
+def test_color_jitter_hue_shift_is_paddle_visions_adjust_hue():
+    from paddle.vision.transforms import functional as F
+
+    from ppipe.data.augment import _shift_hue
+
+    img = Image.fromarray(_photo())
+    for factor in (-0.4, -0.1, 0.25, 0.4):
+        assert np.array_equal(np.asarray(_shift_hue(img, factor)), np.asarray(F.adjust_hue(img, factor)))
+
+
+def test_color_jitter_draws_factors_in_range_in_random_order_and_reproducibly():
+    from ppipe.data.augment import ColorJitter
+
+    ops = create_operators([{"ColorJitter": {"brightness": 0.4, "saturation": 0.4, "hue": 0.4}}], seed=3)
+    again = create_operators([{"ColorJitter": {"brightness": 0.4, "saturation": 0.4, "hue": 0.4}}], seed=3)
+    img = _photo()
+    out = [ops(img) for _ in range(4)]
+    assert all(o.shape == img.shape and o.dtype == np.uint8 for o in out)
+    assert all(np.array_equal(a, again(img)) for a in out)
+    assert not np.array_equal(out[0], out[1])
+    # brightness alone scales every pixel by one factor in [0.6, 1.4]
+    bright = ColorJitter(brightness=0.4)
+    bright.rng = random.Random(0)
+    gray = np.full((8, 8, 3), 100, np.uint8)
+    levels = {int(bright(gray)[0, 0, 0]) for _ in range(50)}
+    assert min(levels) >= 60 and max(levels) <= 140 and len(levels) > 10
+    # saturation and hue leave a gray image gray; prob 0 leaves any image alone
+    assert np.array_equal(ColorJitter(saturation=0.9, hue=0.5)(gray), gray)
+    assert np.array_equal(ColorJitter(brightness=0.9, prob=0)(img), img)
+
+
+def test_color_jitter_bad_ranges_are_named():
+    from ppipe.data.augment import ColorJitter
+
+    with pytest.raises(OperatorParamError, match=r"ColorJitter: brightness must be >= 0, got -0\.1"):
+        ColorJitter(brightness=-0.1)
+    with pytest.raises(OperatorParamError, match=r"ColorJitter: hue range must lie within \[-0\.5, 0\.5\]"):
+        ColorJitter(hue=0.7)
+    with pytest.raises(OperatorParamError, match=r"ColorJitter: contrast must be a number or a \[low, high\] pair"):
+        ColorJitter(contrast="lots")
+
+
+def test_pca_lighting_adds_one_offset_along_imagenet_colour_components():
+    from ppipe.data.augment import PCALighting
+
+    op = PCALighting()
+    op.rng = random.Random(0)
+    img = _photo()
+    offsets = []
+    for _ in range(4000):
+        out = op(img)
+        offset = out - img.astype(np.float32)
+        assert out.dtype == np.float32 and np.allclose(offset, offset[0, 0], atol=1e-4)  # one RGB shift per image
+        offsets.append(offset[0, 0])
+    # offset = V @ (alpha * eigval), alpha ~ N(0, 0.1): covariance V diag((0.1 * eigval)^2) V^T
+    want = PCALighting.EIGVEC @ np.diag((0.1 * PCALighting.EIGVAL) ** 2) @ PCALighting.EIGVEC.T
+    assert np.allclose(np.cov(np.array(offsets).T), want, rtol=0.15, atol=2e-6)
+    assert PCALighting(alphastd=0)(img) is img
+    with pytest.raises(OperatorParamError, match=r"PCALighting: alphastd must be >= 0"):
+        PCALighting(alphastd=-1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import paddle
 import pytest
@@ -98,3 +100,136 @@ def test_variants_differ_in_stem_width_groups_se_and_shortcut_as_named(name, ste
     assert hasattr(second_stage.short, "pool") == pooled_short
     assert not hasattr(first.short, "pool")  # stage 1 is downsampled by the max pool, never by the shortcut
     assert model.num_features == model.head_hidden_size == 2048
+
+
+# --- PaddleClas's "ultra" options: 4-channel input, channels-last (NHWC) layers ---------------------------------
+
+def _images(channels: int, size: int, seed: int = 1, batch: int = 2) -> paddle.Tensor:
+    return paddle.to_tensor(np.random.default_rng(seed).standard_normal((batch, channels, size, size)).astype(
+        "float32"))
+
+
+def _rel_err(got: np.ndarray, want: np.ndarray) -> float:
+    return float(np.linalg.norm(got - want) / np.linalg.norm(want))
+
+
+def test_four_channel_nhwc_resnet50_matches_paddleclas_ultra_configuration():
+    kw = dict(input_image_channel=4, data_format="NHWC")
+    oracle = _oracle("ResNet50", **kw)
+    model = create_model("ResNet50", **kw)
+    assert model.stem[0].conv.weight.shape == [64, 4, 7, 7]
+    load_pretrained(model, oracle.state_dict())
+    model.eval()
+    x = _images(4, 64)
+    want, got = oracle(x).numpy(), model(x).numpy()
+    assert np.linalg.norm(got - want) / np.linalg.norm(want) < 1e-4
+
+
+@pytest.mark.parametrize("name", ["ResNet18", "ResNet50_vd", "SE_ResNeXt50_vd_32x4d"])
+def test_nhwc_layers_compute_the_nchw_network_in_training_and_evaluation(name):
+    """Same parameters, same function, same gradients: the layout is an execution choice only (the vd and SE
+    variants cover the pooled shortcut and the SE gate's channel axis)."""
+    paddle.seed(0)
+    # in float64, where the two layouts' different summation orders leave no visible difference
+    nchw = create_model(name, num_classes=10).to(dtype="float64")
+    nhwc = create_model(name, num_classes=10, data_format="NHWC").to(dtype="float64")
+    nhwc.set_state_dict(nchw.state_dict())
+    x = _images(3, 32, batch=4).astype("float64")
+    for mode in ("train", "eval"):
+        getattr(nchw, mode)(), getattr(nhwc, mode)()
+        assert _rel_err(nhwc(x).numpy(), nchw(x).numpy()) < 1e-10, mode
+        assert nhwc.forward_features(x).shape == nchw.forward_features(x).shape  # the contract stays NCHW
+    nchw.train(), nhwc.train()
+    nchw(x).square().sum().backward()
+    nhwc(x).square().sum().backward()
+    checked = 0
+    for (key, p), q in zip(nchw.named_parameters(), nhwc.parameters()):
+        if p.grad is None:  # BatchNorm's running statistics, which `.to(dtype=...)` lists as parameters
+            assert q.grad is None and key.endswith(("_mean", "_variance")), key
+            continue
+        assert _rel_err(q.grad.numpy(), p.grad.numpy()) < 1e-8, key
+        checked += 1
+    assert checked > 20
+    # BatchNorm's running statistics were updated alike
+    assert np.allclose(nhwc.stem[0].bn._mean.numpy(), nchw.stem[0].bn._mean.numpy(), atol=1e-6)
+
+
+def test_zero_fourth_channel_leaves_the_three_channel_network_unchanged():
+    paddle.seed(0)
+    rgb = create_model("ResNet18_vd", num_classes=10)
+    rgbz = create_model("ResNet18_vd", num_classes=10, input_image_channel=4)
+    state = rgb.state_dict()
+    stem = state["stem.0.conv.weight"].numpy()
+    padded = np.concatenate([stem, np.random.default_rng(0).standard_normal(stem[:, :1].shape)], axis=1)
+    rgbz.set_state_dict({**state, "stem.0.conv.weight": padded.astype("float32")})
+    rgb.eval(), rgbz.eval()
+    x = _images(3, 32)
+    x4 = paddle.concat([x, paddle.zeros([2, 1, 32, 32])], axis=1)
+    assert np.allclose(rgbz(x4).numpy(), rgb(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_bad_layout_and_layer_type_are_errors_naming_the_argument():
+    with pytest.raises(ValueError, match=r"data_format must be 'NCHW' or 'NHWC', got 'CHW'"):
+        create_model("ResNet18", data_format="CHW")
+    with pytest.raises(ValueError, match=r"layer_type must be one of .*got 'DBB'"):
+        create_model("ResNet18", layer_type="DBB")
+    with pytest.raises(ValueError, match=r"use_first_short_conv=False needs the stem's 64 channels to equal the "
+                                         r"first stage's 256"):
+        create_model("ResNet50", use_first_short_conv=False)
+    with pytest.raises(ValueError, match=r"DiverseBranchBlock.*NCHW only"):
+        create_model("ResNet18", layer_type="DiverseBranchBlock", data_format="NHWC")
+
+
+# --- layer_type: DiverseBranchBlock (PaddleClas's ResNet18_dbb) ---------------------------------------------------
+
+def test_diverse_branch_resnet18_exports_as_a_plain_resnet_computing_the_same_function(tmp_path):
+    from ppipe.export import export_inference_model
+
+    paddle.seed(0)
+    model = create_model("ResNet18", num_classes=10, layer_type="DiverseBranchBlock")
+    keys = model.state_dict().keys()
+    assert {"blocks.0.conv0.dbb_origin.conv.weight", "blocks.0.conv0.dbb_1x1_kxk.idconv1.weight",
+            "blocks.0.conv1.dbb_avg.bn.bn._mean"} <= set(keys)
+    assert "blocks.0.short.conv.weight" not in keys or "blocks.0.short.dbb_origin.conv.weight" not in keys
+    model.train()
+    for seed in range(3):  # running statistics away from their initial values
+        model(_images(3, 32, seed=seed, batch=8))
+    model.eval()
+    x = _images(3, 32)
+    want = model(x).numpy()
+    report = export_inference_model(model, str(tmp_path / "inference"), (3, 32, 32))  # reparameterizes a copy
+    assert report["max_rel_err"] < 1e-4
+    model.reparameterize()
+    assert not any(".dbb_" in k and ".dbb_reparam." not in k for k in model.state_dict())
+    assert _rel_err(model(x).numpy(), want) < 1e-5
+
+
+@pytest.mark.skipif(not os.environ.get("PADDLECLAS_SRC"), reason="set PADDLECLAS_SRC to a PaddleClas source tree "
+                    "(the installed paddleclas 2.6.0 predates ResNet18_dbb)")
+def test_diverse_branch_resnet18_loads_paddleclas_weights_and_gives_its_logits():
+    import sys
+
+    sys.path.insert(0, os.environ["PADDLECLAS_SRC"])
+    try:
+        from ppcls.arch.backbone.legendary_models.resnet import ResNet18 as PaddleClasResNet18
+        from ppcls.arch.backbone.base.dbb.dbb_block import IdentityBasedConv1x1
+        from ppcls.utils import logger
+    finally:
+        sys.path.pop(0)
+    logger.init_logger()  # its ResNet logs a deprecation through a logger that must be set up first
+    paddle.seed(0)
+    kw = dict(layer_type="DiverseBranchBlock", use_first_short_conv=False)  # ResNet18_dbb.yaml's Arch
+    oracle = PaddleClasResNet18(class_num=10, **kw)
+    for layer in oracle.sublayers():
+        if isinstance(layer, IdentityBasedConv1x1):  # float64 in PaddleClas, which Paddle 3's conv2d refuses
+            layer.id_tensor = layer.id_tensor.astype("float32")
+    model = create_model("ResNet18", num_classes=10, **kw)
+    assert not any(k.startswith("blocks.0.short.") for k in model.state_dict())  # the original identity shortcut
+    assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in oracle.state_dict().items()}
+    oracle.train()
+    for seed in range(2):
+        oracle(_images(3, 32, seed=seed, batch=8))
+    load_pretrained(model, oracle.state_dict())
+    oracle.eval(), model.eval()
+    x = _images(3, 32)
+    assert _rel_err(model(x).numpy(), oracle(x).numpy()) < 1e-5

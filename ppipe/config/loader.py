@@ -99,12 +99,9 @@ def validate(cfg: Config) -> Config:
     from ppipe.train.metrics import METRICS
     from ppipe.train.optim import gradient_clip
 
-    if cfg.Global.image_channel != 3:
-        raise ConfigError(f"Global.image_channel: {cfg.Global.image_channel} is not supported, only 3: PaddleClas's "
-                          f"4-channel \"ultra\" configs pad RGB with a zero channel (NormalizeImage channel_num: 4, "
-                          f"Arch.input_image_channel: 4) to suit NHWC float16 convolutions on GPUs, and ppipe's models "
-                          f"take 3-channel input only; set Global.image_channel: 3 (and 3 wherever the config "
-                          f"repeats it)")
+    if cfg.Global.image_channel not in (3, 4):
+        raise ConfigError(f"Global.image_channel: expected 3 (RGB) or 4 (RGB and a zero channel, PaddleClas's "
+                          f"\"ultra\" configs), got {cfg.Global.image_channel}")
     if cfg.Arch.name == "DistillationModel":
         from ppipe.distill.model import parse_models
 
@@ -123,8 +120,6 @@ def validate(cfg: Config) -> Config:
                               f"in ppipe, whose models have only the plain attention and linear layers; set it to "
                               f"false (the published recipes' value)")
     gradient_clip(cfg.Optimizer)
-    if cfg.Global.use_dali:
-        raise ConfigError("Global.use_dali: DALI is not supported; ppipe's own input pipeline reads prepared shards")
     _validate_amp(cfg)
     if cfg.Global.update_freq < 1:
         raise ConfigError(f"Global.update_freq: expected >= 1, got {cfg.Global.update_freq}")
@@ -238,9 +233,10 @@ def _validate_amp(cfg: Config) -> None:
     amp = cfg.AMP
     if not amp.use_amp:
         return
-    if cfg.Global.device != "gpu" or not cfg.Ray.use_gpu:
-        raise ConfigError("AMP.use_amp: mixed precision (float16) runs on GPUs only (on a CPU Paddle's auto_cast and "
-                          "GradScaler do nothing): set Global.device: gpu and Ray.use_gpu: true, or AMP.use_amp: false")
+    if cfg.Global.device != "gpu":
+        raise ConfigError("AMP.use_amp: mixed precision (float16) runs on GPUs only, and this recipe says "
+                          "Global.device: cpu; set Global.device: gpu (with Ray.use_gpu: true to place the workers "
+                          "on GPUs), or AMP.use_amp: false")
     if amp.scale_loss <= 0:
         raise ConfigError(f"AMP.scale_loss: expected > 0, got {amp.scale_loss}")
     if amp.level == "O2" and cfg.EMA is not None:

@@ -28,6 +28,8 @@ class GlobalSection:
     use_visualdl: bool = False
     image_shape: list[int] = field(default_factory=lambda: [3, 224, 224])
     save_inference_dir: str = "./inference"
+    # PaddleClas's NVIDIA DALI input pipeline (GPU decoding). ppipe always reads its prepared shards with its own
+    # loader and the same operators; a run that asks for DALI says so in its log.
     use_dali: bool = False
     to_static: bool = False
     seed: int = 0
@@ -46,8 +48,8 @@ class GlobalSection:
     eval_mode: str = "classification"
     use_multilabel: bool = False
     # PaddleClas's input channel count, a YAML anchor its "ultra" configs repeat into Global.image_shape,
-    # NormalizeImage.channel_num and Arch.input_image_channel. 3 (RGB) is the only value ppipe's models take; the
-    # loader refuses 4 (a zero-padded channel for NHWC float16 GPU kernels) with the reason.
+    # NormalizeImage.channel_num and Arch.input_image_channel: 3 (RGB), or 4 (RGB plus a zero channel, which
+    # suits NHWC float16 convolutions on GPUs).
     image_channel: int = 3
 
 

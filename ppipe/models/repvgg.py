@@ -13,15 +13,9 @@ import paddle
 import paddle.nn as nn
 
 from ppipe.models.layers import ConvBNAct, LastConvHead
+from ppipe.models.layers.reparameterize import fuse_conv_bn
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
-
-
-def _fuse_conv_bn(kernel: paddle.Tensor, bn: nn.BatchNorm2D) -> tuple[paddle.Tensor, paddle.Tensor]:
-    """The kernel and bias of conv(kernel) followed by `bn` in eval mode, as one biased conv."""
-    std = (bn._variance + bn._epsilon).sqrt()
-    scale = bn.weight / std
-    return kernel * scale.reshape([-1, 1, 1, 1]), bn.bias - bn._mean * scale
 
 
 class RepVGGBlock(nn.Layer):
@@ -50,8 +44,8 @@ class RepVGGBlock(nn.Layer):
         """Replace the branches by `rbr_reparam`, the single 3x3 conv computing the same function in eval mode."""
         if self.is_reparameterized:
             return
-        kernel, bias = _fuse_conv_bn(self.rbr_dense.conv.weight, self.rbr_dense.bn)
-        k1x1, b1x1 = _fuse_conv_bn(self.rbr_1x1.conv.weight, self.rbr_1x1.bn)
+        kernel, bias = fuse_conv_bn(self.rbr_dense.conv.weight, self.rbr_dense.bn)
+        k1x1, b1x1 = fuse_conv_bn(self.rbr_1x1.conv.weight, self.rbr_1x1.bn)
         kernel, bias = kernel + nn.functional.pad(k1x1, [1, 1, 1, 1]), bias + b1x1
         if self.rbr_identity is not None:
             # the identity as a grouped 3x3 kernel: channel i reads its own input, at the centre tap
@@ -59,7 +53,7 @@ class RepVGGBlock(nn.Layer):
             identity = paddle.zeros([self.in_chs, in_per_group, 3, 3], dtype=kernel.dtype)
             rows = paddle.arange(self.in_chs)
             identity[rows, rows % in_per_group, 1, 1] = 1.0
-            k_id, b_id = _fuse_conv_bn(identity, self.rbr_identity)
+            k_id, b_id = fuse_conv_bn(identity, self.rbr_identity)
             kernel, bias = kernel + k_id, bias + b_id
         self.rbr_reparam = nn.Conv2D(self.in_chs, self.out_chs, 3, stride=self.stride, padding=1, groups=self.groups)
         self.rbr_reparam.weight.set_value(kernel)

@@ -6,6 +6,10 @@ also ResNeXt's, SE-ResNet(X)'s and ResNeXt-WSL's: those families are configurati
 
 Versions: `vb` the 7x7 stem with the stride on the 3x3 conv; `vc` the deep 3x3 stem; `vd` the deep stem plus the
 average-pool shortcut.
+
+PaddleClas's ResNet options are arguments of every configuration here: `input_image_channel` and `data_format` (its
+4-channel NHWC "ultra" configs for float16 GPU training) and `layer_type: DiverseBranchBlock` (ResNet18_dbb: Ding et
+al., 2021, arXiv:2103.13425, whose branches `reparameterize()` folds into plain convs for export).
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
+import paddle
 import paddle.nn as nn
 
 from ppipe.models.layers import LastConvHead
+from ppipe.models.layers.conv_bn_act import ConvBNAct
+from ppipe.models.layers.diverse_branch_block import DiverseBranchBlock
 from ppipe.models.layers.resnet_blocks import BLOCKS, STEM_7X7, STEM_DEEP, make_stem, uniform_linear
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
@@ -63,35 +70,64 @@ class ResNet(LastConvHead):
     `avg_down`: ResNet-D's pooled shortcut in stages 1-3; `se_reduction`: SE on every block when set.
     `lr_mult_list` (stem, stages 1-4) and `stride_list` (stem conv, max pool, stages 2-4) as in PaddleClas's
     ResNet. `checkpoint_keys`: the older PaddleClas key layout this configuration's published weights use.
+    `input_image_channel`: the image's channels (4: RGB plus PaddleClas's zero channel). `data_format` "NHWC":
+    every layer computes channels-last; the model still takes NCHW images and `forward_features` still returns an
+    NCHW map (one transpose at each end), so the contract and the parameters are those of the NCHW network.
+    `layer_type`: the residual branches' conv unit, "ConvBNLayer" (conv + BN) or "DiverseBranchBlock".
+    `use_first_short_conv`: false gives the first block an identity shortcut, as the original ResNet (PaddleClas
+    projects it by default; the two are different networks, and ResNet18_dbb's recipe trains the original).
     """
 
     def __init__(self, depths: Sequence[int], widths: Sequence[int], out_chs: Sequence[int],
                  block: str = "bottleneck", groups: int = 1, stem=STEM_7X7, avg_down: bool = False,
                  se_reduction: int | None = None, checkpoint_keys: CheckpointKeys | None = None,
                  num_classes: int = 1000, lr_mult_list: Sequence[float] = (1.0,) * 5,
-                 stride_list: Sequence[int] = (2,) * 5):
+                 stride_list: Sequence[int] = (2,) * 5, input_image_channel: int = 3, data_format: str = "NCHW",
+                 layer_type: str = "ConvBNLayer", use_first_short_conv: bool = True):
         super().__init__()
+        if data_format not in ("NCHW", "NHWC"):
+            raise ValueError(f"data_format must be 'NCHW' or 'NHWC', got {data_format!r}")
+        if layer_type not in LAYER_TYPES:
+            raise ValueError(f"layer_type must be one of {sorted(LAYER_TYPES)}, got {layer_type!r}")
+        if layer_type == "DiverseBranchBlock" and data_format != "NCHW":
+            raise ValueError("layer_type 'DiverseBranchBlock' computes in NCHW only (as PaddleClas's), got "
+                             f"data_format {data_format!r}")
         if not len(depths) == len(widths) == len(out_chs) == 4:
             raise ValueError(f"a ResNet has 4 stages, got depths={depths}, widths={widths}, out_chs={out_chs}")
         if len(lr_mult_list) != 5 or len(stride_list) != 5:
             raise ValueError(f"lr_mult_list and stride_list need 5 values each, got {list(lr_mult_list)} and "
                              f"{list(stride_list)}")
-        self.depths, self.checkpoint_keys = tuple(depths), checkpoint_keys
-        self.stem = make_stem(stem, first_stride=stride_list[0], lr_mult=lr_mult_list[0])
-        self.max_pool = nn.MaxPool2D(kernel_size=3, stride=stride_list[1], padding=1)
+        self.depths, self.checkpoint_keys, self.data_format = tuple(depths), checkpoint_keys, data_format
+        self.stem = make_stem(stem, in_chs=input_image_channel, first_stride=stride_list[0], lr_mult=lr_mult_list[0],
+                              data_format=data_format)
+        self.max_pool = nn.MaxPool2D(kernel_size=3, stride=stride_list[1], padding=1, data_format=data_format)
         blocks, in_chs = [], stem[-1][0]
         for s, (depth, width, out) in enumerate(zip(depths, widths, out_chs)):
             for i in range(depth):
                 # stage 0 is downsampled by the max pool; ResNet-D leaves its projection a plain 1x1 conv
+                project = i == 0 and (s > 0 or use_first_short_conv)
+                if i == 0 and not project and in_chs != out:
+                    raise ValueError(f"use_first_short_conv=False needs the stem's {in_chs} channels to equal the "
+                                     f"first stage's {out}")
                 blocks.append(BLOCKS[block](in_chs, width, out, stride=stride_list[s + 1] if i == 0 and s else 1,
-                                            groups=groups, project=i == 0, avg_down=avg_down and s > 0,
-                                            se_reduction=se_reduction, lr_mult=lr_mult_list[s + 1]))
+                                            groups=groups, project=project, avg_down=avg_down and s > 0,
+                                            se_reduction=se_reduction, lr_mult=lr_mult_list[s + 1],
+                                            conv_layer=LAYER_TYPES[layer_type], data_format=data_format))
                 in_chs = out
         self.blocks = nn.Sequential(*blocks)
         self._init_head(in_chs, num_classes, use_last_conv=False)
 
     def forward_features(self, x):
+        if self.data_format == "NHWC":
+            x = paddle.transpose(x, [0, 2, 3, 1])
+            return paddle.transpose(self.blocks(self.max_pool(self.stem(x))), [0, 3, 1, 2])
         return self.blocks(self.max_pool(self.stem(x)))
+
+    def reparameterize(self) -> None:
+        """Fold every Diverse Branch Block into one conv (inference form; a no-op for plain conv units)."""
+        for layer in self.sublayers():
+            if isinstance(layer, DiverseBranchBlock):
+                layer.reparameterize()
 
     def reset_classifier(self, num_classes: int) -> None:
         self.num_classes = num_classes
@@ -103,6 +139,9 @@ class ResNet(LastConvHead):
             return state
         return {self.checkpoint_keys.rename(k, self.depths): v for k, v in state.items()}
 
+
+# PaddleClas's `layer_type` names for the residual branches' conv unit.
+LAYER_TYPES = {"ConvBNLayer": ConvBNAct, "DiverseBranchBlock": DiverseBranchBlock}
 
 DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3),
           200: (3, 12, 48, 3)}

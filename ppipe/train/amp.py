@@ -9,8 +9,9 @@ checkpoints stay PaddleClas pretrained files. Unlike PaddleClas, the loss is com
 outputs cast to float32: at O2 `auto_cast` would run log-softmax in float16.
 
 Paddle implements AMP for GPUs only: on a CPU place (Paddle 3.3.1) `auto_cast`, `GradScaler` and `decorate`
-warn and do nothing, bfloat16 included, so a run asking for AMP without a GPU is refused (`AMPUnavailableError`)
-instead of silently training in float32. Sync BN needs nccl and more than one worker; elsewhere it is skipped
+warn and do nothing, bfloat16 included. A GPU recipe (`Global.device: gpu`, as all of PaddleClas's are) placed on
+CPU workers (`Ray.use_gpu: false`) therefore trains in float32, and says so: a warning naming the keys, and
+`precision` in the run's result. A recipe that says `Global.device: cpu` and asks for AMP is refused at load. Sync BN needs nccl and more than one worker; elsewhere it is skipped
 with a log line, as PaddleClas skips it off GPUs.
 """
 
@@ -24,10 +25,6 @@ import paddle
 from ppipe.config.schema import AMPSection
 
 log = logging.getLogger("ppipe.train")
-
-
-class AMPUnavailableError(RuntimeError):
-    """The recipe asks for mixed precision where Paddle cannot run it (no GPU)."""
 
 
 def on_gpu() -> bool:
@@ -90,11 +87,12 @@ class MixedPrecision:
         if not self.enabled:
             return
         if not gpu:
-            raise AMPUnavailableError(
-                f"AMP.use_amp: mixed precision (float16, level {cfg.level}) needs a GPU, and this worker runs on "
-                f"{paddle.device.get_device()}: Paddle's auto_cast and GradScaler do nothing on a CPU (bfloat16 "
-                "included), so the run would silently train in float32. Set Ray.use_gpu: true on a GPU build of "
-                "Paddle, or AMP.use_amp: false")
+            self.enabled = False
+            log.warning(
+                "AMP.use_amp: mixed precision (float16, level %s) needs a GPU and this worker runs on %s (Ray.use_gpu: "
+                "false), where Paddle's auto_cast and GradScaler do nothing: training in float32. Set Ray.use_gpu: "
+                "true on a GPU build of Paddle to train in mixed precision", cfg.level, paddle.device.get_device())
+            return
         # PaddleClas's AMP flags: more in-place gradient accumulation; cuDNN's persistent BatchNorm kernels.
         flags = {"FLAGS_max_inplace_grad_add": 8}
         if paddle.is_compiled_with_cuda():
@@ -117,6 +115,11 @@ class MixedPrecision:
         if not self.enabled or self.level != "O2":
             return model, optimizer
         return paddle.amp.decorate(models=model, optimizers=optimizer, level="O2", save_dtype="float32")
+
+    @property
+    def precision(self) -> str:
+        """What this worker trains in, for the run's result: "float32", or "float16 AMP O1/O2"."""
+        return f"float16 AMP {self.level}" if self.enabled else "float32"
 
     def autocast(self, training: bool = True):
         """The context for a forward pass: `auto_cast` in training, and in evaluation when it needs it."""

@@ -30,6 +30,15 @@ def infer_arch(cfg: Config) -> InferArch:
     return InferArch(s["name"], s["class_num"] or cfg.num_classes, s["kwargs"])
 
 
+def inference_kwargs(kwargs: dict) -> dict:
+    """Architecture arguments of the exported (inference) model: a channels-last training layout
+    (`data_format: NHWC`, PaddleClas's float16 GPU recipes) exports as NCHW. The parameters are the same in both
+    layouts; Paddle Inference's oneDNN convolutions misread NHWC input, and TensorRT chooses its own layouts."""
+    if kwargs.get("data_format") == "NHWC":
+        return {**kwargs, "data_format": "NCHW"}
+    return dict(kwargs)
+
+
 def build_model(cfg: Config, pretrained: str | None = None):
     """The training model of `cfg` (`pretrained`: PaddleClas weights for a single architecture), on the CPU
     kernels `Global.cpu_kernels` asks for."""

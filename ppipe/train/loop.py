@@ -84,7 +84,7 @@ def build_worker_run(cfg, prepared: str, *, rank: int, world: int, checkpoint_di
     from ppipe.train.arch import build_model, exported_model
 
     gpu = on_gpu()
-    precision = MixedPrecision(cfg.AMP, gpu=gpu)  # refuses AMP without a GPU before anything is built
+    precision = MixedPrecision(cfg.AMP, gpu=gpu)  # float32, with a warning, where AMP has no GPU
     train_cfg = cfg.DataLoader.Train
     model = build_model(cfg, pretrained=cfg.Global.pretrained_model)
     model = sync_batchnorm(model, cfg.Arch.use_sync_bn, gpu=gpu, world=world)
@@ -157,6 +157,10 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     state["batches_this_start"] = 0  # batches trained since this worker group started (restart tests read it)
     if lr_note:
         state["lr_scaling"] = lr_note
+    state["precision"] = precision.precision
+    if cfg.Global.use_dali and rank == 0:
+        log.warning("Global.use_dali: DALI (NVIDIA's GPU image decoding) is not used: ppipe reads the prepared shards "
+                    "with its own loader, running the same transform_ops")
     every = cfg.Global.checkpoint_every_steps
 
     def report(metrics: dict) -> None:

@@ -33,6 +33,8 @@ class TrainResult:
     run_name: str
     run_dir: str
     history: list[dict[str, Any]]
+    # "float32", or "float16 AMP O1"/"O2": an AMP recipe on CPU workers trains in float32 (ppipe.train.amp)
+    precision: str = "float32"
 
     def summary(self) -> dict[str, Any]:
         """The CONTRACT's `ppipe train --json` document (plus run_name / run_dir)."""
@@ -161,7 +163,8 @@ def train(cfg: Config, *, data: str | None = None, resume: str | bool | None = N
     res = TrainResult(model=infer_arch(cfg).name, epochs_completed=state["epochs_completed"], top1=final.get("top1"),
                       checkpoint=_uri(result.checkpoint), restarts=state.get("restarts", 0),
                       train_img_per_s=_steady_throughput(state["history"]), run_name=run_name,
-                      run_dir=os.path.abspath(run_dir), history=state["history"])
+                      run_dir=os.path.abspath(run_dir), history=state["history"],
+                      precision=state.get("precision", "float32"))
     _write_outputs(cfg, res)
     return res
 

@@ -13,22 +13,28 @@ from ppipe.models.layers.activations import create_act
 
 
 class ConvBNAct(nn.Layer):
-    """A bias-free 'same'-padded convolution, BatchNorm without weight decay, then `act` (by name, or None)."""
+    """A bias-free 'same'-padded convolution, BatchNorm without weight decay, then `act` (by name, or None).
+
+    `data_format` "NHWC" lays activations out channels-last (input and output), which suits float16 tensor-core
+    convolutions on GPUs; the parameters and their shapes are the same in both layouts.
+    """
 
     # forward applies `act` to `bn`'s output and to nothing else, so CPU training may compute the two as one
     # operation (ppipe/ops/onednn.py); subclasses must keep that true.
     bn_act_pairs = (("bn", "act"),)
 
     def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, groups: int = 1,
-                 act: str | None = None, lr_mult: float = 1.0, weight_init: nn.initializer.Initializer | None = None):
+                 act: str | None = None, lr_mult: float = 1.0, weight_init: nn.initializer.Initializer | None = None,
+                 data_format: str = "NCHW"):
         super().__init__()
         self.conv = nn.Conv2D(in_chs, out_chs, kernel_size, stride=stride, padding=(kernel_size - 1) // 2,
                               groups=groups, weight_attr=ParamAttr(initializer=weight_init, learning_rate=lr_mult),
-                              bias_attr=False)
+                              bias_attr=False, data_format=data_format)
         # PaddleClas exempts BN's affine parameters from L2 decay; kept so its training recipes transfer.
         self.bn = nn.BatchNorm2D(out_chs,
                                  weight_attr=ParamAttr(regularizer=L2Decay(0.0), learning_rate=lr_mult),
-                                 bias_attr=ParamAttr(regularizer=L2Decay(0.0), learning_rate=lr_mult))
+                                 bias_attr=ParamAttr(regularizer=L2Decay(0.0), learning_rate=lr_mult),
+                                 data_format=data_format)
         self.act = create_act(act)
 
     def forward(self, x):

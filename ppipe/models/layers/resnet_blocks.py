@@ -6,12 +6,16 @@ SE-ResNet(X)/SENet (squeeze-and-excitation, Hu et al., 2018, arXiv:1709.01507) a
 
 State-dict keys follow PaddleClas's `legendary_models/resnet.py`: `conv0`/`conv1`/`conv2` (each `conv` + `bn`),
 the projection `short`, and `se.squeeze`/`se.excitation` where a block has SE.
+
+Two options of PaddleClas's ResNet run through every block: `conv_layer`, the unit of the residual branch's convs
+(ConvBNAct, or a training-time multi-branch unit such as `DiverseBranchBlock` with the same arguments), and
+`data_format` ("NHWC": channels-last activations for float16 GPU convolutions; parameters are the same).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import paddle
 import paddle.nn as nn
@@ -34,19 +38,21 @@ class AvgPoolConvBN(ConvBNAct):
     PaddleClas's older files (padding 0, ceil mode) compute the same windows.
     """
 
-    def __init__(self, in_chs: int, out_chs: int, stride: int, lr_mult: float = 1.0):
-        super().__init__(in_chs, out_chs, 1, lr_mult=lr_mult)
-        self.pool = nn.AvgPool2D(kernel_size=2, stride=stride, padding="SAME", ceil_mode=True)
+    def __init__(self, in_chs: int, out_chs: int, stride: int, lr_mult: float = 1.0, data_format: str = "NCHW"):
+        super().__init__(in_chs, out_chs, 1, lr_mult=lr_mult, data_format=data_format)
+        self.pool = nn.AvgPool2D(kernel_size=2, stride=stride, padding="SAME", ceil_mode=True,
+                                 data_format=data_format)
 
     def forward(self, x):
         return super().forward(self.pool(x))
 
 
-def projection_shortcut(in_chs: int, out_chs: int, stride: int, avg_down: bool, lr_mult: float = 1.0) -> nn.Layer:
+def projection_shortcut(in_chs: int, out_chs: int, stride: int, avg_down: bool, lr_mult: float = 1.0,
+                        data_format: str = "NCHW") -> nn.Layer:
     """The `short` branch of a stage's first block: a strided 1x1 conv + BN, or ResNet-D's pool then 1x1 conv."""
     if avg_down:
-        return AvgPoolConvBN(in_chs, out_chs, stride, lr_mult=lr_mult)
-    return ConvBNAct(in_chs, out_chs, 1, stride=stride, lr_mult=lr_mult)
+        return AvgPoolConvBN(in_chs, out_chs, stride, lr_mult=lr_mult, data_format=data_format)
+    return ConvBNAct(in_chs, out_chs, 1, stride=stride, lr_mult=lr_mult, data_format=data_format)
 
 
 class SqueezeExcitation(nn.Layer):
@@ -56,10 +62,11 @@ class SqueezeExcitation(nn.Layer):
     Linear weights); the 1x1-conv, hard-sigmoid `SEModule` is MobileNetV3's variant.
     """
 
-    def __init__(self, channels: int, reduction: int = 16):
+    def __init__(self, channels: int, reduction: int = 16, data_format: str = "NCHW"):
         super().__init__()
         mid = int(channels / reduction)
-        self.pool = nn.AdaptiveAvgPool2D(1)
+        self.pool = nn.AdaptiveAvgPool2D(1, data_format=data_format)
+        self.spatial_axes = [1, 2] if data_format == "NHWC" else [2, 3]
         self.squeeze = uniform_linear(channels, mid)
         self.relu = nn.ReLU()
         self.excitation = uniform_linear(mid, channels)
@@ -68,16 +75,24 @@ class SqueezeExcitation(nn.Layer):
     def forward(self, x):
         s = paddle.flatten(self.pool(x), start_axis=1)
         s = self.gate(self.excitation(self.relu(self.squeeze(s))))
-        return paddle.multiply(x, s.unsqueeze([2, 3]))
+        return paddle.multiply(x, s.unsqueeze(self.spatial_axes))
+
+
+def _bound(conv_layer: Callable[..., nn.Layer], data_format: str) -> Callable[..., nn.Layer]:
+    """`conv_layer` laying out its activations in `data_format` (the NCHW default needs no argument, so a unit
+    without a `data_format` parameter serves NCHW networks)."""
+    if data_format == "NCHW":
+        return conv_layer
+    return lambda *args, **kw: conv_layer(*args, data_format=data_format, **kw)
 
 
 class _ResidualBlock(nn.Layer):
     """Shared tail of both blocks: optional SE on the residual branch, the shortcut, sum, ReLU."""
 
     def _init_tail(self, in_chs: int, out_chs: int, stride: int, project: bool, avg_down: bool,
-                   se_reduction: int | None, lr_mult: float) -> None:
-        self.se = SqueezeExcitation(out_chs, se_reduction) if se_reduction else nn.Identity()
-        self.short = (projection_shortcut(in_chs, out_chs, stride, avg_down, lr_mult) if project
+                   se_reduction: int | None, lr_mult: float, data_format: str) -> None:
+        self.se = SqueezeExcitation(out_chs, se_reduction, data_format) if se_reduction else nn.Identity()
+        self.short = (projection_shortcut(in_chs, out_chs, stride, avg_down, lr_mult, data_format) if project
                       else nn.Identity())
         self.relu = nn.ReLU()
 
@@ -93,14 +108,15 @@ class BasicBlock(_ResidualBlock):
 
     def __init__(self, in_chs: int, width: int, out_chs: int, stride: int = 1, groups: int = 1,
                  project: bool = False, avg_down: bool = False, se_reduction: int | None = None,
-                 lr_mult: float = 1.0):
+                 lr_mult: float = 1.0, conv_layer: Callable[..., nn.Layer] = ConvBNAct, data_format: str = "NCHW"):
         super().__init__()
+        conv = _bound(conv_layer, data_format)
         if width != out_chs or groups != 1:
             raise ValueError(f"a basic block has out_chs == width and no groups, got width={width}, "
                              f"out_chs={out_chs}, groups={groups}")
-        self.conv0 = ConvBNAct(in_chs, width, 3, stride=stride, act="relu", lr_mult=lr_mult)
-        self.conv1 = ConvBNAct(width, out_chs, 3, lr_mult=lr_mult)
-        self._init_tail(in_chs, out_chs, stride, project, avg_down, se_reduction, lr_mult)
+        self.conv0 = conv(in_chs, width, 3, stride=stride, act="relu", lr_mult=lr_mult)
+        self.conv1 = conv(width, out_chs, 3, lr_mult=lr_mult)
+        self._init_tail(in_chs, out_chs, stride, project, avg_down, se_reduction, lr_mult, data_format)
 
     def _residual(self, x):
         return self.conv1(self.conv0(x))
@@ -114,12 +130,13 @@ class Bottleneck(_ResidualBlock):
 
     def __init__(self, in_chs: int, width: int, out_chs: int, stride: int = 1, groups: int = 1,
                  project: bool = False, avg_down: bool = False, se_reduction: int | None = None,
-                 lr_mult: float = 1.0):
+                 lr_mult: float = 1.0, conv_layer: Callable[..., nn.Layer] = ConvBNAct, data_format: str = "NCHW"):
         super().__init__()
-        self.conv0 = ConvBNAct(in_chs, width, 1, act="relu", lr_mult=lr_mult)
-        self.conv1 = ConvBNAct(width, width, 3, stride=stride, groups=groups, act="relu", lr_mult=lr_mult)
-        self.conv2 = ConvBNAct(width, out_chs, 1, lr_mult=lr_mult)
-        self._init_tail(in_chs, out_chs, stride, project, avg_down, se_reduction, lr_mult)
+        conv = _bound(conv_layer, data_format)
+        self.conv0 = conv(in_chs, width, 1, act="relu", lr_mult=lr_mult)
+        self.conv1 = conv(width, width, 3, stride=stride, groups=groups, act="relu", lr_mult=lr_mult)
+        self.conv2 = conv(width, out_chs, 1, lr_mult=lr_mult)
+        self._init_tail(in_chs, out_chs, stride, project, avg_down, se_reduction, lr_mult, data_format)
 
     def _residual(self, x):
         return self.conv2(self.conv1(self.conv0(x)))
@@ -134,11 +151,13 @@ STEM_DEEP_WIDE = ((64, 3, 2), (64, 3, 1), (128, 3, 1))  # SE-ResNeXt-vd and SENe
 
 
 def make_stem(rows: Sequence[tuple[int, int, int]], in_chs: int = 3, first_stride: int | None = None,
-              lr_mult: float = 1.0) -> nn.Sequential:
-    """The stem convs from `rows`; `first_stride` overrides the first conv's stride."""
+              lr_mult: float = 1.0, data_format: str = "NCHW") -> nn.Sequential:
+    """The stem convs from `rows` on an `in_chs`-channel image; `first_stride` overrides the first conv's
+    stride."""
     layers = []
     for i, (out_chs, k, s) in enumerate(rows):
         stride = first_stride if i == 0 and first_stride is not None else s
-        layers.append(ConvBNAct(in_chs, out_chs, k, stride=stride, act="relu", lr_mult=lr_mult))
+        layers.append(ConvBNAct(in_chs, out_chs, k, stride=stride, act="relu", lr_mult=lr_mult,
+                                data_format=data_format))
         in_chs = out_chs
     return nn.Sequential(*layers)
