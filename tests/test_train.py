@@ -30,7 +30,9 @@ def _checkpoints(result):
 def test_two_workers_train_and_report_the_contract_summary(tmp_path, digits_prepared, local_ray):
     result = train(_cfg(tmp_path, "Global.epochs=2"), data=digits_prepared)
     summary = result.summary()
-    assert {"model", "epochs_completed", "top1", "checkpoint", "restarts", "train_img_per_s"} <= set(summary)
+    assert {"model", "epochs_completed", "top1", "checkpoint", "restarts", "train_img_per_s",
+            "precision"} <= set(summary)
+    assert summary["precision"] == "float32"
     assert summary["model"] == "PPLCNet_x0_25"
     assert summary["epochs_completed"] == 2 and summary["restarts"] == 0
     assert 0.0 <= summary["top1"] <= 1.0 and summary["train_img_per_s"] > 0
@@ -42,6 +44,35 @@ def test_two_workers_train_and_report_the_contract_summary(tmp_path, digits_prep
     metrics = json.loads(Path(result.run_dir, "metrics.json").read_text())
     assert metrics["train"]["epochs"] == 2 and metrics["train"]["top1"] == summary["top1"]
     assert Path(result.run_dir, "curves.csv").read_text().count("\n") == 3
+
+
+def test_gpu_recipe_with_amp_trains_on_a_cluster_without_gpus_in_float32_and_says_so(tmp_path, digits_prepared,
+                                                                                   local_ray, caplog):
+    """PaddleClas's recipes say Global.device: gpu and often AMP; with Ray.use_gpu unset they run on whatever
+    the cluster has. Here: CPU workers, float32, both said (log and --json)."""
+    import logging
+
+    cfg = _cfg(tmp_path, "Global.epochs=1", "Global.device=gpu", "AMP.use_amp=true", "AMP.level=O2",
+               "Ray.num_workers=1")
+    assert cfg.Ray.use_gpu is None
+    with caplog.at_level(logging.INFO, logger="ppipe.train"):
+        result = train(cfg, data=digits_prepared)
+    assert result.epochs_completed == 1 and result.summary()["precision"] == "float32"
+    assert any("Global.device: gpu, but the Ray cluster has no GPUs: training on CPU workers" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_gpu_placement_follows_ray_use_gpu_or_else_global_device_and_the_clusters_gpus(tmp_path):
+    from ppipe.train.trainer import resolve_use_gpu
+
+    gpu_recipe = _cfg(tmp_path, "Global.device=gpu")
+    assert resolve_use_gpu(gpu_recipe, {"CPU": 16.0, "GPU": 8.0}) == (
+        True, "Global.device: gpu: training on GPU workers (the Ray cluster has 8 GPUs)")
+    assert resolve_use_gpu(gpu_recipe, {"CPU": 2.0})[0] is False
+    assert resolve_use_gpu(_cfg(tmp_path), {"CPU": 2.0, "GPU": 8.0})[0] is False  # Global.device: cpu
+    assert resolve_use_gpu(_cfg(tmp_path, "Ray.use_gpu=true"), {"CPU": 2.0}) == (
+        True, "Ray.use_gpu: true: training on GPU workers")  # waits for GPU nodes
+    assert resolve_use_gpu(_cfg(tmp_path, "Global.device=gpu", "Ray.use_gpu=false"), {"GPU": 8.0})[0] is False
 
 
 def test_training_workers_of_ppipes_own_ray_instance_are_not_niced(tmp_path, digits_prepared):

@@ -219,7 +219,10 @@ class DataSection:
 class RaySection:
     address: str | None = None          # None: a local Ray instance; "auto" or "ray://host:10001": a cluster
     num_workers: int = 2
-    use_gpu: bool = False
+    # None: GPU workers when Global.device is gpu (every PaddleClas recipe) and the Ray cluster has GPUs, CPU
+    # workers otherwise; decided when the run starts, and logged. true/false: as said (true on a cluster without
+    # GPUs waits for GPU nodes, e.g. from an autoscaler).
+    use_gpu: bool | None = None
     cpus_per_worker: float = 1.0
     threads_per_worker: int | None = None  # math threads per worker; None: cpus_per_worker
     storage_path: str | None = None     # run storage (local path or s3://); None: <output_dir>/ray

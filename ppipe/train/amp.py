@@ -10,7 +10,7 @@ outputs cast to float32: at O2 `auto_cast` would run log-softmax in float16.
 
 Paddle implements AMP for GPUs only: on a CPU place (Paddle 3.3.1) `auto_cast`, `GradScaler` and `decorate`
 warn and do nothing, bfloat16 included. A GPU recipe (`Global.device: gpu`, as all of PaddleClas's are) placed on
-CPU workers (`Ray.use_gpu: false`) therefore trains in float32, and says so: a warning naming the keys, and
+CPU workers (no GPUs in the Ray cluster, or `Ray.use_gpu: false`) therefore trains in float32, and says so: a warning naming the keys, and
 `precision` in the run's result. A recipe that says `Global.device: cpu` and asks for AMP is refused at load. Sync BN needs nccl and more than one worker; elsewhere it is skipped
 with a log line, as PaddleClas skips it off GPUs.
 """
@@ -89,9 +89,9 @@ class MixedPrecision:
         if not gpu:
             self.enabled = False
             log.warning(
-                "AMP.use_amp: mixed precision (float16, level %s) needs a GPU and this worker runs on %s (Ray.use_gpu: "
-                "false), where Paddle's auto_cast and GradScaler do nothing: training in float32. Set Ray.use_gpu: "
-                "true on a GPU build of Paddle to train in mixed precision", cfg.level, paddle.device.get_device())
+                "AMP.use_amp: mixed precision (float16, level %s) needs a GPU and this worker runs on %s, where "
+                "Paddle's auto_cast and GradScaler do nothing: training in float32. GPU workers (Ray.use_gpu, on "
+                "a GPU build of Paddle) train in mixed precision", cfg.level, paddle.device.get_device())
             return
         # PaddleClas's AMP flags: more in-place gradient accumulation; cuDNN's persistent BatchNorm kernels.
         flags = {"FLAGS_max_inplace_grad_add": 8}

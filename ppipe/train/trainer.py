@@ -83,6 +83,21 @@ def _init_ray(cfg: Config) -> None:
              _system_config={"worker_niceness": 0})
 
 
+def resolve_use_gpu(cfg: Config, cluster_resources: dict[str, float]) -> tuple[bool, str]:
+    """Whether this run's workers take GPUs (`Ray.use_gpu`, or with it unset `Global.device` and the GPUs
+    the Ray cluster has), and the sentence the run logs about it."""
+    if cfg.Ray.use_gpu is not None:
+        return cfg.Ray.use_gpu, (f"Ray.use_gpu: {str(cfg.Ray.use_gpu).lower()}: training on "
+                                 f"{'GPU' if cfg.Ray.use_gpu else 'CPU'} workers")
+    if cfg.Global.device != "gpu":
+        return False, "Global.device: cpu: training on CPU workers"
+    gpus = int(cluster_resources.get("GPU", 0))
+    if gpus:
+        return True, f"Global.device: gpu: training on GPU workers (the Ray cluster has {gpus} GPUs)"
+    return False, ("Global.device: gpu, but the Ray cluster has no GPUs: training on CPU workers. Set "
+                   "Ray.use_gpu: true to wait for GPU nodes instead (an autoscaling cluster)")
+
+
 def prepared_data(cfg: Config, data: str | None) -> str:
     path = data or cfg.DataLoader.Train.dataset.path or cfg.Data.prepared
     if not path:
@@ -126,6 +141,8 @@ def train(cfg: Config, *, data: str | None = None, resume: str | bool | None = N
 
     invocation = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S-%f")  # this call's attempts
     _init_ray(cfg)
+    cfg.Ray.use_gpu, placement = resolve_use_gpu(cfg, ray.cluster_resources())
+    (log.warning if "no GPUs" in placement else log.info)(placement)
     threads = str(cfg.Ray.threads_per_worker or max(1, int(cfg.Ray.cpus_per_worker)))
     trainer = DataParallelTrainer(
         train_loop,
