@@ -12,13 +12,17 @@ Prints one `PASS`/`FAIL`/`SKIP` line per item and exits 1 if any item failed. It
   float16, weights stay float32, every loss is finite, the loss falls, the loss scale stays positive and finite.
 * `amp_O2`: the same at O2: convolution weights float16, BatchNorm weights float32, the optimizer keeps
   float32 master weights, `state_dict()` is float32, evaluation outputs are float32, the loss falls.
+* `amp_O2_nhwc_ultra`: PaddleClas's "ultra" form, ResNet50 with `input_image_channel: 4` and `data_format:
+  NHWC`, trains at O2 on 4-channel batches (zero fourth channel), the loss falls, and its float32 evaluation
+  logits equal those of the NCHW network that `ppipe export` builds from the same weights (float16 tolerance).
 * `amp_O2_exact_resume`: an O2 run checkpointed (ppipe's checkpoint: weights, optimizer with master weights,
   loss scaler) and restored into a fresh model takes the next step exactly as the original run does.
 * `sync_bn_nccl`: 2 Ray workers over nccl (ppipe's PaddleBackend) each feed different data through a
   BatchNorm network converted by `sync_batchnorm`: the synchronized running means agree across ranks, those of
   an unconverted copy do not.
 * `train_2_workers_nccl`: `ppipe.train.trainer.train` on 2 GPU workers, ResNet50 on the embedded digits,
-  AMP O1 + `Arch.use_sync_bn`, one epoch: completes with a top-1 and no restarts.
+  AMP O1 + `Arch.use_sync_bn`, one epoch: completes with a top-1 and no restarts. `Ray.use_gpu` is left unset,
+  so `Global.device: gpu` must place the workers on the GPUs, and the result must say `float16 AMP O1`.
 
 The two nccl items need 2 GPUs (NCCL does not put two ranks on one device) and are SKIPped with fewer.
 Not collected by pytest (no GPU in CI).
@@ -70,14 +74,14 @@ def check_env() -> str:
     return f"paddle {paddle.__version__}, {n} GPU(s), {paddle.device.cuda.get_device_name()}"
 
 
-def _resnet_step_setup(level: str, args, seed: int = 0):
+def _resnet_step_setup(level: str, args, seed: int = 0, **model_kw):
     from ppipe.config.schema import AMPSection
     from ppipe.models import create_model
     from ppipe.train.amp import MixedPrecision
     from ppipe.train.losses import CombinedLoss
 
     paddle.seed(seed)
-    model = create_model("ResNet50", num_classes=1000)
+    model = create_model("ResNet50", num_classes=1000, **model_kw)
     lr = paddle.optimizer.lr.StepDecay(0.01, step_size=1000)
     optimizer = paddle.optimizer.Momentum(learning_rate=lr, momentum=0.9, parameters=model.parameters())
     precision = MixedPrecision(AMPSection(use_amp=True, level=level, scale_loss=65536.0,
@@ -86,9 +90,11 @@ def _resnet_step_setup(level: str, args, seed: int = 0):
     return model, optimizer, lr, precision, criterion
 
 
-def _batch(args, seed: int = 1):
+def _batch(args, seed: int = 1, channels: int = 3):
     rng = np.random.default_rng(seed)
-    images = paddle.to_tensor(rng.standard_normal((args.batch, 3, args.size, args.size)).astype("float32"))
+    images = rng.standard_normal((args.batch, channels, args.size, args.size)).astype("float32")
+    images[:, 3:] = 0.0  # PaddleClas's fourth channel is zero padding
+    images = paddle.to_tensor(images)
     labels = paddle.to_tensor(rng.integers(0, 1000, args.batch).astype("int64"))
     return images, labels
 
@@ -154,6 +160,29 @@ def check_amp_o2(args) -> str:
     check(logits.dtype == paddle.float32 and bool(paddle.isfinite(logits).all()), "O2 evaluation output")
     _loss_fell(losses)
     return f"loss {losses[0]:.3f} -> {losses[-1]:.3f} in {args.steps} steps, loss scale {_scale(precision):g}"
+
+
+def check_amp_o2_nhwc_ultra(args) -> str:
+    from ppipe.models import create_model
+    from ppipe.train.amp import for_evaluation
+    from ppipe.train.arch import inference_kwargs
+
+    kw = {"input_image_channel": 4, "data_format": "NHWC"}
+    model, optimizer, _, precision, criterion = _resnet_step_setup("O2", args, **kw)
+    model, optimizer = precision.decorate(model, optimizer)
+    images, labels = _batch(args, channels=4)
+    losses = _train(model, optimizer, precision, criterion, images, labels, args.steps)
+    _loss_fell(losses)
+    evaluated = for_evaluation(model, precision)
+    evaluated.eval()
+    exported = create_model("ResNet50", num_classes=1000, **inference_kwargs(kw))
+    exported.set_state_dict(model.state_dict())  # float32, as checkpoints are
+    exported.eval()
+    with paddle.no_grad():
+        got, want = evaluated(images[:4]).numpy(), exported(images[:4]).numpy()
+    rel = float(np.linalg.norm(got - want) / np.linalg.norm(want))
+    check(rel < 2e-2, f"NHWC float16 evaluation vs NCHW float32: relative error {rel:.2e}")
+    return f"loss {losses[0]:.3f} -> {losses[-1]:.3f}, NHWC float16 vs exported NCHW float32: {rel:.1e}"
 
 
 def check_amp_o2_exact_resume(args) -> str:
@@ -268,13 +297,14 @@ def check_train_2_workers_nccl(args) -> str:
         write_digits_demo(os.path.join(tmp, "src"), image_size=32)
         prepare_dataset(os.path.join(tmp, "src"), os.path.join(tmp, "prepared"), shard_size=256, progress=False)
         cfg = load_config(ROOT / "configs" / "quickstart.yaml", [
-            "Arch.name=ResNet50", "Arch.use_sync_bn=true", "Global.device=gpu", "Ray.use_gpu=true",
+            "Arch.name=ResNet50", "Arch.use_sync_bn=true", "Global.device=gpu",
             "Ray.num_workers=2", "Global.epochs=1", "Global.eval_interval=1", f"Global.output_dir={tmp}/out",
             f"Ray.storage_path={tmp}/ray", "Tracking.wandb_mode=disabled", "AMP.use_amp=true", "AMP.level=O1",
             "AMP.scale_loss=65536.0", "AMP.use_dynamic_loss_scaling=true", "DataLoader.Train.sampler.batch_size=64"])
         result = train(cfg, data=os.path.join(tmp, "prepared"))
     final = result.history[-1]
     check(result.epochs_completed == 1 and result.restarts == 0, f"{result.summary()}")
+    check(result.precision == "float16 AMP O1", f"precision {result.precision}: not placed on the GPUs?")
     check(result.top1 is not None and 0.0 <= result.top1 <= 1.0, f"top1 {result.top1}")
     check(np.isfinite(final["train_loss"]), f"train loss {final['train_loss']}")
     return f"top1 {result.top1:.3f}, train loss {final['train_loss']:.3f}, {result.train_img_per_s:.0f} img/s"
@@ -290,12 +320,14 @@ def main(argv=None) -> int:
 
     record("env", check_env)
     if RESULTS[-1][1] != "PASS":
-        for item in ("amp_O1", "amp_O2", "amp_O2_exact_resume", "sync_bn_nccl", "train_2_workers_nccl"):
+        for item in ("amp_O1", "amp_O2", "amp_O2_nhwc_ultra", "amp_O2_exact_resume", "sync_bn_nccl",
+                     "train_2_workers_nccl"):
             RESULTS.append((item, "SKIP", "no usable GPU"))
             print(f"SKIP {item}: no usable GPU")
         return 1
     record("amp_O1", check_amp_o1, args)
     record("amp_O2", check_amp_o2, args)
+    record("amp_O2_nhwc_ultra", check_amp_o2_nhwc_ultra, args)
     record("amp_O2_exact_resume", check_amp_o2_exact_resume, args)
     record("sync_bn_nccl", check_sync_bn_nccl, args)
     record("train_2_workers_nccl", check_train_2_workers_nccl, args)
