@@ -5,8 +5,6 @@ ppipe's oneDNN CPU kernels like on Paddle's."""
 from __future__ import annotations
 
 import copy
-import os
-import sys
 
 import numpy as np
 import paddle
@@ -14,8 +12,8 @@ import pytest
 
 from ppipe.models.layers.diverse_branch_block import DiverseBranchBlock
 from ppipe.ops import onednn
+from tests.paddleclas_source import PADDLECLAS_SRC, from_source
 
-PADDLECLAS_SRC = os.environ.get("PADDLECLAS_SRC")
 
 # in_chs, out_chs, kernel_size, stride, groups, act: ResNet's 3x3 and 1x1 convs, grouped and depthwise blocks
 SHAPES = [
@@ -91,10 +89,7 @@ def test_bad_geometries_are_refused_with_the_reason():
 
 
 def _paddleclas_block(*args, **kw):
-    if str(PADDLECLAS_SRC) not in sys.path:
-        sys.path.insert(0, str(PADDLECLAS_SRC))
-    from ppcls.arch.backbone.base.dbb.dbb_block import DiverseBranchBlock as PaddleClasDBB
-
+    (PaddleClasDBB,) = from_source("ppcls.arch.backbone.base.dbb.dbb_block", "DiverseBranchBlock")
     block = PaddleClasDBB(*args, **kw)
     idconv = getattr(block.dbb_1x1_kxk, "idconv1", None)
     if idconv is not None:

@@ -13,7 +13,7 @@ import paddle
 import paddle.nn as nn
 
 from ppipe.models.layers import ConvBNAct, LastConvHead
-from ppipe.models.layers.reparameterize import fuse_conv_bn
+from ppipe.models.layers.reparameterize import fuse_conv_bn, identity_kernel, pad_kernel
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -46,13 +46,10 @@ class RepVGGBlock(nn.Layer):
             return
         kernel, bias = fuse_conv_bn(self.rbr_dense.conv.weight, self.rbr_dense.bn)
         k1x1, b1x1 = fuse_conv_bn(self.rbr_1x1.conv.weight, self.rbr_1x1.bn)
-        kernel, bias = kernel + nn.functional.pad(k1x1, [1, 1, 1, 1]), bias + b1x1
+        kernel, bias = kernel + pad_kernel(k1x1, 3), bias + b1x1
         if self.rbr_identity is not None:
             # the identity as a grouped 3x3 kernel: channel i reads its own input, at the centre tap
-            in_per_group = self.in_chs // self.groups
-            identity = paddle.zeros([self.in_chs, in_per_group, 3, 3], dtype=kernel.dtype)
-            rows = paddle.arange(self.in_chs)
-            identity[rows, rows % in_per_group, 1, 1] = 1.0
+            identity = pad_kernel(identity_kernel(self.in_chs, self.groups, kernel.dtype), 3)
             k_id, b_id = fuse_conv_bn(identity, self.rbr_identity)
             kernel, bias = kernel + k_id, bias + b_id
         self.rbr_reparam = nn.Conv2D(self.in_chs, self.out_chs, 3, stride=self.stride, padding=1, groups=self.groups)

@@ -141,8 +141,9 @@ def train(cfg: Config, *, data: str | None = None, resume: str | bool | None = N
 
     invocation = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S-%f")  # this call's attempts
     _init_ray(cfg)
+    asked_for_gpus = cfg.Ray.use_gpu is None and cfg.Global.device == "gpu"
     cfg.Ray.use_gpu, placement = resolve_use_gpu(cfg, ray.cluster_resources())
-    (log.warning if "no GPUs" in placement else log.info)(placement)
+    (log.warning if asked_for_gpus and not cfg.Ray.use_gpu else log.info)(placement)
     threads = str(cfg.Ray.threads_per_worker or max(1, int(cfg.Ray.cpus_per_worker)))
     trainer = DataParallelTrainer(
         train_loop,

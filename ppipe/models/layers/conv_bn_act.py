@@ -12,6 +12,16 @@ from paddle.regularizer import L2Decay
 from ppipe.models.layers.activations import create_act
 
 
+def batch_norm_without_decay(chs: int, lr_mult: float = 1.0, momentum: float = 0.9,
+                             data_format: str = "NCHW") -> nn.BatchNorm2D:
+    """A BatchNorm2D whose affine parameters have no L2 decay and learn at `lr_mult`: PaddleClas exempts BN's
+    affine parameters from weight decay, kept so that its training recipes transfer."""
+    return nn.BatchNorm2D(chs, momentum=momentum,
+                          weight_attr=ParamAttr(regularizer=L2Decay(0.0), learning_rate=lr_mult),
+                          bias_attr=ParamAttr(regularizer=L2Decay(0.0), learning_rate=lr_mult),
+                          data_format=data_format)
+
+
 class ConvBNAct(nn.Layer):
     """A bias-free 'same'-padded convolution, BatchNorm without weight decay, then `act` (by name, or None).
 
@@ -30,11 +40,7 @@ class ConvBNAct(nn.Layer):
         self.conv = nn.Conv2D(in_chs, out_chs, kernel_size, stride=stride, padding=(kernel_size - 1) // 2,
                               groups=groups, weight_attr=ParamAttr(initializer=weight_init, learning_rate=lr_mult),
                               bias_attr=False, data_format=data_format)
-        # PaddleClas exempts BN's affine parameters from L2 decay; kept so its training recipes transfer.
-        self.bn = nn.BatchNorm2D(out_chs,
-                                 weight_attr=ParamAttr(regularizer=L2Decay(0.0), learning_rate=lr_mult),
-                                 bias_attr=ParamAttr(regularizer=L2Decay(0.0), learning_rate=lr_mult),
-                                 data_format=data_format)
+        self.bn = batch_norm_without_decay(out_chs, lr_mult, data_format=data_format)
         self.act = create_act(act)
 
     def forward(self, x):

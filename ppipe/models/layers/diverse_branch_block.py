@@ -21,10 +21,9 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 from paddle import ParamAttr
-from paddle.regularizer import L2Decay
 
 from ppipe.models.layers.activations import create_act
-from ppipe.models.layers.conv_bn_act import ConvBNAct
+from ppipe.models.layers.conv_bn_act import ConvBNAct, batch_norm_without_decay
 from ppipe.models.layers.reparameterize import (avg_pool_kernel, batch_norm_affine, fuse_conv_bn, identity_kernel,
                                                 merge_1x1_kxk, pad_kernel)
 
@@ -33,13 +32,6 @@ def _conv(in_chs: int, out_chs: int, kernel_size: int, stride: int, groups: int,
     """An unpadded bias-free conv: in the branches that pad, the padding is the BN-and-pad before it."""
     return nn.Conv2D(in_chs, out_chs, kernel_size, stride=stride, groups=groups,
                      weight_attr=ParamAttr(learning_rate=lr_mult), bias_attr=False)
-
-
-def _batch_norm(chs: int, lr_mult: float, momentum: float = 0.9) -> nn.BatchNorm2D:
-    # BN affine parameters without weight decay, as ConvBNAct's
-    return nn.BatchNorm2D(chs, momentum=momentum,
-                          weight_attr=ParamAttr(regularizer=L2Decay(0.0), learning_rate=lr_mult),
-                          bias_attr=ParamAttr(regularizer=L2Decay(0.0), learning_rate=lr_mult))
 
 
 class _IdentityBasedConv1x1(nn.Layer):
@@ -74,7 +66,7 @@ class _BatchNormAndPad(nn.Layer):
         # PaddleClas's momentum 0.1, which in Paddle's convention keeps 10% of the running statistics per step (the
         # paper's code, in PyTorch's, keeps 90%). Kept: the border reads the statistics this step just updated,
         # so the value changes training-mode outputs, and PaddleClas's training is the one reproduced.
-        self.bn = _batch_norm(chs, lr_mult, momentum=0.1)
+        self.bn = batch_norm_without_decay(chs, lr_mult, momentum=0.1)
         self.pad = pad
 
     def forward(self, x):
@@ -108,14 +100,14 @@ class DiverseBranchBlock(nn.Layer):
                 ("conv", _conv(in_chs, out_chs, 1, 1, groups, lr_mult)),
                 ("bn", _BatchNormAndPad(out_chs, pad, lr_mult)),
                 ("avg", nn.AvgPool2D(kernel_size, stride=stride)),
-                ("avgbn", _batch_norm(out_chs, lr_mult)))
+                ("avgbn", batch_norm_without_decay(out_chs, lr_mult)))
             self.dbb_1x1 = ConvBNAct(in_chs, out_chs, 1, stride=stride, groups=groups, lr_mult=lr_mult)
         else:
             # exclusive=False counts the zero padding in the average, as the deploy kernel does (PaddleClas
             # leaves Paddle's default, exclusive, which its fused conv then differs from at the borders)
             self.dbb_avg = nn.Sequential(
                 ("avg", nn.AvgPool2D(kernel_size, stride=stride, padding=pad, exclusive=False)),
-                ("avgbn", _batch_norm(out_chs, lr_mult)))
+                ("avgbn", batch_norm_without_decay(out_chs, lr_mult)))
             self.dbb_1x1 = None
         # the paper doubles the middle width of depthwise blocks (MobileNet), where a 1x1 conv is cheap
         mid_chs = in_chs if groups < out_chs else 2 * in_chs
@@ -125,7 +117,7 @@ class DiverseBranchBlock(nn.Layer):
             first,
             ("bn1", _BatchNormAndPad(mid_chs, pad, lr_mult)),
             ("conv2", _conv(mid_chs, out_chs, kernel_size, stride, groups, lr_mult)),
-            ("bn2", _batch_norm(out_chs, lr_mult)))
+            ("bn2", batch_norm_without_decay(out_chs, lr_mult)))
 
     def forward(self, x):
         if self.is_reparameterized:
