@@ -235,8 +235,8 @@ def _validate_amp(cfg: Config) -> None:
         return
     if cfg.Global.device != "gpu":
         raise ConfigError("AMP.use_amp: mixed precision (float16) runs on GPUs only, and this recipe says "
-                          "Global.device: cpu; set Global.device: gpu (with Ray.use_gpu: true to place the workers "
-                          "on GPUs), or AMP.use_amp: false")
+                          "Global.device: cpu; set Global.device: gpu (the workers then train on GPUs where the Ray "
+                          "cluster has them; Ray.use_gpu: true waits for GPU nodes), or AMP.use_amp: false")
     if amp.scale_loss <= 0:
         raise ConfigError(f"AMP.scale_loss: expected > 0, got {amp.scale_loss}")
     if amp.level == "O2" and cfg.EMA is not None:
