@@ -13,6 +13,12 @@ Reported: the steady training throughput (images/s over each epoch after its fir
 way on both sides, first epoch left out) and the end-to-end wall time (Ray start, worker start, checkpoints and
 evaluation included for ppipe). Rounds alternate the two sides.
 
+Also reported, because this host's speed drifts by up to 15% between runs while the interference itself is a
+few percent: how long the training process's math threads waited for a CPU while runnable (the kernel's
+per-thread run-queue delay, /proc/PID/task/TID/schedstat), as a share of their time, median of 1-second
+windows. On the bare side that is the host's own background; on the ppipe side it adds the preemptions by
+Ray's processes (GCS, raylet, Ray Train's controller and helper actors, the worker's own Ray threads).
+
     python benchmarks/ray_overhead.py [--config configs/quickstart.yaml] [--epochs 4] [--rounds 2] [-o KEY=VALUE ...]
 """
 
@@ -31,6 +37,68 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WARMUP_STEPS = 3  # as ppipe's loop: the first steps of an epoch are left out of the steady rate
 
 
+class RunQueueWait:
+    """Samples, once a second, the run-queue delay of one process's busiest `threads` threads (its math
+    threads); `share()` is the median over the windows of (delay / (delay + run time)), summed over them.
+
+    `find_pid` is called until it returns the process (ppipe's Ray worker starts some seconds in)."""
+
+    def __init__(self, find_pid, threads: int):
+        import threading
+
+        self._find_pid, self._threads, self._shares = find_pid, threads, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _schedstat(pid: int) -> dict[str, tuple[int, int]]:
+        out = {}
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    run_ns, wait_ns = (int(x) for x in f.read().split()[:2])
+            except (OSError, ValueError):
+                continue
+            out[tid] = (run_ns, wait_ns)
+        return out
+
+    def _run(self) -> None:
+        pid = None
+        while pid is None and not self._stop.wait(0.5):
+            pid = self._find_pid()
+        before = None
+        while pid is not None and not self._stop.wait(1.0):
+            try:
+                now = self._schedstat(pid)
+            except OSError:  # the process ended
+                return
+            if before is not None:
+                deltas = sorted(((now[t][0] - before[t][0], now[t][1] - before[t][1]) for t in now if t in before),
+                                reverse=True)[:self._threads]
+                run, wait = sum(d[0] for d in deltas), sum(d[1] for d in deltas)
+                if run > 0.5e9 * self._threads:  # a window of training steps, not Ray's start or shutdown
+                    self._shares.append(wait / (run + wait))
+            before = now
+
+    def share(self) -> float | None:
+        self._stop.set()
+        self._thread.join()
+        return statistics.median(self._shares) if self._shares else None
+
+
+def _ray_worker_pid() -> int | None:
+    import psutil
+
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.cmdline()[:1] and child.cmdline()[0].startswith("ray::RayTrainWorker"):
+                return child.pid
+        except psutil.Error:
+            continue
+    return None
+
+
 def _config(args, output_dir: str):
     from ppipe.config import load_config
 
@@ -47,11 +115,12 @@ def run_ppipe(args, prepared: str) -> dict:
     with tempfile.TemporaryDirectory() as out:
         cfg = _config(args, out)
         t0 = time.perf_counter()
+        waits = RunQueueWait(_ray_worker_pid, args.threads)
         res = train(cfg, data=prepared)
         wall = time.perf_counter() - t0
     rates = [h["train_img_per_s"] for h in res.history]
     return {"side": "ppipe", "steady_img_per_s": statistics.mean(rates[1:] or rates), "wall_s": wall,
-            "epochs": res.epochs_completed}
+            "epochs": res.epochs_completed, "runqueue_wait": waits.share()}
 
 
 def run_bare(args, prepared: str) -> dict:
@@ -65,6 +134,7 @@ def run_bare(args, prepared: str) -> dict:
     with tempfile.TemporaryDirectory() as out:
         cfg = _config(args, out)
     t0 = time.perf_counter()
+    waits = RunQueueWait(os.getpid, args.threads)
     paddle.set_device("cpu")
     paddle.seed(cfg.Global.seed)
     train_cfg = cfg.DataLoader.Train
@@ -97,7 +167,7 @@ def run_bare(args, prepared: str) -> dict:
             seen += len(labels)
         rates.append(seen / (time.perf_counter() - t_steady))
     return {"side": "bare", "steady_img_per_s": statistics.mean(rates[1:] or rates),
-            "wall_s": time.perf_counter() - t0, "epochs": cfg.Global.epochs}
+            "wall_s": time.perf_counter() - t0, "epochs": cfg.Global.epochs, "runqueue_wait": waits.share()}
 
 
 def _child(args, side: str, prepared: str) -> dict:
@@ -112,6 +182,10 @@ def _child(args, side: str, prepared: str) -> dict:
     if out.returncode != 0:
         raise RuntimeError(f"{side} failed:\n{out.stderr[-4000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _percent(share: float | None) -> str:
+    return "n/a (no /proc schedstat)" if share is None else f"{share * 100:.1f}%"
 
 
 def main(argv=None) -> int:
@@ -143,11 +217,14 @@ def main(argv=None) -> int:
             for side in (("ppipe", "bare") if r % 2 == 0 else ("bare", "ppipe")):
                 res = _child(args, side, prepared)
                 results[side].append(res)
-                print(f"round {r + 1} {side:6s} steady {res['steady_img_per_s']:8.1f} img/s  wall {res['wall_s']:6.1f} s",
-                      file=sys.stderr, flush=True)
+                print(f"round {r + 1} {side:6s} steady {res['steady_img_per_s']:8.1f} img/s  wall {res['wall_s']:6.1f} s"
+                      f"  math threads waiting for a CPU {_percent(res['runqueue_wait'])}", file=sys.stderr, flush=True)
 
     med = {s: {k: statistics.median(r[k] for r in v) for k in ("steady_img_per_s", "wall_s")}
            for s, v in results.items()}
+    for s, v in results.items():
+        waits = [r["runqueue_wait"] for r in v if r["runqueue_wait"] is not None]
+        med[s]["runqueue_wait"] = statistics.median(waits) if waits else None
     overhead = 1.0 - med["ppipe"]["steady_img_per_s"] / med["bare"]["steady_img_per_s"]
     summary = {"config": args.config, "epochs": args.epochs, "threads": args.threads, "rounds": args.rounds,
                "median": med, "steady_overhead": overhead,
@@ -158,6 +235,8 @@ def main(argv=None) -> int:
           f"bare loop {med['bare']['steady_img_per_s']:.1f} img/s: ratio {1 - overhead:.3f} (ppipe {verdict})")
     print(f"end to end: ppipe {med['ppipe']['wall_s']:.1f} s, bare {med['bare']['wall_s']:.1f} s "
           f"(Ray start, worker start, per-epoch checkpoints included)")
+    print(f"math threads waiting for a CPU while runnable (median of 1 s windows): ppipe "
+          f"{_percent(med['ppipe']['runqueue_wait'])}, bare loop {_percent(med['bare']['runqueue_wait'])}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=2)
