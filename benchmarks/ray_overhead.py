@@ -92,10 +92,11 @@ def _ray_worker_pid() -> int | None:
 
     for child in psutil.Process().children(recursive=True):
         try:
-            if child.cmdline()[:1] and child.cmdline()[0].startswith("ray::RayTrainWorker"):
-                return child.pid
+            cmdline = child.cmdline()
         except psutil.Error:
             continue
+        if cmdline and cmdline[0].startswith("ray::RayTrainWorker"):
+            return child.pid
     return None
 
 
