@@ -75,7 +75,7 @@ def test_gpu_placement_follows_ray_use_gpu_or_else_global_device_and_the_cluster
     assert resolve_use_gpu(_cfg(tmp_path, "Global.device=gpu", "Ray.use_gpu=false"), {"GPU": 8.0})[0] is False
 
 
-def test_training_workers_of_ppipes_own_ray_instance_are_not_niced(tmp_path, digits_prepared):
+def test_training_workers_of_ppipes_own_ray_instance_are_not_niced_and_ray_yields_to_them(tmp_path, digits_prepared):
     """Ray starts workers at nice 15 unless told otherwise; ppipe's local instance runs them at 0 (the training
     workers are the job, Ray's background processes must not preempt them). The workers, and only they, keep
     freed memory for reuse."""
@@ -84,10 +84,20 @@ def test_training_workers_of_ppipes_own_ray_instance_are_not_niced(tmp_path, dig
     ray.shutdown()  # ppipe starts its own local instance
     try:
         result = train(_cfg(tmp_path, "Global.epochs=1", "Ray.num_workers=1"), data=digits_prepared)
+        # Ray's own processes yield to the training threads (ppipe.train.scheduling); the driver's thread that
+        # started them is back at the default policy.
+        ray_processes = ray._private.worker._global_node.all_processes
+        for kind in ("raylet", "gcs_server"):
+            for info in ray_processes[kind]:
+                assert os.sched_getscheduler(info.process.pid) == os.SCHED_BATCH, kind
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER
+        # Nothing drains the embedded instance's one node: no preemption watcher actor beside the workers.
+        assert ray.get_runtime_context().runtime_env["env_vars"]["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] == "0"
     finally:
         ray.shutdown()
     workers = [json.loads(p.read_text()) for p in Path(result.checkpoint).parent.glob("workers/*/*.json")]
     assert [w["niceness"] for w in workers] == [0]
+    assert [w["training_thread_policy"] for w in workers] == ["SCHED_OTHER"]  # inherited SCHED_BATCH, undone
     assert [w["malloc"] for w in workers] == ["malloc keeps freed memory for reuse"]  # Global.cpu_kernels: onednn
 
 
@@ -163,3 +173,24 @@ def test_learning_rate_scales_linearly_with_the_worker_count():
     assert lr == pytest.approx(0.2) and "8 workers" in note and "2 workers" in note
     assert scaled_learning_rate(cfg, 8) == (0.8, None)
     assert scaled_learning_rate(load_config(QUICKSTART), 2)[1] is None
+
+
+def test_embedded_instance_trainer_leaves_out_only_the_placement_group_cleaner(tmp_path):
+    """The embedded instance has no State API, so Ray Train's placement-group cleaner could only warn every second
+    that it cannot ask it; clusters keep Ray Train's defaults."""
+    import ray.train
+    from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+
+    from ppipe.train.trainer import _trainer_class
+
+    assert _trainer_class(_cfg(tmp_path, "Ray.address=ray://head:10001")) is DataParallelTrainer
+    embedded = _trainer_class(_cfg(tmp_path))
+    kinds = {}
+    for cls in (DataParallelTrainer, embedded):
+        trainer = cls(lambda: None, scaling_config=ray.train.ScalingConfig(num_workers=1),
+                      run_config=ray.train.RunConfig(storage_path=str(tmp_path)))
+        kinds[cls] = [type(cb) for cb in trainer._create_default_callbacks()]
+    # Ray Train still has the callback by that name: otherwise the filter would silently stop working.
+    assert PlacementGroupCleanerCallback in kinds[DataParallelTrainer]
+    assert kinds[embedded] == [k for k in kinds[DataParallelTrainer] if k is not PlacementGroupCleanerCallback]

@@ -25,6 +25,7 @@ from ppipe.train.ema import ModelEMA
 from ppipe.train.losses import CombinedLoss
 from ppipe.train.metrics import top1_counts
 from ppipe.train.optim import build_lr, build_optimizer, scale_lr
+from ppipe.train.scheduling import foreground_training_thread
 
 log = logging.getLogger("ppipe.train")
 
@@ -125,6 +126,8 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     from ppipe.data import iter_batches
     from ppipe.train.arch import exported_model
 
+    # Before any math thread exists: they inherit this thread's CPU policy (ppipe.train.scheduling).
+    policy = foreground_training_thread()
     cfg = load_config(data=loop_config["config"])
     prepared = loop_config["prepared"]
     ctx = ray.train.get_context()
@@ -151,7 +154,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     model, optimizer, lr, ema, precision, steps = run.model, run.optimizer, run.lr, run.ema, run.precision, run.steps
 
     restarts = _record_attempt(loop_config["attempts_dir"], rank)
-    _record_worker(loop_config.get("workers_dir"), rank, restarts)
+    _record_worker(loop_config.get("workers_dir"), rank, restarts, policy)
     state = run.state
     state["restarts"] = restarts
     state["batches_this_start"] = 0  # batches trained since this worker group started (restart tests read it)
@@ -251,9 +254,9 @@ def _record_attempt(attempts_dir: str, rank: int) -> int:
     return before
 
 
-def _record_worker(workers_dir: str | None, rank: int, start: int) -> None:
-    """Where each rank of this start runs (node, process, collective endpoint, scheduling niceness, malloc
-    setting): for operators and tests."""
+def _record_worker(workers_dir: str | None, rank: int, start: int, policy: str) -> None:
+    """Where each rank of this start runs (node, process, collective endpoint, scheduling niceness and the
+    training thread's CPU policy, malloc setting): for operators and tests."""
     import json
 
     import ray
@@ -265,6 +268,7 @@ def _record_worker(workers_dir: str | None, rank: int, start: int) -> None:
         return
     info = {"rank": rank, "start": start, "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(),
             "endpoint": os.environ.get("PADDLE_CURRENT_ENDPOINT"), "niceness": os.nice(0),
+            "training_thread_policy": policy,
             "malloc": current_setting()}
     write_bytes_atomic(join(workers_dir, f"start{start}-rank{rank}.json"), json.dumps(info).encode())
 

@@ -9,6 +9,7 @@ in which case it continues from that run's latest checkpoint.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -67,10 +68,14 @@ def _init_ray(cfg: Config) -> None:
     # Storage credentials and endpoint (S3/MinIO) travel with the job, so the Train controller and the
     # workers reach the same run storage as the driver, on a cluster too.
     env = {k: v for k, v in os.environ.items() if k.startswith("AWS_") or k.startswith("WANDB_")}
-    runtime_env = {"env_vars": env} if env else None
     if cfg.Ray.address:
-        ray.init(address=cfg.Ray.address, log_to_driver=True, runtime_env=runtime_env)
+        ray.init(address=cfg.Ray.address, log_to_driver=True, runtime_env={"env_vars": env} if env else None)
         return
+    # The embedded instance is one node that nothing drains: Ray Train's preemption watcher (an actor polling
+    # the GCS for draining nodes) has nothing to watch there, and would be one more process waking up 100
+    # times a second beside the training threads. A user's own setting wins.
+    if _PREEMPTION_WATCHER_ENV not in os.environ:
+        env[_PREEMPTION_WATCHER_ENV] = "0"
     # A local instance with room for every worker even on a 2-core machine: workers are processes that
     # share the cores; their math threads are capped separately (threads_per_worker).
     need = max(1, cfg.Ray.num_workers) * cfg.Ray.cpus_per_worker
@@ -78,9 +83,44 @@ def _init_ray(cfg: Config) -> None:
     # workers ARE the job, and on a small machine Ray's ~6% of background work (GCS, raylet, Ray Train's
     # controller actors) then preempts the training threads at every wake-up, stalling their OpenMP
     # barriers (measured: 10% lower throughput on the quickstart's 30 ms steps). Clusters: infra/ sets the same.
-    ray.init(address="local", num_cpus=max(os.cpu_count() or 1, int(need + 0.999)), include_dashboard=False,
-             log_to_driver=True, configure_logging=False, runtime_env=runtime_env,
-             _system_config={"worker_niceness": 0})
+    # For the same reason Ray's processes start at SCHED_BATCH, and only the training threads run at
+    # SCHED_OTHER (ppipe.train.scheduling).
+    from ppipe.train.scheduling import background_policy
+
+    with background_policy():
+        ray.init(address="local", num_cpus=max(os.cpu_count() or 1, int(need + 0.999)), include_dashboard=False,
+                 log_to_driver=True, configure_logging=False, runtime_env={"env_vars": env},
+                 _system_config={"worker_niceness": 0})
+
+
+_PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
+
+
+@functools.cache
+def _embedded_instance_trainer():
+    from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+
+    class EmbeddedInstanceTrainer(DataParallelTrainer):
+        def _create_default_callbacks(self):
+            return [cb for cb in super()._create_default_callbacks()
+                    if not isinstance(cb, PlacementGroupCleanerCallback)]
+
+    return EmbeddedInstanceTrainer
+
+
+def _trainer_class(cfg: Config):
+    """Ray Train's trainer; on the embedded instance, without its placement-group cleaner.
+
+    The cleaner is an actor that asks Ray's State API every second whether the Train controller still lives,
+    to remove the workers' placement group if it died. The embedded instance runs no dashboard, so it has
+    no State API: the cleaner could never act, and logged "Failed to query Ray Train Controller actor state"
+    every second of every run, while waking up 100 times a second beside the training threads. The
+    placement group goes with the embedded instance when ppipe exits.
+    """
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+
+    return DataParallelTrainer if cfg.Ray.address else _embedded_instance_trainer()
 
 
 def resolve_use_gpu(cfg: Config, cluster_resources: dict[str, float]) -> tuple[bool, str]:
@@ -122,8 +162,6 @@ def train(cfg: Config, *, data: str | None = None, resume: str | bool | None = N
     """
     import ray
     import ray.train
-    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
-
     from ppipe.train.backend import PaddleBackendConfig
     from ppipe.train.checkpoint import INFER_MODEL_FILE, MODEL_FILE, load_state
     from ppipe.train.loop import train_loop
@@ -145,7 +183,7 @@ def train(cfg: Config, *, data: str | None = None, resume: str | bool | None = N
     cfg.Ray.use_gpu, placement = resolve_use_gpu(cfg, ray.cluster_resources())
     (log.warning if asked_for_gpus and not cfg.Ray.use_gpu else log.info)(placement)
     threads = str(cfg.Ray.threads_per_worker or max(1, int(cfg.Ray.cpus_per_worker)))
-    trainer = DataParallelTrainer(
+    trainer = _trainer_class(cfg)(
         train_loop,
         train_loop_config={"config": config_to_data(cfg), "prepared": prepared,
                            "fail_at": fail_at,
