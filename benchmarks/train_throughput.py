@@ -171,6 +171,13 @@ def main(argv=None) -> int:
                                 "notes": {c: notes[(m, c)] for c in contestants}}
         print(f"{m:20s} " + " ".join(f"{med[c]:8.2f}" for c in contestants) + "   "
               + " ".join(f"{c}={v:.2f}x" for c, v in ratios.items()))
+    # What each side ran on (ppipe: which layers went to oneDNN, or why not): a fallback is not ppipe's path.
+    for m in models:
+        for c in contestants:
+            print(f"{m} {c}: {notes[(m, c)]}")
+            if c == "ppipe" and not notes[(m, c)].startswith("onednn kernels"):
+                print(f"WARNING: {m}: ppipe ran on Paddle's kernels, not its own: this is not ppipe's training "
+                      "path (see the note above)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=2)

@@ -212,6 +212,52 @@ def _pair(name):
     return plain, fast, counts
 
 
+@pytest.fixture
+def pointwise(monkeypatch):
+    """Route 1x1 convolutions explicitly (`PPIPE_POINTWISE_CONV`), whatever this machine's CPU vendor."""
+    def route(choice):
+        monkeypatch.setenv("PPIPE_POINTWISE_CONV", choice)
+        onednn.pointwise_convolutions_go_to_onednn.cache_clear()
+
+    yield route
+    monkeypatch.delenv("PPIPE_POINTWISE_CONV", raising=False)
+    onednn.pointwise_convolutions_go_to_onednn.cache_clear()
+
+
+def test_pointwise_convolutions_go_to_onednn_except_on_intel_cpus_where_mkl_is_faster(monkeypatch, pointwise):
+    conv1x1, conv3x3 = paddle.nn.Conv2D(16, 32, 1), paddle.nn.Conv2D(16, 32, 3, padding=1)
+    monkeypatch.delenv("PPIPE_POINTWISE_CONV", raising=False)
+    for vendor, expected in (("GenuineIntel", False), ("AuthenticAMD", True), ("HygonGenuine", True), (None, False)):
+        monkeypatch.setattr(onednn, "cpu_vendor", lambda v=vendor: v)
+        onednn.pointwise_convolutions_go_to_onednn.cache_clear()
+        assert onednn.convolution_goes_to_onednn(conv1x1) is expected, vendor
+        assert onednn.convolution_goes_to_onednn(conv3x3)
+    monkeypatch.setattr(onednn, "cpu_vendor", lambda: "AuthenticAMD")
+    pointwise("paddle")
+    assert not onednn.convolution_goes_to_onednn(conv1x1)
+    pointwise("onednn")
+    assert onednn.convolution_goes_to_onednn(conv1x1)
+    pointwise("mkl")
+    with pytest.raises(ValueError, match="PPIPE_POINTWISE_CONV='mkl': expected 'onednn' or 'paddle'"):
+        onednn.convolution_goes_to_onednn(conv1x1)
+
+
+def test_cpu_vendor_reads_this_machine():
+    vendor = onednn.cpu_vendor()
+    assert vendor is None or (vendor and vendor == vendor.strip())
+
+
+@pytest.mark.parametrize("route", ["onednn", "paddle"])
+def test_resnet_trains_alike_with_its_pointwise_convolutions_on_either_kernel(route, pointwise):
+    pointwise(route)
+    plain, fast, counts = _pair("ResNet18_vd")
+    pointwise_convs = [m for m in plain.sublayers() if type(m) is paddle.nn.Conv2D and list(m._kernel_size) == [1, 1]]
+    switched = [m for m in plain.sublayers() if type(m) is paddle.nn.Conv2D and onednn.convolution_goes_to_onednn(m)]
+    assert pointwise_convs and (set(map(id, pointwise_convs)) <= set(map(id, switched))) is (route == "onednn")
+    assert counts["conv"] == len(switched)
+    _assert_as_accurate_as_paddle("ResNet18_vd", plain, fast, paddle.randn([4, 3, 64, 64]))
+
+
 @pytest.mark.parametrize("name", ["ResNet18_vd", "MobileNetV3_small_x0_35", "GhostNet_x0_5"])
 def test_switched_model_trains_like_the_original(name):
     plain, fast, counts = _pair(name)
@@ -249,7 +295,8 @@ def test_copies_keep_their_own_weights():
     assert float(twin[1]._mean.abs().sum()) == 0.0 and float(net[1]._mean.abs().sum()) > 0.0
 
 
-def test_layers_it_cannot_take_stay_on_paddle_kernels():
+def test_layers_it_cannot_take_stay_on_paddle_kernels(pointwise):
+    pointwise("paddle")  # as on Intel CPUs (elsewhere the 1x1 convolution goes to oneDNN)
     net = paddle.nn.Sequential(paddle.nn.Conv2D(8, 8, 3, padding="SAME"),
                                paddle.nn.Conv2D(8, 8, 3, padding=1, padding_mode="reflect"),
                                paddle.nn.Conv2D(8, 8, 3, padding=1, data_format="NHWC"),

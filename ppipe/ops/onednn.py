@@ -16,6 +16,7 @@ warning that says why: correctness never depends on them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -137,14 +138,47 @@ def _explicit_pads(layer: paddle.nn.Conv2D) -> list[int] | None:
     return None
 
 
+_POINTWISE_ENV = "PPIPE_POINTWISE_CONV"
+
+
+@functools.cache
+def pointwise_convolutions_go_to_onednn() -> bool:
+    """Whether 1x1 convolutions run on oneDNN too: on every CPU but Intel's, unless PPIPE_POINTWISE_CONV says
+    `onednn` or `paddle`.
+
+    A pointwise convolution is one GEMM per image in Paddle's kernel (no im2col), and that GEMM is Intel MKL
+    (Paddle's CPU wheel ships libmklml). On Intel CPUs it beats oneDNN's convolution, whose blocked layouts add
+    two activation reorders (measured 0.6-0.8x on a Xeon). MKL takes its fast code paths only on Intel CPUs:
+    on an AMD EPYC with AVX-512, Paddle's 2048x2048 matmul reached 70 GFLOP/s where numpy's OpenBLAS reached
+    187, and moving ResNet50's 1x1 convolutions to oneDNN (a JIT that targets the instruction set, not the
+    vendor) made its training step 1.77x faster, MobileNetV3-Large's 1.37x (benchmarks/README.md).
+    """
+    choice = os.environ.get(_POINTWISE_ENV, "").strip().lower()
+    if choice in ("onednn", "paddle"):
+        return choice == "onednn"
+    if choice:
+        raise ValueError(f"{_POINTWISE_ENV}={choice!r}: expected 'onednn' or 'paddle' (or unset: by CPU vendor)")
+    return cpu_vendor() not in ("GenuineIntel", None)
+
+
+def cpu_vendor() -> str | None:
+    """The x86 CPU vendor string (GenuineIntel, AuthenticAMD, ...) from /proc/cpuinfo; None where unknown."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
 def convolution_goes_to_onednn(layer: paddle.nn.Conv2D) -> bool:
     """Whether `use_onednn_kernels` switches this Conv2D: where oneDNN measured faster and the op applies."""
     if layer._data_format != "NCHW" or layer.weight.dtype != paddle.float32 or _explicit_pads(layer) is None:
         return False
     if layer._groups == 1 and list(layer._kernel_size) == [1, 1]:
-        # A pointwise convolution is one GEMM per image in Paddle's kernel already (no im2col); oneDNN's
-        # blocked layouts would add two activation reorders and lose (measured 0.6-0.8x).
-        return False
+        return pointwise_convolutions_go_to_onednn()
     if layer._groups == 1 and layer._in_channels < 8:
         # Stems on the input image: oneDNN falls back to a GEMM-based kernel for 3 input channels, and the
         # image needs no gradient, which Paddle's kernel skips and the custom operator cannot (measured
@@ -320,4 +354,6 @@ def accelerate_for_cpu_training(model: paddle.nn.Layer, kernels: str) -> str:
     except OneDNNUnavailable as exc:
         log.warning("Global.cpu_kernels=onednn: %s; training with Paddle's CPU kernels instead", exc)
         return f"paddle kernels ({exc})"
-    return "onednn kernels (" + ", ".join(f"{v} {k}" for k, v in counts.items()) + " layers)"
+    pointwise = "on oneDNN" if pointwise_convolutions_go_to_onednn() else "on Paddle's MKL GEMM"
+    return ("onednn kernels (" + ", ".join(f"{v} {k}" for k, v in counts.items()) + " layers; 1x1 convolutions "
+            f"{pointwise}, CPU {cpu_vendor() or 'of unknown vendor'})")
