@@ -161,8 +161,10 @@ def pointwise_convolutions_go_to_onednn() -> bool:
     return cpu_vendor() not in ("GenuineIntel", None)
 
 
+@functools.cache
 def cpu_vendor() -> str | None:
-    """The x86 CPU vendor string (GenuineIntel, AuthenticAMD, ...) from /proc/cpuinfo; None where unknown."""
+    """The x86 CPU vendor string (GenuineIntel, AuthenticAMD, ...) from /proc/cpuinfo, read once; None where
+    unknown."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:

@@ -60,6 +60,10 @@ def _latest_run(storage: str, base: str) -> str | None:
     return names[-1] if names else None
 
 
+# Ray Train reads it in its controller; "0" leaves the preemption watcher actor out (`_init_ray`).
+_PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
+
+
 def _init_ray(cfg: Config) -> None:
     import ray
 
@@ -91,9 +95,6 @@ def _init_ray(cfg: Config) -> None:
         ray.init(address="local", num_cpus=max(os.cpu_count() or 1, int(need + 0.999)), include_dashboard=False,
                  log_to_driver=True, configure_logging=False, runtime_env={"env_vars": env},
                  _system_config={"worker_niceness": 0})
-
-
-_PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 
 
 @functools.cache
