@@ -37,6 +37,10 @@ def test_two_workers_train_and_report_the_contract_summary(tmp_path, digits_prep
     assert summary["epochs_completed"] == 2 and summary["restarts"] == 0
     assert 0.0 <= summary["top1"] <= 1.0 and summary["train_img_per_s"] > 0
     assert [h["epoch"] for h in result.history] == [1, 2]
+    # every epoch's wall time and images (two workers: 1437 digits padded to an even split)
+    train_images = json.loads(Path(digits_prepared, "manifest.json").read_text())["splits"]["train"]["num_images"]
+    assert [h["train_images"] for h in result.history] == [train_images + train_images % 2] * 2
+    assert all(h["epoch_time_s"] > 0 for h in result.history)
     # the run's weights load as a PaddleClas-keyed state dict into a fresh model
     from ppipe.models import create_model
     model = create_model("PPLCNet_x0_25", num_classes=10, pretrained=os.path.join(result.run_dir, "model.pdparams"))
@@ -93,12 +97,43 @@ def test_training_workers_of_ppipes_own_ray_instance_are_not_niced_and_ray_yield
         assert os.sched_getscheduler(0) == os.SCHED_OTHER
         # Nothing drains the embedded instance's one node: no preemption watcher actor beside the workers.
         assert ray.get_runtime_context().runtime_env["env_vars"]["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] == "0"
+        # No autoscaler on one node: the controller asked none (Ray would have created this detached actor).
+        with pytest.raises(ValueError):
+            ray.get_actor("AutoscalingCoordinator", namespace="AutoscalingCoordinator")
     finally:
         ray.shutdown()
     workers = [json.loads(p.read_text()) for p in Path(result.checkpoint).parent.glob("workers/*/*.json")]
     assert [w["niceness"] for w in workers] == [0]
     assert [w["training_thread_policy"] for w in workers] == ["SCHED_OTHER"]  # inherited SCHED_BATCH, undone
     assert [w["malloc"] for w in workers] == ["malloc keeps freed memory for reuse"]  # Global.cpu_kernels: onednn
+
+
+def test_checkpoint_reports_leave_no_local_copy_and_all_arrive_through_the_faster_poll(tmp_path, digits_prepared,
+                                                                                         local_ray):
+    """Reports go out asynchronously (Ray uploads the checkpoint and queues the report in its own thread, then
+    deletes the local copy), and the controller polls every 0.5 s instead of 2 s. Mid-epoch and epoch-end
+    reports all arrive in order; the last is the run's checkpoint; the worker saw the poll interval that Ray Train
+    passed on from the driver, and the driver's environment is left as it was."""
+    import tempfile
+
+    def local_copies():
+        return set(Path(tempfile.gettempdir()).glob("ppipe-checkpoint-*"))
+
+    before = local_copies()
+    assert "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S" not in os.environ
+    result = train(_cfg(tmp_path, "Global.epochs=2", "Ray.num_workers=1", "Global.checkpoint_every_steps=5"),
+                   data=digits_prepared)
+    assert "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S" not in os.environ
+    assert local_copies() <= before
+    from ppipe.train.checkpoint import load_state
+
+    state = load_state(result.checkpoint)
+    assert state["epochs_completed"] == 2 and state["batch_in_epoch"] == 0
+    assert state["global_step"] == 2 * 23  # ceil(1437 / 64) steps an epoch, none lost to a pending upload
+    kept = [p for p in Path(result.checkpoint).parent.iterdir() if p.is_dir() and p.name.startswith("checkpoint_")]
+    assert len(kept) == 2  # num_to_keep: the older of 11 reports' checkpoints were deleted in order
+    workers = [json.loads(p.read_text()) for p in Path(result.checkpoint).parent.glob("workers/*/*.json")]
+    assert [w["controller_poll_interval_s"] for w in workers] == ["0.5"]
 
 
 def test_resume_continues_a_named_run_from_its_last_epoch(tmp_path, digits_prepared, local_ray):
@@ -175,22 +210,45 @@ def test_learning_rate_scales_linearly_with_the_worker_count():
     assert scaled_learning_rate(load_config(QUICKSTART), 2)[1] is None
 
 
-def test_embedded_instance_trainer_leaves_out_only_the_placement_group_cleaner(tmp_path):
-    """The embedded instance has no State API, so Ray Train's placement-group cleaner could only warn every second
-    that it cannot ask it; clusters keep Ray Train's defaults."""
+def test_ray_train_runs_only_the_helper_actors_ppipe_uses(tmp_path):
+    """No dataset manager anywhere (ppipe passes no Ray Datasets); on the embedded instance also no placement-group
+    cleaner (no State API there: it could only warn every second) and no autoscaler requests (ppipe.train.
+    ray_trainer); clusters keep those."""
     import ray.train
+    from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
     from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+    from ray.train.v2._internal.execution.scaling_policy import FixedScalingPolicy
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
+    from ppipe.train.ray_trainer import EmbeddedInstanceTrainer, FixedNodeScalingPolicy, PpipeTrainer
     from ppipe.train.trainer import _trainer_class
 
-    assert _trainer_class(_cfg(tmp_path, "Ray.address=ray://head:10001")) is DataParallelTrainer
-    embedded = _trainer_class(_cfg(tmp_path))
+    assert _trainer_class(_cfg(tmp_path, "Ray.address=ray://head:10001")) is PpipeTrainer
+    assert _trainer_class(_cfg(tmp_path)) is EmbeddedInstanceTrainer
     kinds = {}
-    for cls in (DataParallelTrainer, embedded):
+    for cls in (DataParallelTrainer, PpipeTrainer, EmbeddedInstanceTrainer):
         trainer = cls(lambda: None, scaling_config=ray.train.ScalingConfig(num_workers=1),
                       run_config=ray.train.RunConfig(storage_path=str(tmp_path)))
         kinds[cls] = [type(cb) for cb in trainer._create_default_callbacks()]
-    # Ray Train still has the callback by that name: otherwise the filter would silently stop working.
-    assert PlacementGroupCleanerCallback in kinds[DataParallelTrainer]
-    assert kinds[embedded] == [k for k in kinds[DataParallelTrainer] if k is not PlacementGroupCleanerCallback]
+    # Ray Train still has the callbacks by those names: otherwise the filters would silently stop working.
+    assert {DatasetsCallback, PlacementGroupCleanerCallback} <= set(kinds[DataParallelTrainer])
+    assert kinds[PpipeTrainer] == [k for k in kinds[DataParallelTrainer] if k is not DatasetsCallback]
+    assert kinds[EmbeddedInstanceTrainer] == [k for k in kinds[PpipeTrainer] if k is not PlacementGroupCleanerCallback]
+    # The embedded instance's controller gets the fixed-size policy that asks no autoscaler.
+    seen = {}
+
+    def fake_run(self, **kwargs):
+        seen.update(kwargs)
+
+    trainer = EmbeddedInstanceTrainer(lambda: None, scaling_config=ray.train.ScalingConfig(num_workers=1),
+                                      run_config=ray.train.RunConfig(storage_path=str(tmp_path)))
+    original = DataParallelTrainer._initialize_and_run_controller
+    DataParallelTrainer._initialize_and_run_controller = fake_run
+    try:
+        trainer._initialize_and_run_controller(scaling_policy=FixedScalingPolicy(trainer.scaling_config))
+    finally:
+        DataParallelTrainer._initialize_and_run_controller = original
+    policy = seen["scaling_policy"]
+    assert type(policy) is FixedNodeScalingPolicy and policy.scaling_config is trainer.scaling_config
+    policy.after_controller_start(None)
+    policy.make_decision_for_non_running_worker_group()  # would assert on a missing coordinator client

@@ -8,8 +8,8 @@ in which case it continues from that run's latest checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import functools
 import json
 import logging
 import os
@@ -62,6 +62,26 @@ def _latest_run(storage: str, base: str) -> str | None:
 
 # Ray Train reads it in its controller; "0" leaves the preemption watcher actor out (`_init_ray`).
 _PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
+# How often Ray Train's controller polls the workers (default 2 s). Each poll takes at most one training report
+# off each worker, so it also caps how often a run can report: quickstart epochs (~1.2 s), reported each, fell
+# behind, and with synchronous reports every epoch waited for the next poll (2 s epochs). A poll is one small
+# actor call per worker; one left hanging is awaited again the next round, not failed (10 min limit).
+_POLL_INTERVAL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+_POLL_INTERVAL_S = "0.5"
+
+
+@contextlib.contextmanager
+def _controller_settings():
+    """Ray Train hands the driver's RAY_TRAIN_* variables to the controller it starts in `fit()` (whoever started
+    Ray: ppipe, a cluster, a user's notebook); ppipe's poll interval goes that way unless the user set one."""
+    if _POLL_INTERVAL_ENV in os.environ:
+        yield
+        return
+    os.environ[_POLL_INTERVAL_ENV] = _POLL_INTERVAL_S
+    try:
+        yield
+    finally:
+        os.environ.pop(_POLL_INTERVAL_ENV, None)
 
 
 def _init_ray(cfg: Config) -> None:
@@ -97,31 +117,12 @@ def _init_ray(cfg: Config) -> None:
                  _system_config={"worker_niceness": 0})
 
 
-@functools.cache
-def _embedded_instance_trainer():
-    from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
-    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
-
-    class EmbeddedInstanceTrainer(DataParallelTrainer):
-        def _create_default_callbacks(self):
-            return [cb for cb in super()._create_default_callbacks()
-                    if not isinstance(cb, PlacementGroupCleanerCallback)]
-
-    return EmbeddedInstanceTrainer
-
-
 def _trainer_class(cfg: Config):
-    """Ray Train's trainer; on the embedded instance, without its placement-group cleaner.
+    """Ray Train's trainer with only the helper actors a ppipe run uses (`ppipe.train.ray_trainer`): fewer on the
+    embedded instance than on a cluster."""
+    from ppipe.train.ray_trainer import EmbeddedInstanceTrainer, PpipeTrainer
 
-    The cleaner is an actor that asks Ray's State API every second whether the Train controller still lives,
-    to remove the workers' placement group if it died. The embedded instance runs no dashboard, so it has
-    no State API: the cleaner could never act, and logged "Failed to query Ray Train Controller actor state"
-    every second of every run, while waking up 100 times a second beside the training threads. The
-    placement group goes with the embedded instance when ppipe exits.
-    """
-    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
-
-    return DataParallelTrainer if cfg.Ray.address else _embedded_instance_trainer()
+    return PpipeTrainer if cfg.Ray.address else EmbeddedInstanceTrainer
 
 
 def resolve_use_gpu(cfg: Config, cluster_resources: dict[str, float]) -> tuple[bool, str]:
@@ -200,7 +201,8 @@ def train(cfg: Config, *, data: str | None = None, resume: str | bool | None = N
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             worker_runtime_env={"env_vars": {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}}),
     )
-    result = trainer.fit()
+    with _controller_settings():
+        result = trainer.fit()
     if result.checkpoint is None:
         raise RuntimeError(f"training run {run_name} finished without a checkpoint")
 
