@@ -136,6 +136,24 @@ def test_checkpoint_reports_leave_no_local_copy_and_all_arrive_through_the_faste
     assert [w["controller_poll_interval_s"] for w in workers] == ["0.5"]
 
 
+def test_in_process_mode_keeps_only_the_latest_checkpoint_which_is_the_result(tmp_path, digits_prepared):
+    """Ray.num_workers: 0 is Ray Train's in-process mode: no run storage, nothing uploads or deletes the reported
+    checkpoints; ppipe keeps the latest (the run's result) and removes the ones before it."""
+    import tempfile
+
+    from ppipe.train.checkpoint import load_state
+
+    before = set(Path(tempfile.gettempdir()).glob("ppipe-checkpoint-*"))
+    result = train(_cfg(tmp_path, "Global.epochs=2", "Ray.num_workers=0"), data=digits_prepared)
+    left = set(Path(tempfile.gettempdir()).glob("ppipe-checkpoint-*")) - before
+    assert [str(p) for p in left] == [result.checkpoint]
+    assert load_state(result.checkpoint)["epochs_completed"] == 2 and result.epochs_completed == 2
+    assert Path(result.run_dir, "model.pdparams").exists()
+    import shutil
+
+    shutil.rmtree(result.checkpoint)
+
+
 def test_resume_continues_a_named_run_from_its_last_epoch(tmp_path, digits_prepared, local_ray):
     first = train(_cfg(tmp_path, "Global.epochs=1", "Ray.num_workers=1"), data=digits_prepared)
     resumed = train(_cfg(tmp_path, "Global.epochs=2", "Ray.num_workers=1"), data=digits_prepared,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -122,6 +123,7 @@ def forward_backward(model, criterion, precision: MixedPrecision, images, labels
 def train_loop(loop_config: dict[str, Any]) -> None:
     import ray.train
     from ray.train import Checkpoint, CheckpointUploadMode
+    from ray.train.v2.api.context import LocalTrainContext
 
     from ppipe.data import iter_batches
     from ppipe.train.arch import exported_model
@@ -132,6 +134,8 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     prepared = loop_config["prepared"]
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    # Ray Train's in-process mode (Ray.num_workers: 0): no run storage; the last reported checkpoint is the result.
+    in_process, reported = isinstance(ctx, LocalTrainContext), [None]
     paddle.set_device("gpu" if cfg.Ray.use_gpu else "cpu")
     if not cfg.Ray.use_gpu and cfg.Global.cpu_kernels == "onednn":
         # This process exists to train: let malloc keep freed memory for the next step (ppipe/ops/host_memory.py).
@@ -178,6 +182,10 @@ def train_loop(loop_config: dict[str, Any]) -> None:
             save_checkpoint(local, _bare(model), optimizer, lr, state, ema, amp=precision)
         ray.train.report(metrics, checkpoint=Checkpoint.from_directory(local) if local else None,
                          checkpoint_upload_mode=CheckpointUploadMode.ASYNC, delete_local_checkpoint_after_upload=True)
+        if in_process:  # nothing uploads or deletes there: keep the latest checkpoint, the run's result, only
+            if reported[0]:
+                shutil.rmtree(reported[0], ignore_errors=True)
+            reported[0] = local
 
     # Each epoch's wall time, from the previous epoch's metrics: its steps, evaluation and the previous epoch's
     # checkpoint report (what the steady img/s leaves out).
