@@ -196,6 +196,10 @@ def _child(args, side: str, prepared: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _verdict(overhead: float) -> str:
+    return f"ppipe {overhead * 100:.1f}% slower" if overhead > 0 else f"ppipe {-overhead * 100:.1f}% faster"
+
+
 def _percent(share: float | None) -> str:
     return "n/a (no /proc schedstat)" if share is None else f"{share * 100:.1f}%"
 
@@ -244,13 +248,11 @@ def main(argv=None) -> int:
                "median": med, "steady_overhead": overhead, "epoch_overhead": epoch_overhead,
                "wall_ratio": med["ppipe"]["wall_s"] / med["bare"]["wall_s"], "runs": results}
     print(f"\n{os.path.basename(args.config)}, {args.epochs} epochs, {args.threads} threads, median of {args.rounds}")
-    verdict = f"{overhead * 100:.1f}% slower" if overhead > 0 else f"{-overhead * 100:.1f}% faster"
     print(f"steady training throughput: ppipe (1 Ray worker) {med['ppipe']['steady_img_per_s']:.1f} img/s, "
-          f"bare loop {med['bare']['steady_img_per_s']:.1f} img/s: ratio {1 - overhead:.3f} (ppipe {verdict})")
-    verdict = f"{epoch_overhead * 100:.1f}% slower" if epoch_overhead > 0 else f"{-epoch_overhead * 100:.1f}% faster"
+          f"bare loop {med['bare']['steady_img_per_s']:.1f} img/s: ratio {1 - overhead:.3f} ({_verdict(overhead)})")
     print(f"whole epochs (ppipe: with its per-epoch checkpoint and report): ppipe "
           f"{med['ppipe']['epoch_img_per_s']:.1f} img/s, bare loop {med['bare']['epoch_img_per_s']:.1f} img/s: "
-          f"ratio {1 - epoch_overhead:.3f} (ppipe {verdict})")
+          f"ratio {1 - epoch_overhead:.3f} ({_verdict(epoch_overhead)})")
     print(f"end to end: ppipe {med['ppipe']['wall_s']:.1f} s, bare {med['bare']['wall_s']:.1f} s "
           f"(Ray start, worker start, per-epoch checkpoints included)")
     print(f"math threads waiting for a CPU while runnable (median of 1 s windows): ppipe "

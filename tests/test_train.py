@@ -22,6 +22,13 @@ def _cfg(tmp_path, *extra):
         "Optimizer.lr.warmup_epoch=0", "DataLoader.Train.sampler.batch_size=64", *extra])
 
 
+def _local_checkpoint_copies() -> set[Path]:
+    """The workers' local checkpoint folders before Ray uploads them (ppipe.train.loop's report)."""
+    import tempfile
+
+    return set(Path(tempfile.gettempdir()).glob("ppipe-checkpoint-*"))
+
+
 def _checkpoints(result):
     run = Path(result.checkpoint).parent
     return sorted(p.name for p in run.iterdir() if p.name.startswith("checkpoint_"))
@@ -114,17 +121,12 @@ def test_checkpoint_reports_leave_no_local_copy_and_all_arrive_through_the_faste
     deletes the local copy), and the controller polls every 0.5 s instead of 2 s. Mid-epoch and epoch-end
     reports all arrive in order; the last is the run's checkpoint; the worker saw the poll interval that Ray Train
     passed on from the driver, and the driver's environment is left as it was."""
-    import tempfile
-
-    def local_copies():
-        return set(Path(tempfile.gettempdir()).glob("ppipe-checkpoint-*"))
-
-    before = local_copies()
+    before = _local_checkpoint_copies()
     assert "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S" not in os.environ
     result = train(_cfg(tmp_path, "Global.epochs=2", "Ray.num_workers=1", "Global.checkpoint_every_steps=5"),
                    data=digits_prepared)
     assert "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S" not in os.environ
-    assert local_copies() <= before
+    assert _local_checkpoint_copies() <= before
     from ppipe.train.checkpoint import load_state
 
     state = load_state(result.checkpoint)
@@ -139,18 +141,16 @@ def test_checkpoint_reports_leave_no_local_copy_and_all_arrive_through_the_faste
 def test_in_process_mode_keeps_only_the_latest_checkpoint_which_is_the_result(tmp_path, digits_prepared):
     """Ray.num_workers: 0 is Ray Train's in-process mode: no run storage, nothing uploads or deletes the reported
     checkpoints; ppipe keeps the latest (the run's result) and removes the ones before it."""
-    import tempfile
+    import shutil
 
     from ppipe.train.checkpoint import load_state
 
-    before = set(Path(tempfile.gettempdir()).glob("ppipe-checkpoint-*"))
+    before = _local_checkpoint_copies()
     result = train(_cfg(tmp_path, "Global.epochs=2", "Ray.num_workers=0"), data=digits_prepared)
-    left = set(Path(tempfile.gettempdir()).glob("ppipe-checkpoint-*")) - before
+    left = _local_checkpoint_copies() - before
     assert [str(p) for p in left] == [result.checkpoint]
     assert load_state(result.checkpoint)["epochs_completed"] == 2 and result.epochs_completed == 2
     assert Path(result.run_dir, "model.pdparams").exists()
-    import shutil
-
     shutil.rmtree(result.checkpoint)
 
 
@@ -228,7 +228,7 @@ def test_learning_rate_scales_linearly_with_the_worker_count():
     assert scaled_learning_rate(load_config(QUICKSTART), 2)[1] is None
 
 
-def test_ray_train_runs_only_the_helper_actors_ppipe_uses(tmp_path):
+def test_ray_train_runs_only_the_helper_actors_ppipe_uses(tmp_path, monkeypatch):
     """No dataset manager anywhere (ppipe passes no Ray Datasets); on the embedded instance also no placement-group
     cleaner (no State API there: it could only warn every second) and no autoscaler requests (ppipe.train.
     ray_trainer); clusters keep those."""
@@ -254,18 +254,11 @@ def test_ray_train_runs_only_the_helper_actors_ppipe_uses(tmp_path):
     assert kinds[EmbeddedInstanceTrainer] == [k for k in kinds[PpipeTrainer] if k is not PlacementGroupCleanerCallback]
     # The embedded instance's controller gets the fixed-size policy that asks no autoscaler.
     seen = {}
-
-    def fake_run(self, **kwargs):
-        seen.update(kwargs)
-
+    monkeypatch.setattr(DataParallelTrainer, "_initialize_and_run_controller",
+                        lambda self, **kwargs: seen.update(kwargs))
     trainer = EmbeddedInstanceTrainer(lambda: None, scaling_config=ray.train.ScalingConfig(num_workers=1),
                                       run_config=ray.train.RunConfig(storage_path=str(tmp_path)))
-    original = DataParallelTrainer._initialize_and_run_controller
-    DataParallelTrainer._initialize_and_run_controller = fake_run
-    try:
-        trainer._initialize_and_run_controller(scaling_policy=FixedScalingPolicy(trainer.scaling_config))
-    finally:
-        DataParallelTrainer._initialize_and_run_controller = original
+    trainer._initialize_and_run_controller(scaling_policy=FixedScalingPolicy(trainer.scaling_config))
     policy = seen["scaling_policy"]
     assert type(policy) is FixedNodeScalingPolicy and policy.scaling_config is trainer.scaling_config
     policy.after_controller_start(None)

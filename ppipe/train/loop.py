@@ -135,7 +135,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     # Ray Train's in-process mode (Ray.num_workers: 0): no run storage; the last reported checkpoint is the result.
-    in_process, reported = isinstance(ctx, LocalTrainContext), [None]
+    in_process, last_reported = isinstance(ctx, LocalTrainContext), None
     paddle.set_device("gpu" if cfg.Ray.use_gpu else "cpu")
     if not cfg.Ray.use_gpu and cfg.Global.cpu_kernels == "onednn":
         # This process exists to train: let malloc keep freed memory for the next step (ppipe/ops/host_memory.py).
@@ -171,6 +171,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     every = cfg.Global.checkpoint_every_steps
 
     def report(metrics: dict) -> None:
+        nonlocal last_reported
         # report() is a barrier: every rank calls it equally often; only rank 0 carries the checkpoint. The
         # checkpoint's files are written here, before training goes on; Ray copies them to the run storage and
         # queues the report in its upload thread (ASYNC), then deletes the local copy. A synchronous report
@@ -183,9 +184,9 @@ def train_loop(loop_config: dict[str, Any]) -> None:
         ray.train.report(metrics, checkpoint=Checkpoint.from_directory(local) if local else None,
                          checkpoint_upload_mode=CheckpointUploadMode.ASYNC, delete_local_checkpoint_after_upload=True)
         if in_process:  # nothing uploads or deletes there: keep the latest checkpoint, the run's result, only
-            if reported[0]:
-                shutil.rmtree(reported[0], ignore_errors=True)
-            reported[0] = local
+            if last_reported:
+                shutil.rmtree(last_reported, ignore_errors=True)
+            last_reported = local
 
     # Each epoch's wall time, from the previous epoch's metrics: its steps, evaluation and the previous epoch's
     # checkpoint report (what the steady img/s leaves out).
