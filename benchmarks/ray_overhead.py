@@ -133,9 +133,9 @@ def run_bare(args, prepared: str) -> dict:
     import paddle
 
     from ppipe.data import iter_batches, num_batches
-    from ppipe.train.arch import build_model
-    from ppipe.train.losses import CombinedLoss
-    from ppipe.train.optim import build_lr, build_optimizer
+    from ppipe.build import build_model
+    from ppipe.losses import CombinedLoss
+    from ppipe.optim import build_lr, build_optimizer
 
     with tempfile.TemporaryDirectory() as out:
         cfg = _config(args, out)

@@ -172,15 +172,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions reported in one line (exit 2) rather than as a traceback: the input was wrong."""
+    from ppipe.errors import UserError
+
+    errors: list[type[BaseException]] = [UserError, FileNotFoundError, KeyError, ValueError]
+    for module, name in (("ppipe.data", "DatasetError"), ("ppipe.artifacts", "ArtifactError"),
+                         ("ppipe.export", "ExportError")):
+        try:
+            errors.append(getattr(__import__(module, fromlist=[name]), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from ppipe.errors import USER_ERRORS
-
     try:
         args.func(args)
-    except USER_ERRORS as e:
+    except _user_errors() as e:
         print(f"ppipe: error: {e}", file=sys.stderr)
         sys.exit(2)
 

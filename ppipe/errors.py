@@ -1,17 +1,12 @@
-"""The exceptions that mean "the input is wrong" (reported in one line, exit status 2) rather than a bug."""
+"""The exceptions that mean "the input is wrong" (reported in one line, exit status 2) rather than a bug.
 
-from ppipe.config.typed import ConfigError
-
-
-def _collect() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [ConfigError, FileNotFoundError, KeyError, ValueError]
-    for module, name in (("ppipe.data", "DatasetError"), ("ppipe.artifacts", "ArtifactError"),
-                         ("ppipe.export", "ExportError")):
-        try:
-            errors.append(getattr(__import__(module, fromlist=[name]), name))
-        except (ImportError, AttributeError):
-            pass
-    return tuple(errors)
+The lowest module of ppipe: every package may raise these, so it imports nothing from ppipe.
+"""
 
 
-USER_ERRORS = _collect()
+class UserError(ValueError):
+    """The input (a config, a dataset, an artifact, a file) is wrong; the message names it and what was expected."""
+
+
+class ConfigError(UserError):
+    """A configuration value is missing, unknown or of the wrong type; the message names its key."""

@@ -14,7 +14,7 @@ import numpy as np
 import paddle
 
 from ppipe.config.schema import Config
-from ppipe.train.metrics import topk_correct
+from ppipe.metrics import topk_correct
 
 
 def eval_transform_ops(cfg: Config) -> list:
@@ -66,8 +66,8 @@ def evaluate_run(cfg: Config, weights: str, prepared: str, *, split: str = "val"
                  out: str | None = None) -> dict[str, Any]:
     """The `ppipe evaluate` stage: score `weights` (a .pdparams) on `split`; optionally write a metrics JSON."""
     from ppipe.models import create_model
-    from ppipe.train.arch import infer_arch
-    from ppipe.train.losses import CombinedLoss
+    from ppipe.build import infer_arch
+    from ppipe.losses import CombinedLoss
 
     if not os.path.isfile(weights):
         raise FileNotFoundError(f"weights file {weights} does not exist (expected a trained run's model.pdparams)")

@@ -70,7 +70,7 @@ def export(cfg: Config) -> dict[str, Any]:
     """The inference model of the trained run, checked against the dygraph model in a oneDNN predictor."""
     from ppipe.export import export_inference_model
     from ppipe.models import create_model
-    from ppipe.train.arch import infer_arch, inference_kwargs
+    from ppipe.build import infer_arch, inference_kwargs
 
     arch = infer_arch(cfg)
     model = create_model(arch.name, num_classes=arch.num_classes, pretrained=_weights(cfg),
@@ -100,7 +100,7 @@ def publish(cfg: Config) -> dict[str, Any]:
         if name in files:
             with open(files[name]) as f:
                 metrics.update({k: v for k, v in json.load(f).items() if isinstance(v, (int, float))})
-    from ppipe.train.arch import infer_arch
+    from ppipe.build import infer_arch
 
     arch = infer_arch(cfg)
     return publish_artifact(cfg.Publish.store, cfg.Publish.name or arch.name, files, metrics=metrics,

@@ -154,7 +154,7 @@ def test_paddleclas_ultra_recipe_trains_on_cpu_workers_and_exports_a_four_channe
     from ppipe.evaluate import decode_first
     from ppipe.export import export_inference_model
     from ppipe.models import create_model
-    from ppipe.train.arch import inference_kwargs
+    from ppipe.build import inference_kwargs
     from ppipe.train.loop import build_worker_run, forward_backward
 
     cfg = load_config(data=_ultra(_quickstart()))

@@ -10,11 +10,11 @@ import pytest
 import yaml
 
 from ppipe.config import ConfigError, load_config
-from ppipe.distill.losses import (DistillationCELoss, DistillationDKDLoss, DistillationDMLLoss,
+from ppipe.losses.distillation import (DistillationCELoss, DistillationDKDLoss, DistillationDMLLoss,
                                   DistillationGTCELoss)
-from ppipe.distill.model import build_distillation_model
-from ppipe.train.arch import build_model, infer_arch
-from ppipe.train.losses import CombinedLoss, cross_entropy
+from ppipe.models.distillation import build_distillation_model
+from ppipe.build import build_model, infer_arch
+from ppipe.losses import CombinedLoss, cross_entropy
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 

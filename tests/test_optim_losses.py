@@ -10,9 +10,9 @@ import pytest
 from ppipe.config import load_config
 from ppipe.config.schema import LRSection, OptimizerSection, RegularizerSection
 from ppipe.config.typed import ConfigError
-from ppipe.train.losses import CELoss, CombinedLoss, GoogLeNetLoss
-from ppipe.train.metrics import METRICS, top1_counts, topk_correct
-from ppipe.train.optim import build_lr, build_optimizer
+from ppipe.losses import CELoss, CombinedLoss, GoogLeNetLoss
+from ppipe.metrics import METRICS, top1_counts, topk_correct
+from ppipe.optim import build_lr, build_optimizer
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 RECIPES = Path(__file__).resolve().parents[1] / "configs" / "ImageNet"
@@ -323,7 +323,7 @@ def test_cosine_schedule_scales_its_rate_floor_and_warmup_start_alike():
 
 @pytest.mark.parametrize("name", ["Cosine", "Piecewise", "Step", "MultiStepDecay", "Constant", "Linear"])
 def test_scaling_multiplies_every_step_of_every_schedule(name):
-    from ppipe.train.optim import scale_lr
+    from ppipe.optim import scale_lr
 
     cfg = LRSection(name=name, learning_rate=0.4, warmup_epoch=1, warmup_start_lr=0.04, eta_min=0.02, end_lr=0.01,
                     step_size=1, milestones=[2], decay_epochs=[2], values=[0.4, 0.04])

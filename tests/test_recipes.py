@@ -242,9 +242,9 @@ SMOKE = ["ResNet50_vd", "MobileNetV3_large_x1_0", "DeiT_tiny_patch16_224"]  # CN
 def test_recipe_trains_one_step_through_ppipes_builders(name, digits_prepared):
     from ppipe.data import iter_batches
     from ppipe.evaluate import decode_first
-    from ppipe.train.arch import build_model
-    from ppipe.train.losses import CombinedLoss
-    from ppipe.train.optim import build_lr, build_optimizer
+    from ppipe.build import build_model
+    from ppipe.losses import CombinedLoss
+    from ppipe.optim import build_lr, build_optimizer
 
     cfg = load_config(_recipe(name), _data_override(digits_prepared))
     train = cfg.DataLoader.Train

@@ -95,15 +95,15 @@ def validate(cfg: Config) -> Config:
     """Semantic checks that types alone cannot express."""
     from ppipe.data import create_batch_operators, create_operators
     from ppipe.models import get_spec
-    from ppipe.train.losses import LOSSES
-    from ppipe.train.metrics import METRICS
-    from ppipe.train.optim import gradient_clip
+    from ppipe.losses import LOSSES
+    from ppipe.metrics import METRICS
+    from ppipe.optim import gradient_clip
 
     if cfg.Global.image_channel not in (3, 4):
         raise ConfigError(f"Global.image_channel: expected 3 (RGB) or 4 (RGB and a zero channel, PaddleClas's "
                           f"\"ultra\" configs), got {cfg.Global.image_channel}")
     if cfg.Arch.name == "DistillationModel":
-        from ppipe.distill.model import parse_models
+        from ppipe.models.distillation import parse_models
 
         for i, (key, model) in enumerate(parse_models(cfg.Arch.kwargs, cfg.Arch.class_num or cfg.Global.class_num)):
             check_arch_arguments(model["name"], model["class_num"] or 1000, model["kwargs"],
@@ -150,9 +150,7 @@ def validate(cfg: Config) -> Config:
             if split == "Train" and cfg.Arch.name == "GoogLeNet" and name == "CELoss":
                 raise ConfigError("Loss.Train: CELoss needs one output, but GoogLeNet trains with its main and two "
                                   "auxiliary heads' logits: use GoogLeNetLoss (as PaddleClas's GoogLeNet recipe does)")
-            if name not in LOSSES:
-                raise ConfigError(f"Loss.{split}: unknown loss {name!r}; known: {', '.join(sorted(LOSSES))}")
-            LOSSES[name].check_params(params, f"Loss.{split}.{name}")
+            LOSSES.get(name, f"Loss.{split}").check_params(params, f"Loss.{split}.{name}")
         for name, params in single_key_items(getattr(cfg.Metric, split), f"Metric.{split}"):
             if name not in METRICS:
                 raise ConfigError(f"Metric.{split}: unknown metric {name!r}; known: {', '.join(sorted(METRICS))}")

@@ -14,9 +14,8 @@ import types
 import typing
 from typing import Any, Literal, Union
 
+from ppipe.errors import ConfigError
 
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown or of the wrong type; the message names its key."""
 
 
 # A decimal number as PaddleClas recipes write them: `1e-8`, `5e-4`, `1.0e-5`, `.5`, `-2`. YAML 1.1 (PyYAML) reads

@@ -17,7 +17,7 @@ def _import_families() -> None:
     import importlib
     import pkgutil
 
-    infrastructure = {"registry", "spec", "weights", "layers"}
+    infrastructure = {"registry", "spec", "weights", "layers", "distillation"}
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
         if info.name not in infrastructure and not info.name.startswith("_"):
             importlib.import_module(f"{__name__}.{info.name}")

@@ -23,9 +23,9 @@ from ppipe.train.amp import MixedPrecision, for_evaluation, on_gpu, sync_batchno
 from ppipe.train.backend import all_reduce_sum, average_buffers, init_collective
 from ppipe.train.checkpoint import load_checkpoint, save_checkpoint
 from ppipe.train.ema import ModelEMA
-from ppipe.train.losses import CombinedLoss
-from ppipe.train.metrics import top1_counts
-from ppipe.train.optim import build_lr, build_optimizer, scale_lr
+from ppipe.losses import CombinedLoss
+from ppipe.metrics import top1_counts
+from ppipe.optim import build_lr, build_optimizer, scale_lr
 from ppipe.train.scheduling import foreground_training_thread
 
 log = logging.getLogger("ppipe.train")
@@ -83,7 +83,7 @@ def build_worker_run(cfg, prepared: str, *, rank: int, world: int, checkpoint_di
     O2 casts the weights to float16; DataParallel last, around the decorated model.
     """
     from ppipe.data import num_batches
-    from ppipe.train.arch import build_model, exported_model
+    from ppipe.build import build_model, exported_model
 
     gpu = on_gpu()
     precision = MixedPrecision(cfg.AMP, gpu=gpu)  # float32, with a warning, where AMP has no GPU
@@ -126,7 +126,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     from ray.train.v2.api.context import LocalTrainContext
 
     from ppipe.data import iter_batches
-    from ppipe.train.arch import exported_model
+    from ppipe.build import exported_model
 
     # Before any math thread exists: they inherit this thread's CPU policy (ppipe.train.scheduling).
     policy = foreground_training_thread()

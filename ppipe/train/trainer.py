@@ -217,7 +217,7 @@ def train(cfg: Config, *, data: str | None = None, resume: str | bool | None = N
         shutil.copyfile(source if os.path.exists(source) else os.path.join(ckpt_dir, MODEL_FILE), tmp)
         os.replace(tmp, os.path.join(run_dir, MODEL_FILE))
     final = state["history"][-1] if state["history"] else {}
-    from ppipe.train.arch import infer_arch
+    from ppipe.build import infer_arch
 
     res = TrainResult(model=infer_arch(cfg).name, epochs_completed=state["epochs_completed"], top1=final.get("top1"),
                       checkpoint=_uri(result.checkpoint), restarts=state.get("restarts", 0),

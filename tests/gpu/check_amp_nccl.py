@@ -78,7 +78,7 @@ def _resnet_step_setup(level: str, args, seed: int = 0, **model_kw):
     from ppipe.config.schema import AMPSection
     from ppipe.models import create_model
     from ppipe.train.amp import MixedPrecision
-    from ppipe.train.losses import CombinedLoss
+    from ppipe.losses import CombinedLoss
 
     paddle.seed(seed)
     model = create_model("ResNet50", num_classes=1000, **model_kw)
@@ -165,7 +165,7 @@ def check_amp_o2(args) -> str:
 def check_amp_o2_nhwc_ultra(args) -> str:
     from ppipe.models import create_model
     from ppipe.train.amp import for_evaluation
-    from ppipe.train.arch import inference_kwargs
+    from ppipe.build import inference_kwargs
 
     kw = {"input_image_channel": 4, "data_format": "NHWC"}
     model, optimizer, _, precision, criterion = _resnet_step_setup("O2", args, **kw)

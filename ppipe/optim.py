@@ -8,11 +8,14 @@ multiplies a whole schedule for the linear scaling rule (Goyal et al., 2017, arX
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import paddle
 
-from ppipe.config.schema import LRSection, OptimizerSection
-from ppipe.config.typed import ConfigError
+from ppipe.errors import ConfigError
+
+if TYPE_CHECKING:  # the config sections are only annotations here: `config` validates with this module
+    from ppipe.config.schema import LRSection, OptimizerSection
 
 
 def build_lr(cfg: LRSection, epochs: int, steps_per_epoch: int):

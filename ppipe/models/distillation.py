@@ -22,7 +22,7 @@ from typing import Any
 import paddle
 import paddle.nn as nn
 
-from ppipe.config.typed import ConfigError
+from ppipe.errors import ConfigError
 
 ARCH_KEYS = ("models", "freeze_params_list", "pretrained_list", "infer_model_name")
 _MODEL_KEYS = ("name", "class_num", "pretrained", "use_ssld")

@@ -17,8 +17,8 @@ from __future__ import annotations
 import paddle
 import paddle.nn.functional as F
 
-from ppipe.config.typed import ConfigError
-from ppipe.train.losses import LOSSES, Loss, cross_entropy
+from ppipe.errors import ConfigError
+from ppipe.losses.classification import LOSSES, Loss, cross_entropy
 
 
 class _PairLoss(Loss):
@@ -145,4 +145,4 @@ class DistillationDKDLoss(_PairLoss):
 
 
 for _cls in (DistillationCELoss, DistillationDMLLoss, DistillationGTCELoss, DistillationDKDLoss):
-    LOSSES[_cls.__name__] = _cls
+    LOSSES.register(_cls)

@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 import paddle
 import paddle.nn.functional as F
 
-from ppipe.config.typed import ConfigError, single_key_items
+from ppipe.errors import ConfigError
+from ppipe.registry import Registry, named_items
 
 
 class Loss:
@@ -114,7 +115,9 @@ class GoogLeNetLoss(Loss):
                                                                 cross_entropy(aux2, labels))
 
 
-LOSSES: dict[str, type[Loss]] = {"CELoss": CELoss, "GoogLeNetLoss": GoogLeNetLoss}
+LOSSES: Registry[type[Loss]] = Registry("loss")
+LOSSES.register(CELoss)
+LOSSES.register(GoogLeNetLoss)
 
 
 class CombinedLoss:
@@ -122,11 +125,9 @@ class CombinedLoss:
 
     def __init__(self, items: list[Any], where: str):
         self.terms = []
-        for name, params in single_key_items(items, where):
-            if name not in LOSSES:
-                raise ConfigError(f"{where}: unknown loss {name!r}; known: {', '.join(sorted(LOSSES))}")
-            LOSSES[name].check_params(params, f"{where}.{name}")
-            self.terms.append(LOSSES[name](**params))
+        for name, params in named_items(items, where):
+            LOSSES.get(name, where).check_params(params, f"{where}.{name}")
+            self.terms.append(LOSSES.get(name)(**params))
         if not self.terms:
             raise ConfigError(f"{where}: at least one loss is needed")
 
@@ -137,5 +138,3 @@ class CombinedLoss:
             total = value if total is None else total + value
         return total
 
-
-from ppipe.distill import losses as _distillation_losses  # noqa: E402,F401  (registers Distillation*Loss)

@@ -22,7 +22,7 @@ def infer_arch(cfg: Config) -> InferArch:
     """The architecture whose weights a run publishes: Arch itself, or a DistillationModel's infer model."""
     if cfg.Arch.name != DISTILLATION:
         return InferArch(cfg.Arch.name, cfg.num_classes, dict(cfg.Arch.kwargs))
-    from ppipe.distill.model import parse_models
+    from ppipe.models.distillation import parse_models
 
     specs = dict(parse_models(cfg.Arch.kwargs, cfg.Arch.class_num or cfg.Global.class_num))
     key = cfg.Arch.kwargs.get("infer_model_name") or list(specs)[-1]
@@ -48,7 +48,7 @@ def build_model(cfg: Config, pretrained: str | None = None):
     from ppipe.ops.onednn import accelerate_for_cpu_training
 
     if cfg.Arch.name == DISTILLATION:
-        from ppipe.distill.model import build_distillation_model
+        from ppipe.models.distillation import build_distillation_model
 
         model = build_distillation_model(cfg.Arch.kwargs, cfg.Arch.class_num or cfg.Global.class_num)
     else:
