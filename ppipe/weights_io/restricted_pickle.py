@@ -25,9 +25,9 @@ hold a single tensor, never a state dict (`paddle.save` refuses a dict there).
 
 from __future__ import annotations
 
+import _compat_pickle
 import codecs
 import collections
-import io
 import os
 import pickle
 from typing import Any, Callable
@@ -126,6 +126,9 @@ class RestrictedUnpickler(pickle._Unpickler):
     dispatch = dict(pickle._Unpickler.dispatch)
 
     def find_class(self, module: str, name: str):
+        if self.proto < 3 and self.fix_imports:  # protocol 2 writes Python 2 names: __builtin__.tuple
+            module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+            module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         found = ALLOWED.get(f"{module}.{name}")
         if found is None:
             raise _Refused(f"`{module}.{name}`")
@@ -178,17 +181,15 @@ def _build_array(array: np.ndarray, state) -> None:
 def load_restricted(path: str | os.PathLike) -> Any:
     """The object pickled in `path` if it uses only what Paddle's weight files use; else `UnsafeWeightsError`."""
     with open(path, "rb") as f:
-        data = f.read()
-    if data[:1] != pickle.PROTO:
-        # paddle.save writes protocols 2 to 4, which open with PROTO; `use_binary_format` files and others do not.
-        raise UserError(f"{os.fspath(path)} is neither a Paddle weights pickle (protocol 2 or later, as paddle.save "
-                        "writes) nor a safetensors file")
-    try:
-        # latin1: numpy 1.x / Python 2 era pickles carry array bytes as str, which paddle.load reads the same way.
-        return RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
-    except _Refused as refused:
-        raise UnsafeWeightsError(f"{os.fspath(path)}: refused to load {refused}: a weights file may hold only arrays, "
-                                 "numbers, strings and plain containers (anything else can run code when loaded)"
-                                 ) from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
-        raise UserError(f"{os.fspath(path)} is not a readable Paddle weights file ({type(e).__name__}: {e})") from e
+        try:
+            # latin1, as paddle.load reads them (Python 2 era pickles carry text as 8-bit str).
+            return RestrictedUnpickler(f, encoding="latin1").load()
+        except _Refused as refused:
+            raise UnsafeWeightsError(
+                f"{os.fspath(path)}: refused to load {refused}: a weights file may hold only arrays, numbers, "
+                "strings and plain containers (anything else can run code when loaded)") from None
+        except Exception as e:  # any other failure on untrusted bytes means "not a weights pickle"
+            f.seek(0)
+            what = ("a Paddle weights pickle that is damaged" if f.read(1) == pickle.PROTO
+                    else "neither a Paddle weights pickle nor a safetensors file")
+            raise UserError(f"{os.fspath(path)} is {what} ({type(e).__name__}: {e})") from e

@@ -1,12 +1,13 @@
 """ppipe's own weights format: safetensors (https://github.com/huggingface/safetensors), which holds tensors and
 a JSON header and nothing that runs on load.
 
-A flat `{name: tensor}` state (a model's or EMA's `state_dict()`) is written as it is: any safetensors reader sees
-the state dict, and `paddle.load(path, safetensors=True)` reads it too. A nested state (ppipe's optimizer file:
-`{"optimizer": {..., "LR_Scheduler": {...}, "master_weights": {...}}, "lr": {...}, "amp": {...}}`) stores each
-tensor under its path (`optimizer/linear_0.w_0_velocity_0`) and the rest of the tree (numbers, strings, lists,
-tuples, None) as JSON in the header's metadata under `ppipe.tree`, where `{"$tensor": name}` stands for a tensor
-and `{"$tuple": [...]}` for a tuple. numpy scalars become Python numbers.
+Each tensor is stored under its path in the state: a model's or EMA's `state_dict()` under its own keys, so any
+safetensors reader (`paddle.load(path, safetensors=True)` too) sees the state dict; a nested state (ppipe's
+optimizer file: `{"optimizer": {..., "LR_Scheduler": {...}, "master_weights": {...}}, "lr": {...}, "amp": {...}}`)
+as `optimizer/linear_0.w_0_velocity_0`. The tree itself (its keys in order, numbers, strings, lists, tuples, None)
+is JSON in the header's metadata under `ppipe.tree`, where `{"$tensor": name}` stands for a tensor and
+`{"$tuple": [...]}` for a tuple; numpy scalars become Python numbers. A file without that entry (written by
+another tool) loads as its flat `{name: tensor}`.
 """
 
 from __future__ import annotations
@@ -52,11 +53,8 @@ def save(state: Mapping, path: str | os.PathLike) -> None:
     if not isinstance(state, Mapping):
         raise TypeError(f"save_state takes a state dict, got a {type(state).__name__}")
     tensors: dict[str, paddle.Tensor] = {}
-    metadata = {FORMAT_KEY: FORMAT}
-    if all(isinstance(k, str) and _is_array(v) for k, v in state.items()):
-        tensors = {k: _as_tensor(v) for k, v in state.items()}
-    else:
-        metadata[TREE_KEY] = json.dumps(_encode(state, (), tensors))
+    # The tree also keeps the keys' order, which safetensors' header does not.
+    metadata = {FORMAT_KEY: FORMAT, TREE_KEY: json.dumps(_encode(state, (), tensors))}
     tmp = f"{os.fspath(path)}.tmp-{os.getpid()}"
     safetensors.paddle.save_file(tensors, tmp, metadata=metadata)
     os.replace(tmp, path)
