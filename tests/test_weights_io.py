@@ -255,8 +255,11 @@ def test_refusal_is_a_user_error(tmp_path):
         load_state(path)
 
 
-@pytest.mark.parametrize("content, what", [(b"\x00" * 64, "neither a Paddle weights pickle nor a safetensors"),
-                                           (b"\x80\x04\x95", "damaged")])
+@pytest.mark.parametrize("content, what", [
+    (b"\x00" * 64, "neither a Paddle weights pickle nor a safetensors"),
+    (b"\x80\x04\x95", "damaged"),
+    (pickle.dumps({"UnpackBigParamInfor@@": {"w": {"slices": ["w@@.0"]}}}, protocol=2), "not laid out as"),
+])
 def test_a_file_that_is_not_weights_is_a_user_error_naming_it(tmp_path, content, what):
     path = tmp_path / "w.pdparams"
     path.write_bytes(content)
@@ -277,8 +280,9 @@ def test_safetensors_model_state_round_trips_under_a_pdparams_name(tmp_path):
     for k, v in state.items():
         assert loaded[k].dtype == v.dtype
         np.testing.assert_array_equal(loaded[k].numpy(), v.numpy())
-    # a flat state is a plain safetensors state dict to any reader
+    # a model's state is a plain safetensors state dict to any reader, Paddle's own included
     assert sorted(safetensors.numpy.load_file(str(path))) == sorted(state)
+    assert sorted(paddle.load(str(path), safetensors=True)) == sorted(state)
 
 
 def test_safetensors_optimizer_state_round_trips_and_resumes(tmp_path):

@@ -42,7 +42,12 @@ def load_state(path: str | os.PathLike, *, return_numpy: bool = False) -> Any:
             return safetensors_state.load(path, return_numpy=return_numpy)
         except (ValueError, KeyError, OSError, safetensors.SafetensorError) as e:
             raise UserError(f"{os.fspath(path)} is not a readable safetensors weights file ({e})") from e
-    return paddle_layout.restore(restricted_pickle.load_restricted(path), return_numpy=return_numpy)
+    content = restricted_pickle.load_restricted(path)
+    try:
+        return paddle_layout.restore(content, return_numpy=return_numpy)
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as e:
+        raise UserError(f"{os.fspath(path)} is a pickle not laid out as paddle.save writes one "
+                        f"({type(e).__name__}: {e})") from e
 
 
 def save_state(state: Mapping, path: str | os.PathLike) -> None:
