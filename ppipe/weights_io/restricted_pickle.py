@@ -43,7 +43,8 @@ class UnsafeWeightsError(UserError):
 
 def _reconstruct(subtype, shape, dtype):
     # ndarray.__reduce__ always writes `_reconstruct(ndarray, (0,), b'b')`: an empty array that BUILD then fills.
-    if subtype is not np.ndarray or shape != (0,) or dtype != b"b":
+    if not (subtype is np.ndarray and type(shape) is tuple and shape == (0,) and type(dtype) is bytes
+            and dtype == b"b"):
         raise _Refused(f"numpy _reconstruct({subtype!r}, {shape!r}, {dtype!r}) (only (numpy.ndarray, (0,), b'b'))")
     return np.ndarray.__new__(np.ndarray, (0,), np.int8)
 
@@ -164,8 +165,10 @@ class RestrictedUnpickler(pickle._Unpickler):
 def _build_dtype(dtype: np.dtype, state) -> None:
     # A plain dtype's state is (version, byteorder, None, None, None, -1, -1, 0): only the byte order is news.
     # Subarrays, fields, sizes and flags are refused: numpy believes the flags, including "holds objects".
-    if not (isinstance(state, tuple) and len(state) == 8 and state[2:5] == (None, None, None)
-            and state[5:7] == (-1, -1) and state[7] == dtype.flags and state[1] in ("<", ">", "|", "=")):
+    if not (type(state) is tuple and len(state) == 8
+            and type(state[1]) is str and state[1] in ("<", ">", "|", "=")
+            and all(x is None for x in state[2:5]) and all(type(x) is int for x in state[5:])
+            and state[5:] == (-1, -1, dtype.flags)):
         raise _Refused(f"numpy dtype {dtype} with state {state!r} (only a plain dtype's byte order)")
     dtype.__setstate__(state)
 
