@@ -75,8 +75,9 @@ def _tuner(cfg: Config, space: SearchSpace, prepared: str, resume: bool):
     trials_dir = os.path.join(os.path.abspath(cfg.Global.output_dir), "tune", name, "trials")
     trainable = tune.with_parameters(TrainingTrial, base=config_to_data(_trial_recipe(cfg)), prepared=prepared,
                                      trials_dir=trials_dir, trials_storage=join(storage, name, "trials"))
-    # The trial process only waits for reports; its run's Ray Train workers hold the CPUs.
-    trainable = tune.with_resources(trainable, {"CPU": 0})
+    # The trial process only waits for reports; its run's Ray Train workers hold the CPUs. Tune refuses a trial
+    # that asks for nothing at all, so it asks for one byte of memory: no CPU taken from the workers.
+    trainable = tune.with_resources(trainable, {"CPU": 0, "memory": 1})
     path = join(storage, name)
     if resume and tune.Tuner.can_restore(path):
         log.info("resuming the Tune experiment at %s", path)
