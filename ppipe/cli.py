@@ -64,6 +64,13 @@ def cmd_train(args):
     _emit(result.summary(), args.json)
 
 
+def cmd_tune(args):
+    from ppipe.tune import load_search_space, run_tune
+
+    cfg = _config(args)
+    _emit(run_tune(cfg, load_search_space(args.search, cfg), data=args.data, resume=args.resume), args.json)
+
+
 def cmd_stage(name):
     def run(args):
         from ppipe import stages
@@ -144,6 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="continue a run from its latest checkpoint (no RUN: the latest run of this config)")
     tr.add_argument("--json", action="store_true")
     tr.set_defaults(func=cmd_train)
+
+    tu = sub.add_parser("tune", help="hyperparameter search with Ray Tune (each trial a training run)")
+    with_config(tu)
+    tu.add_argument("search", help="search file: `Section.key: loguniform(a, b)` lines and optional Tune: settings")
+    tu.add_argument("--data", help="a prepared dataset (the OUT of `ppipe data prepare`)")
+    tu.add_argument("--resume", action="store_true", help="continue the experiment after its driver stopped")
+    tu.add_argument("--json", action="store_true")
+    tu.set_defaults(func=cmd_tune)
 
     for name, helptext in (("prepare", "prepare the config's Data.source into Data.prepared"),
                            ("evaluate", "top-1/top-5 of the trained run on the val split"),

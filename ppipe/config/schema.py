@@ -251,6 +251,21 @@ class PublishSection:
 
 
 @dataclass
+class TuneSection:
+    """`ppipe tune` settings (ppipe.tune); a search file's own `Tune:` block overrides these keys."""
+    num_samples: int = 4                # samples of the search space (times each grid() combination)
+    scheduler: Literal["asha", "pbt"] = "asha"
+    metric: str = "top1"                # an epoch metric of the training loop (top1, top5, val_loss, train_loss)
+    mode: Literal["max", "min"] = "max"
+    max_concurrent_trials: int | None = None  # None: as many as the cluster's CPUs hold trials' workers
+    grace_period: int = 1               # ASHA: epochs every trial runs before it can be stopped
+    reduction_factor: int = 2           # ASHA: keep the top 1/reduction_factor at each rung
+    perturbation_interval: int = 2      # PBT: epochs between exploit/explore steps
+    storage_path: str | None = None     # experiment storage (local path or s3://); None: <output_dir>/tune
+    name: str | None = None             # experiment name; None: <run name>-tune
+
+
+@dataclass
 class Config:
     Arch: ArchSection
     Global: GlobalSection = field(default_factory=GlobalSection)
@@ -266,6 +281,7 @@ class Config:
     Tracking: TrackingSection = field(default_factory=TrackingSection)
     Export: ExportSection = field(default_factory=ExportSection)
     Publish: PublishSection = field(default_factory=PublishSection)
+    Tune: TuneSection = field(default_factory=TuneSection)
 
     @property
     def num_classes(self) -> int:
