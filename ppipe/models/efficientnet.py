@@ -21,7 +21,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ppipe.models.layers import DropPath, LastConvHead, create_act, make_divisible
+from ppipe.models.layers import DropPath, PooledClassifierNet, create_act, make_divisible
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -94,7 +94,7 @@ class MBConv(nn.Layer):
         return paddle.add(self.drop_path(y), x) if self.has_skip else y
 
 
-class EfficientNet(LastConvHead):
+class EfficientNet(PooledClassifierNet):
     """`stem` (3x3/2, swish) -> MBConv `blocks` -> 1x1 `head_conv` (swish; features) -> global average pool ->
     dropout -> `fc`.
 

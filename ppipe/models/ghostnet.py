@@ -15,7 +15,7 @@ import paddle
 import paddle.nn as nn
 from paddle.nn.initializer import KaimingNormal
 
-from ppipe.models.layers import ConvBNAct, LastConvHead, make_divisible
+from ppipe.models.layers import ConvBNAct, PooledClassifierNet, make_divisible
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -78,7 +78,7 @@ class GhostBottleneck(nn.Layer):
         return paddle.add(y, self.shortcut_conv(self.shortcut_depthwise(x)))
 
 
-class GhostNetNet(LastConvHead):
+class GhostNet(PooledClassifierNet):
     """`conv1` -> ghost bottleneck `blocks` -> 1x1 `conv_last` (features) -> pool -> 1x1 `head_conv` with BN and ReLU
     -> dropout -> `fc`.
 
@@ -141,15 +141,15 @@ _FAMILY = "GhostNet"
 
 @register_model(spec(family=_FAMILY, params_m=2.6, flops_g=0.04615, top1=0.6688, input_size=224))
 def GhostNet_x0_5(**kw):
-    return GhostNetNet(BLOCKS, scale=0.5, **kw)
+    return GhostNet(BLOCKS, scale=0.5, **kw)
 
 
 @register_model(spec(family=_FAMILY, params_m=5.21, flops_g=0.14878, top1=0.7402, input_size=224))
 def GhostNet_x1_0(**kw):
-    return GhostNetNet(BLOCKS, scale=1.0, **kw)
+    return GhostNet(BLOCKS, scale=1.0, **kw)
 
 
 @register_model(spec(family=_FAMILY, params_m=7.38, flops_g=0.23689, top1=0.7579, input_size=224,
                      weights=("in1k", "ssld")))
 def GhostNet_x1_3(**kw):
-    return GhostNetNet(BLOCKS, scale=1.3, **kw)
+    return GhostNet(BLOCKS, scale=1.3, **kw)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import paddle
 import paddle.nn as nn
 
-from ppipe.models.layers import ConvBNAct, LastConvHead, create_act, make_divisible
+from ppipe.models.layers import ConvBNAct, PooledClassifierNet, create_act, make_divisible
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -98,7 +98,7 @@ class MixUnit(nn.Layer):
         return x + y if self.has_shortcut else y
 
 
-class MixNetNet(LastConvHead):
+class MixNet(PooledClassifierNet):
     """`features`: `init_block` (3x3 stem + a plain unit), `stage1`..`stage4`, 1x1 `final_block` -> pool -> `fc`.
 
     `stages`: per stage, rows (out channels, exp groups, dw groups, proj groups, expansion, SE factor);
@@ -154,14 +154,14 @@ _FAMILY = "MixNet"
 
 @register_model(spec(family=_FAMILY, params_m=4.167, flops_g=0.25298, top1=0.7628, input_size=224))
 def MixNet_S(**kw):
-    return MixNetNet(SMALL, stem_chs=16, **kw)
+    return MixNet(SMALL, stem_chs=16, **kw)
 
 
 @register_model(spec(family=_FAMILY, params_m=5.065, flops_g=0.35712, top1=0.7767, input_size=224))
 def MixNet_M(**kw):
-    return MixNetNet(MEDIUM, stem_chs=24, **kw)
+    return MixNet(MEDIUM, stem_chs=24, **kw)
 
 
 @register_model(spec(family=_FAMILY, params_m=7.384, flops_g=0.57902, top1=0.786, input_size=224))
 def MixNet_L(**kw):
-    return MixNetNet(MEDIUM, stem_chs=24, scale=1.3, **kw)
+    return MixNet(MEDIUM, stem_chs=24, scale=1.3, **kw)

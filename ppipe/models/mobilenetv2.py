@@ -11,13 +11,13 @@ import re
 
 import paddle.nn as nn
 
-from ppipe.models.layers import ConvBNAct, LastConvHead
+from ppipe.models.layers import ConvBNAct, PooledClassifierNet
 from ppipe.models.layers.inverted_residual import InvertedResidual
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
 
-class MobileNetV2Net(LastConvHead):
+class MobileNetV2Net(PooledClassifierNet):
     """Stem `stem` -> `stages` -> `final_conv` (features) -> pool -> `fc`.
 
     `cfg`: rows (expansion t, out channels at width 1.0, blocks n, stride of the first block); `scale` the width

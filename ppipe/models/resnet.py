@@ -21,7 +21,7 @@ from typing import Sequence
 import paddle
 import paddle.nn as nn
 
-from ppipe.models.layers import LastConvHead
+from ppipe.models.layers import PooledClassifierNet
 from ppipe.models.layers.conv_bn_act import ConvBNAct
 from ppipe.models.layers.diverse_branch_block import DiverseBranchBlock
 from ppipe.models.layers.resnet_blocks import BLOCKS, STEM_7X7, STEM_DEEP, make_stem, uniform_linear
@@ -61,7 +61,7 @@ PADDLECLAS_V1_KEYS = CheckpointKeys(
              (r"\.scale\.", ".se."), (r"^out\.", "fc.")))
 
 
-class ResNet(LastConvHead):
+class ResNet(PooledClassifierNet):
     """Stem -> 3x3/2 max pool -> four stages of residual `blocks` (features) -> global pool -> `fc`.
 
     Per stage s: `depths[s]` blocks whose 3x3 conv has `widths[s]` channels and output `out_chs[s]`; the first

@@ -14,7 +14,7 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from ppipe.models.layers import LastConvHead
+from ppipe.models.layers import PooledClassifierNet
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -63,7 +63,7 @@ class LinearBottleneck(nn.Layer):
         return paddle.concat([y[:, :self.in_chs] + x, y[:, self.in_chs:]], axis=1)
 
 
-class ReXNetNet(LastConvHead):
+class ReXNet(PooledClassifierNet):
     """`features`: 3x3 stem, 16 linear bottlenecks, 1x1 conv (all swish-activated convs) -> pool -> dropout -> `fc`.
 
     Stage depths (1, 2, 2, 3, 3, 5) scale with `depth_mult`; block widths grow from `input_ch` by `final_ch` spread
@@ -118,24 +118,24 @@ _FAMILY = "ReXNet"
 
 @register_model(spec(family=_FAMILY, params_m=4.84, flops_g=0.415, top1=0.7746, input_size=224))
 def ReXNet_1_0(**kw):
-    return ReXNetNet(width_mult=1.0, **kw)
+    return ReXNet(width_mult=1.0, **kw)
 
 
 @register_model(spec(family=_FAMILY, params_m=7.61, flops_g=0.68, top1=0.7913, input_size=224))
 def ReXNet_1_3(**kw):
-    return ReXNetNet(width_mult=1.3, **kw)
+    return ReXNet(width_mult=1.3, **kw)
 
 
 @register_model(spec(family=_FAMILY, params_m=9.79, flops_g=0.9, top1=0.8006, input_size=224))
 def ReXNet_1_5(**kw):
-    return ReXNetNet(width_mult=1.5, **kw)
+    return ReXNet(width_mult=1.5, **kw)
 
 
 @register_model(spec(family=_FAMILY, params_m=16.45, flops_g=1.56, top1=0.8122, input_size=224))
 def ReXNet_2_0(**kw):
-    return ReXNetNet(width_mult=2.0, **kw)
+    return ReXNet(width_mult=2.0, **kw)
 
 
 @register_model(spec(family=_FAMILY, params_m=34.83, flops_g=3.44, top1=0.8209, input_size=224))
 def ReXNet_3_0(**kw):
-    return ReXNetNet(width_mult=3.0, **kw)
+    return ReXNet(width_mult=3.0, **kw)

@@ -13,7 +13,7 @@ import paddle
 import paddle.nn as nn
 from paddle.nn.initializer import KaimingNormal
 
-from ppipe.models.layers import ConvBNAct, LastConvHead
+from ppipe.models.layers import ConvBNAct, PooledClassifierNet
 from ppipe.models.layers.channel_shuffle import channel_shuffle
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
@@ -61,7 +61,7 @@ class ShuffleDownUnit(nn.Layer):
         return channel_shuffle(paddle.concat([x1, x2], axis=1), 2)
 
 
-class ShuffleNetV2Net(LastConvHead):
+class ShuffleNetV2(PooledClassifierNet):
     """`conv1` -> max pool -> `blocks` (three stages, each opened by a down unit) -> 1x1 `conv2` (features) ->
     pool -> `fc`. `widths`: stem, three stages and `conv2` channels; `act`: "relu", or "swish"."""
 
@@ -108,8 +108,8 @@ WIDTHS = {0.25: (24, 24, 48, 96, 512), 0.33: (24, 32, 64, 128, 512), 0.5: (24, 4
 _FAMILY = "ShuffleNet"
 
 
-def _create(scale: float, act: str = "relu", **kw) -> ShuffleNetV2Net:
-    return ShuffleNetV2Net(WIDTHS[scale], act=act, **kw)
+def _create(scale: float, act: str = "relu", **kw) -> ShuffleNetV2:
+    return ShuffleNetV2(WIDTHS[scale], act=act, **kw)
 
 
 @register_model(spec(family=_FAMILY, params_m=0.61, flops_g=0.01895, top1=0.499, input_size=224))

@@ -14,21 +14,13 @@ Two options of PaddleClas's ResNet run through every block: `conv_layer`, the un
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Sequence
 
 import paddle
 import paddle.nn as nn
-from paddle import ParamAttr
-from paddle.nn.initializer import Uniform
 
+from ppipe.models.layers.classifier import uniform_linear
 from ppipe.models.layers.conv_bn_act import ConvBNAct
-
-
-def uniform_linear(in_features: int, out_features: int) -> nn.Linear:
-    """A Linear initialised U(-1/sqrt(fan_in), 1/sqrt(fan_in)), the init PaddleClas trains these networks with."""
-    bound = 1.0 / math.sqrt(in_features)
-    return nn.Linear(in_features, out_features, weight_attr=ParamAttr(initializer=Uniform(-bound, bound)))
 
 
 class AvgPoolConvBN(ConvBNAct):
