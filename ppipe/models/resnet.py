@@ -53,12 +53,13 @@ class CheckpointKeys:
 
 
 # resnet_vc, resnext(_vd), se_resnet_vd, se_resnext(_vd): `conv1_1` or `conv` stem, blocks `bb_<stage>_<i>`,
-# ConvBN parts `_conv`/`_batch_norm`, SE `scale`, classifier `out`.
+# ConvBN parts `_conv`/`_batch_norm`, SE `scale` (its `squeeze`, `excitation`), classifier `out`.
 PADDLECLAS_V1_KEYS = CheckpointKeys(
     block=r"bb_(\d+)_(\d+)\.",
     renames=((r"^conv1_1\.", "stem.0."), (r"^conv1_2\.", "stem.1."), (r"^conv1_3\.", "stem.2."),
              (r"^conv\.", "stem.0."), (r"\._conv\.", ".conv."), (r"\._batch_norm\.", ".bn."),
-             (r"\.scale\.", ".se."), (r"^out\.", "fc.")))
+             (r"\.scale\.", ".se."), (r"\.se\.squeeze\.", ".se.conv1."), (r"\.se\.excitation\.", ".se.conv2."),
+             (r"^out\.", "fc.")))
 
 
 class ResNet(PooledClassifierNet):

@@ -14,7 +14,7 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from ppipe.models.layers import PooledClassifierNet
+from ppipe.models.layers import PooledClassifierNet, SEModule, rename_keys
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -24,17 +24,7 @@ def _conv_bn(in_chs: int, out_chs: int, kernel_size: int = 1, stride: int = 1, g
             nn.BatchNorm2D(out_chs)]
 
 
-class ReXSE(nn.Layer):
-    """Squeeze-and-excitation whose squeeze conv is followed by BatchNorm; sigmoid gate."""
-
-    def __init__(self, chs: int, ratio: int = 12):
-        super().__init__()
-        self.avg_pool = nn.AdaptiveAvgPool2D(1)
-        self.fc = nn.Sequential(nn.Conv2D(chs, chs // ratio, 1), nn.BatchNorm2D(chs // ratio), nn.ReLU(),
-                                nn.Conv2D(chs // ratio, chs, 1), nn.Sigmoid())
-
-    def forward(self, x):
-        return x * self.fc(self.avg_pool(x))
+PADDLECLAS_SE_KEYS = ((r"\.fc\.0\.", ".conv1."), (r"\.fc\.1\.", ".bn."), (r"\.fc\.3\.", ".conv2."))
 
 
 class LinearBottleneck(nn.Layer):
@@ -50,7 +40,7 @@ class LinearBottleneck(nn.Layer):
         mid_chs = in_chs * t
         layers = [*_conv_bn(in_chs, mid_chs), nn.Swish()] if t != 1 else []
         layers += _conv_bn(mid_chs, mid_chs, 3, stride, groups=mid_chs)
-        layers += [ReXSE(mid_chs, se_ratio)] if use_se else []
+        layers += [SEModule(mid_chs, se_ratio, gate="sigmoid", norm=True)] if use_se else []
         layers += [nn.ReLU6(), *_conv_bn(mid_chs, out_chs)]
         self.out = nn.Sequential(*layers)
 
@@ -100,8 +90,9 @@ class ReXNet(PooledClassifierNet):
 
     @staticmethod
     def remap_checkpoint(state: dict) -> dict:
-        """PaddleClas classifies with a 1x1 conv `output.1` ([classes, C, 1, 1]); ours is the equivalent `fc`."""
-        out = {k: v for k, v in state.items() if not k.startswith("output.1.")}
+        """PaddleClas classifies with a 1x1 conv `output.1` ([classes, C, 1, 1]); ours is the equivalent `fc`.
+        Its SE is a Sequential `fc` (conv, BN, ReLU, conv, sigmoid); ours an `SEModule`."""
+        out = {k: v for k, v in rename_keys(state, PADDLECLAS_SE_KEYS).items() if not k.startswith("output.1.")}
         if "output.1.weight" in state:
             w = np.asarray(state["output.1.weight"])
             out["fc.weight"] = np.ascontiguousarray(w.reshape(w.shape[0], -1).T)
