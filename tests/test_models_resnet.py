@@ -61,7 +61,7 @@ def test_stride_and_lr_mult_lists_act_like_paddleclas_resnet():
 def test_older_paddleclas_keys_map_onto_the_flat_block_list():
     depths = (3, 4, 23, 3)  # ResNeXt-101: stage 2 holds blocks 7..29
     assert PADDLECLAS_V1_KEYS.rename("bb_2_22.conv1._batch_norm._mean", depths) == "blocks.29.conv1.bn._mean"
-    assert PADDLECLAS_V1_KEYS.rename("bb_1_0.scale.excitation.weight", depths) == "blocks.3.se.excitation.weight"
+    assert PADDLECLAS_V1_KEYS.rename("bb_1_0.scale.excitation.weight", depths) == "blocks.3.se.conv2.weight"
     assert PADDLECLAS_V1_KEYS.rename("conv1_3._conv.weight", depths) == "stem.2.conv.weight"
     assert PADDLECLAS_V1_KEYS.rename("conv._batch_norm.bias", depths) == "stem.0.bn.bias"
     assert PADDLECLAS_V1_KEYS.rename("out.weight", depths) == "fc.weight"
@@ -95,7 +95,7 @@ def test_variants_differ_in_stem_width_groups_se_and_shortcut_as_named(name, ste
     assert tuple(layer.conv.weight.shape[0] for layer in model.stem) == stem_chs
     first, second_stage = model.blocks[0], model.blocks[model.depths[0]]
     assert first.conv1.conv.weight.shape[:2] == [first_width, first_width // groups]
-    assert hasattr(first.se, "excitation") == has_se
+    assert hasattr(first.se, "conv2") == has_se
     assert hasattr(second_stage.short, "pool") == pooled_short
     assert not hasattr(first.short, "pool")  # stage 1 is downsampled by the max pool, never by the shortcut
     assert model.num_features == model.head_hidden_size == 2048

@@ -10,7 +10,6 @@ from ppipe.models.spec import ModelSpec, spec
 from ppipe.models.weights import CheckpointMismatchError, load_pretrained
 
 
-
 def _import_families() -> None:
     """Import every family module in this package (each registers its entrypoints on import), so adding a
     family is adding its file."""

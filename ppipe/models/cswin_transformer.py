@@ -13,12 +13,11 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ppipe.models.layers import DropPath, Mlp
+from ppipe.models.layers import DropPath, Mlp, stochastic_depth_rates
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
-from ppipe.models.swin_transformer import window_partition, window_reverse
 from ppipe.models.layers.token_head import TokenMeanHead, init_transformer_weights
-from ppipe.models.vision_transformer import stochastic_depth_rates
+from ppipe.models.layers.windows import window_partition, window_reverse
 
 
 def tokens_to_map(x: paddle.Tensor, resolution: int) -> paddle.Tensor:
@@ -163,7 +162,6 @@ class CSwinTransformer(TokenMeanHead, nn.Layer):
         for stage in self.stages:
             x = stage(x)
         return self.norm(x)
-
 
 
 def _create(img_size: int, cfg: dict, **kw) -> CSwinTransformer:

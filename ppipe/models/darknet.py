@@ -14,7 +14,7 @@ import re
 import paddle
 import paddle.nn as nn
 
-from ppipe.models.layers import ConvBNAct, LastConvHead
+from ppipe.models.layers import ConvBNAct, PooledClassifierNet
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -31,7 +31,7 @@ class ResidualBlock(nn.Layer):
         return paddle.add(x, self.conv2(self.conv1(x)))
 
 
-class DarkNet(LastConvHead):
+class DarkNet(PooledClassifierNet):
     """`stem` -> `stages` (stride-2 conv + `depths[i]` residual blocks, 64-1024 channels) -> features
     [N, 1024, h, w] -> global average pool -> `fc`."""
 

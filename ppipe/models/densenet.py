@@ -6,14 +6,13 @@ PaddleClas's layer names (`db_conv_2.conv2_1.bn_ac_func1._batch_norm`) map onto 
 
 from __future__ import annotations
 
-import re
 
 import paddle
 import paddle.nn as nn
 
-from ppipe.models.layers import ConvBNAct, LastConvHead
+from ppipe.models.layers import ConvBNAct, PooledClassifierNet, PADDLECLAS_CONV_BN, classifier_rule
 from ppipe.models.layers.densenet_bn_act_conv import BNActConv
-from ppipe.models.layers.resnet_blocks import uniform_linear
+from ppipe.models.layers.classifier import uniform_linear
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -44,12 +43,25 @@ class Transition(BNActConv):
         return self.pool(super().forward(x))
 
 
-class DenseNet(LastConvHead):
+# PaddleClas -> ppipe names: stem `conv1_func`, dense layers `db_conv_{b}.conv{b}_{j}.bn_ac_func{1,2}` (b from 2,
+# j from 1), transitions `tr_conv{b}_blk.conv_ac_func`, final BN `batch_norm`, parts `_conv` / `_batch_norm`,
+# classifier `out`.
+PADDLECLAS_KEYS = ((r"^db_conv_(\d+)\.conv\d+_(\d+)\.bn_ac_func([12])\.",
+                    lambda m: f"blocks.{int(m[1]) - 2}.{int(m[2]) - 1}.conv{m[3]}."),
+                   (r"^tr_conv(\d+)_blk\.conv_ac_func\.", lambda m: f"transitions.{int(m[1]) - 2}."),
+                   (r"^conv1_func\.", "stem."), (r"^batch_norm\.", "final_bn."), *PADDLECLAS_CONV_BN,
+                   classifier_rule("out"))
+
+
+class DenseNet(PooledClassifierNet):
     """7x7 stem -> max-pool -> dense blocks, a channel-halving transition between two -> BN-ReLU (features) ->
     global pool -> `fc`.
 
     `dropout` (PaddleClas's name) drops each dense layer's new channels in training.
     """
+
+    classifier_layer = staticmethod(uniform_linear)
+    paddleclas_key_rules = PADDLECLAS_KEYS
 
     def __init__(self, stem_chs: int, growth_rate: int, block_depths, bn_size: int = 4, dropout: float = 0.0,
                  num_classes: int = 1000):
@@ -76,31 +88,6 @@ class DenseNet(LastConvHead):
             if idx < len(self.transitions):
                 x = self.transitions[idx](x)
         return self.final_act(self.final_bn(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = uniform_linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
-
-    @staticmethod
-    def remap_checkpoint(state: dict) -> dict:
-        """PaddleClas's keys -> ppipe's; ppipe's own keys pass unchanged."""
-        return {_ppipe_key(k): v for k, v in state.items()}
-
-
-# PaddleClas -> ppipe names: stem `conv1_func`, dense layers `db_conv_{b}.conv{b}_{j}.bn_ac_func{1,2}` (b from 2,
-# j from 1), transitions `tr_conv{b}_blk.conv_ac_func`, final BN `batch_norm`, parts `_conv` / `_batch_norm`,
-# classifier `out`.
-_LAYER = re.compile(r"^db_conv_(\d+)\.conv\d+_(\d+)\.bn_ac_func([12])\.")
-_TRANSITION = re.compile(r"^tr_conv(\d+)_blk\.conv_ac_func\.")
-
-
-def _ppipe_key(key: str) -> str:
-    key = _LAYER.sub(lambda m: f"blocks.{int(m[1]) - 2}.{int(m[2]) - 1}.conv{m[3]}.", key)
-    key = _TRANSITION.sub(lambda m: f"transitions.{int(m[1]) - 2}.", key)
-    key = re.sub(r"^conv1_func\.", "stem.", key)
-    key = re.sub(r"^batch_norm\.", "final_bn.", key)
-    key = key.replace("._conv.", ".conv.").replace("._batch_norm.", ".bn.")
-    return re.sub(r"^out\.", "fc.", key)
 
 
 # stem channels, growth rate, layers per dense block

@@ -7,14 +7,13 @@ map onto ppipe's (`blocks.2.conv2.bn`) in `DPN.remap_checkpoint`.
 
 from __future__ import annotations
 
-import re
 
 import paddle
 import paddle.nn as nn
 from paddle import ParamAttr
 from paddle.nn.initializer import Uniform
 
-from ppipe.models.layers import ConvBNAct, LastConvHead
+from ppipe.models.layers import ConvBNAct, PooledClassifierNet, PADDLECLAS_CONV_BN, classifier_rule
 from ppipe.models.layers.densenet_bn_act_conv import BNActConv
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
@@ -52,13 +51,32 @@ class DualPathBlock(nn.Layer):
         return paddle.add(residual, new_residual), paddle.concat([dense, new_dense], axis=1)
 
 
-class DPN(LastConvHead):
+# PaddleClas -> ppipe names: stem `conv1_x_1_func`, blocks `dpn{n}` (numbered from 1 through all stages) holding
+# `c1x1_w_func` (projection), `c1x1_a_func`, `c3x3_b_func`, `c1x1_c_func`, final BN `conv5_x_x_bn`, parts
+# `_conv` / `_batch_norm`, classifier `out`.
+_BLOCK_PART = {"c1x1_w": "proj", "c1x1_a": "conv1", "c3x3_b": "conv2", "c1x1_c": "conv3"}
+PADDLECLAS_KEYS = ((r"^dpn(\d+)\.(c1x1_w|c1x1_a|c3x3_b|c1x1_c)_func\.",
+                    lambda m: f"blocks.{int(m[1]) - 1}.{_BLOCK_PART[m[2]]}."),
+                   (r"^conv1_x_1_func\.", "stem."), (r"^conv5_x_x_bn\.", "final_bn."), *PADDLECLAS_CONV_BN,
+                   classifier_rule("out"))
+
+
+def _dpn_classifier(in_features: int, num_classes: int) -> nn.Linear:
+    """PaddleClas initialises DPN's classifier U(-0.01, 0.01)."""
+    return nn.Linear(in_features, num_classes,
+                     weight_attr=ParamAttr(initializer=Uniform(-CLASSIFIER_INIT, CLASSIFIER_INIT)))
+
+
+class DPN(PooledClassifierNet):
     """Stem conv -> max-pool -> four stages of dual path blocks (stride 2 from the second) -> concatenated paths,
     BN-ReLU (features) -> global pool -> `fc`.
 
     Stage s has residual width `residual_chs * 2**s`, bottleneck width `mid_chs * 2**s` in `groups` groups, and
     its dense path grows by `growths[s]` per block (starting at 2 x that).
     """
+
+    classifier_layer = staticmethod(_dpn_classifier)
+    paddleclas_key_rules = PADDLECLAS_KEYS
 
     def __init__(self, stem_chs: int, stem_kernel: int, mid_chs: int, residual_chs: int, groups: int, depths,
                  growths, num_classes: int = 1000):
@@ -80,33 +98,6 @@ class DPN(LastConvHead):
     def forward_features(self, x):
         residual, dense = self.blocks(self.stem_pool(self.stem(x)))
         return self.final_act(self.final_bn(paddle.concat([residual, dense], axis=1)))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        # PaddleClas initialises DPN's classifier U(-0.01, 0.01)
-        self.fc = (nn.Linear(self.head_hidden_size, num_classes,
-                             weight_attr=ParamAttr(initializer=Uniform(-CLASSIFIER_INIT, CLASSIFIER_INIT)))
-                   if num_classes > 0 else nn.Identity())
-
-    @staticmethod
-    def remap_checkpoint(state: dict) -> dict:
-        """PaddleClas's keys -> ppipe's; ppipe's own keys pass unchanged."""
-        return {_ppipe_key(k): v for k, v in state.items()}
-
-
-# PaddleClas -> ppipe names: stem `conv1_x_1_func`, blocks `dpn{n}` (numbered from 1 through all stages) holding
-# `c1x1_w_func` (projection), `c1x1_a_func`, `c3x3_b_func`, `c1x1_c_func`, final BN `conv5_x_x_bn`, parts
-# `_conv` / `_batch_norm`, classifier `out`.
-_BLOCK = re.compile(r"^dpn(\d+)\.(c1x1_w|c1x1_a|c3x3_b|c1x1_c)_func\.")
-_BLOCK_PART = {"c1x1_w": "proj", "c1x1_a": "conv1", "c3x3_b": "conv2", "c1x1_c": "conv3"}
-
-
-def _ppipe_key(key: str) -> str:
-    key = _BLOCK.sub(lambda m: f"blocks.{int(m[1]) - 1}.{_BLOCK_PART[m[2]]}.", key)
-    key = re.sub(r"^conv1_x_1_func\.", "stem.", key)
-    key = re.sub(r"^conv5_x_x_bn\.", "final_bn.", key)
-    key = key.replace("._conv.", ".conv.").replace("._batch_norm.", ".bn.")
-    return re.sub(r"^out\.", "fc.", key)
 
 
 # stem channels and kernel, bottleneck and residual widths of the first stage, groups, blocks and dense growth

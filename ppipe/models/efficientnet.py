@@ -9,7 +9,7 @@ input size. B0_small drops SE and pads symmetrically.
 
 PaddleClas's keys (`_ef._blocks.1.._dcn._conv._conv._conv.weight`, `_ef.block.2.._se._conv1._conv.bias`,
 `_conv._bn._mean`, `_fc.weight`) are mapped by `remap_checkpoint` onto `blocks.1.depthwise.conv.weight`,
-`blocks.2.se.reduce.bias`, `head_conv.bn._mean`, `fc.weight`.
+`blocks.2.se.conv1.bias`, `head_conv.bn._mean`, `fc.weight`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ import re
 
 import paddle
 import paddle.nn as nn
-import paddle.nn.functional as F
 
-from ppipe.models.layers import DropPath, LastConvHead, create_act, make_divisible
+from ppipe.models.layers import DropPath, PooledClassifierNet, SEModule, create_act, make_divisible
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -60,19 +59,6 @@ class ConvBN(nn.Layer):
         return self.act(self.bn(x))
 
 
-class SqueezeExcite(nn.Layer):
-    """x * sigmoid(expand(swish(reduce(mean(x))))), the biased 1x1 convs `reduce` and `expand`."""
-
-    def __init__(self, chs: int, squeezed_chs: int):
-        super().__init__()
-        self.reduce = nn.Conv2D(chs, squeezed_chs, 1)
-        self.expand = nn.Conv2D(squeezed_chs, chs, 1)
-
-    def forward(self, x):
-        s = F.sigmoid(self.expand(F.swish(self.reduce(F.adaptive_avg_pool2d(x, 1)))))
-        return paddle.multiply(x, s)
-
-
 class MBConv(nn.Layer):
     """[1x1 `expand` -> swish] -> kxk `depthwise` -> swish -> [`se`] -> 1x1 `project`, + identity (with
     drop-connect) when stride 1 and the channels match."""
@@ -84,7 +70,7 @@ class MBConv(nn.Layer):
         self.expand = ConvBN(in_chs, mid_chs, 1, act="swish") if expand_ratio != 1 else nn.Identity()
         self.depthwise = ConvBN(mid_chs, mid_chs, kernel_size, stride=stride, groups=mid_chs, act="swish",
                                 nominal_size=nominal_size)
-        self.se = SqueezeExcite(mid_chs, se_chs) if se_chs else nn.Identity()
+        self.se = SEModule(mid_chs, rd_channels=se_chs, act="swish", gate="sigmoid") if se_chs else nn.Identity()
         self.project = ConvBN(mid_chs, out_chs, 1)
         self.has_skip = stride == 1 and in_chs == out_chs
         self.drop_path = DropPath(drop_connect) if self.has_skip else nn.Identity()
@@ -94,7 +80,7 @@ class MBConv(nn.Layer):
         return paddle.add(self.drop_path(y), x) if self.has_skip else y
 
 
-class EfficientNet(LastConvHead):
+class EfficientNet(PooledClassifierNet):
     """`stem` (3x3/2, swish) -> MBConv `blocks` -> 1x1 `head_conv` (swish; features) -> global average pool ->
     dropout -> `fc`.
 
@@ -132,7 +118,7 @@ class EfficientNet(LastConvHead):
         rules = [(r"^_ef\._conv_stem\._conv\.", "stem."), (r"^_ef\.(?:_blocks|block)\.(\d+)\.\.", r"blocks.\1."),
                  (r"^_conv\.", "head_conv."), (r"^_fc\.", "fc."),
                  (r"\._(ecn|dcn|pcn)\._conv\.", lambda m: f".{parts[m[1]]}."),
-                 (r"\._se\._conv1\._conv\.", ".se.reduce."), (r"\._se\._conv2\._conv\.", ".se.expand."),
+                 (r"\._se\._conv1\._conv\.", ".se.conv1."), (r"\._se\._conv2\._conv\.", ".se.conv2."),
                  (r"\._conv\._conv\.", ".conv."), (r"\._bn\.", ".bn.")]
 
         def rename(key: str) -> str:

@@ -11,7 +11,7 @@ import paddle
 import paddle.nn as nn
 from paddle.nn.initializer import KaimingNormal
 
-from ppipe.models.layers import ConvBNAct, LastConvHead, SEModule, make_divisible
+from ppipe.models.layers import ConvBNAct, PooledClassifierNet, SEModule, make_divisible
 from ppipe.models.layers.channel_shuffle import channel_shuffle
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
@@ -65,7 +65,7 @@ class ESBlock2(nn.Layer):
         return self.concat_pw(self.concat_dw(paddle.concat([x1, x2], axis=1)))
 
 
-class ESNetNet(LastConvHead):
+class ESNet(PooledClassifierNet):
     """`conv1` -> max pool -> `blocks` (three stages, each opened by an `ESBlock2`) -> 1x1 `conv2` (features) ->
     last-conv head. `scale` widens the three stages (rounded to multiples of 8); stem and `conv2` stay fixed."""
 
@@ -94,19 +94,19 @@ _FAMILY = "ESNet"
 
 @register_model(spec(family=_FAMILY, params_m=2.83, flops_g=0.03085, top1=0.6248, input_size=224))
 def ESNet_x0_25(**kw):
-    return ESNetNet(scale=0.25, **kw)
+    return ESNet(scale=0.25, **kw)
 
 
 @register_model(spec(family=_FAMILY, params_m=3.25, flops_g=0.06731, top1=0.6882, input_size=224))
 def ESNet_x0_5(**kw):
-    return ESNetNet(scale=0.5, **kw)
+    return ESNet(scale=0.5, **kw)
 
 
 @register_model(spec(family=_FAMILY, params_m=3.87, flops_g=0.12374, top1=0.7224, input_size=224))
 def ESNet_x0_75(**kw):
-    return ESNetNet(scale=0.75, **kw)
+    return ESNet(scale=0.75, **kw)
 
 
 @register_model(spec(family=_FAMILY, params_m=4.64, flops_g=0.19733, top1=0.7392, input_size=224))
 def ESNet_x1_0(**kw):
-    return ESNetNet(scale=1.0, **kw)
+    return ESNet(scale=1.0, **kw)

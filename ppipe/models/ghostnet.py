@@ -9,13 +9,13 @@ MobileNetV3-large's layout. PaddleClas names this model's parameters in an older
 from __future__ import annotations
 
 import math
-import re
 
 import paddle
 import paddle.nn as nn
 from paddle.nn.initializer import KaimingNormal
 
-from ppipe.models.layers import ConvBNAct, LastConvHead, make_divisible
+from ppipe.models.layers import (PADDLECLAS_CONV_BN, ConvBNAct, PooledClassifierNet, SEModule, classifier_rule,
+                                 make_divisible)
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -41,21 +41,6 @@ class GhostModule(nn.Layer):
         return paddle.concat([x, self.cheap_operation(x)], axis=1)
 
 
-class GhostSE(nn.Layer):
-    """Squeeze-and-excitation with linear layers and a gate clipped to [0, 1] (GhostNet's hard gate)."""
-
-    def __init__(self, chs: int, reduction: int = 4):
-        super().__init__()
-        self.pool2d_gap = nn.AdaptiveAvgPool2D(1)
-        self.squeeze = nn.Linear(chs, chs // reduction)
-        self.excitation = nn.Linear(chs // reduction, chs)
-
-    def forward(self, x):
-        s = paddle.flatten(self.pool2d_gap(x), start_axis=1)
-        s = paddle.clip(self.excitation(nn.functional.relu(self.squeeze(s))), min=0.0, max=1.0)
-        return paddle.multiply(x, s.unsqueeze([2, 3]))
-
-
 class GhostBottleneck(nn.Layer):
     """Ghost module -> (stride 2: kxk depthwise) -> optional SE -> linear ghost module, + a shortcut that is the
     identity, or a kxk depthwise and a 1x1 conv where the shape changes."""
@@ -65,7 +50,9 @@ class GhostBottleneck(nn.Layer):
         self.ghost_module_1 = GhostModule(in_chs, mid_chs, relu=True)
         self.depthwise_conv = (_conv(mid_chs, mid_chs, kernel_size, stride=2, depthwise=True) if stride == 2
                                else nn.Identity())
-        self.se_block = GhostSE(mid_chs) if use_se else nn.Identity()
+        # GhostNet's hard gate clips to [0, 1]: a hard sigmoid of slope 1, offset 0
+        self.se_block = (SEModule(mid_chs, gate_slope=1.0, gate_offset=0.0, fc_layer=nn.Linear) if use_se
+                         else nn.Identity())
         self.ghost_module_2 = GhostModule(mid_chs, out_chs, relu=False)
         if stride == 1 and in_chs == out_chs:
             self.shortcut_depthwise, self.shortcut_conv = nn.Identity(), nn.Identity()
@@ -78,7 +65,13 @@ class GhostBottleneck(nn.Layer):
         return paddle.add(y, self.shortcut_conv(self.shortcut_depthwise(x)))
 
 
-class GhostNetNet(LastConvHead):
+# PaddleClas's blocks `_ghostbottleneck_{i}`, SE `squeeze`/`excitation`, head `fc_0`, classifier `fc_1`.
+PADDLECLAS_KEYS = ((r"^_ghostbottleneck_(\d+)\.", r"blocks.\1."), (r"^fc_0\.", "head_conv."), classifier_rule("fc_1"),
+                   (r"\.se_block\.squeeze\.", ".se_block.conv1."),
+                   (r"\.se_block\.excitation\.", ".se_block.conv2."), *PADDLECLAS_CONV_BN)
+
+
+class GhostNet(PooledClassifierNet):
     """`conv1` -> ghost bottleneck `blocks` -> 1x1 `conv_last` (features) -> pool -> 1x1 `head_conv` with BN and ReLU
     -> dropout -> `fc`.
 
@@ -86,6 +79,8 @@ class GhostNetNet(LastConvHead):
     (channels rounded to multiples of 4). The dropout is paddle's default (scaled in training, identity at
     inference), unlike MobileNetV3's head.
     """
+
+    paddleclas_key_rules = PADDLECLAS_KEYS
 
     def __init__(self, cfg=None, scale: float = 1.0, num_classes: int = 1000, stem_chs: int = 16,
                  class_expand: int = 1280, dropout_prob: float = 0.2):
@@ -115,19 +110,6 @@ class GhostNetNet(LastConvHead):
         x = self.flatten(self.dropout(self.head_conv(self.avg_pool(x))))
         return x if pre_logits else self.fc(x)
 
-    @staticmethod
-    def remap_checkpoint(state: dict) -> dict:
-        """PaddleClas's GhostNet keys -> ours."""
-        def rename(key: str) -> str:
-            for old, new in _PADDLECLAS_NAMES:
-                key = re.sub(old, new, key)
-            return key
-
-        return {rename(k): v for k, v in state.items()}
-
-
-_PADDLECLAS_NAMES = ((r"^_ghostbottleneck_(\d+)\.", r"blocks.\1."), (r"^fc_0\.", "head_conv."), (r"^fc_1\.", "fc."),
-                     (r"\._conv\.", ".conv."), (r"\._batch_norm\.", ".bn."))
 
 # kernel, expansion channels, out channels, SE, stride (at width 1.0)
 BLOCKS = (
@@ -141,15 +123,15 @@ _FAMILY = "GhostNet"
 
 @register_model(spec(family=_FAMILY, params_m=2.6, flops_g=0.04615, top1=0.6688, input_size=224))
 def GhostNet_x0_5(**kw):
-    return GhostNetNet(BLOCKS, scale=0.5, **kw)
+    return GhostNet(BLOCKS, scale=0.5, **kw)
 
 
 @register_model(spec(family=_FAMILY, params_m=5.21, flops_g=0.14878, top1=0.7402, input_size=224))
 def GhostNet_x1_0(**kw):
-    return GhostNetNet(BLOCKS, scale=1.0, **kw)
+    return GhostNet(BLOCKS, scale=1.0, **kw)
 
 
 @register_model(spec(family=_FAMILY, params_m=7.38, flops_g=0.23689, top1=0.7579, input_size=224,
                      weights=("in1k", "ssld")))
 def GhostNet_x1_3(**kw):
-    return GhostNetNet(BLOCKS, scale=1.3, **kw)
+    return GhostNet(BLOCKS, scale=1.3, **kw)

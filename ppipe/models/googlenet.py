@@ -22,7 +22,7 @@ import paddle.nn.functional as F
 from paddle import ParamAttr
 from paddle.nn.initializer import Uniform
 
-from ppipe.models.layers import LastConvHead
+from ppipe.models.layers import PooledClassifierNet
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -79,7 +79,7 @@ class AuxHead(nn.Layer):
         return self.out(self.dropout(self.act(self.fc(self.flatten(self.conv(self.pool(x)))))))
 
 
-class GoogLeNetNet(LastConvHead):
+class GoogLeNet(PooledClassifierNet):
     """conv1 (7x7/2) -> max-pool -> conv2 (1x1, 3x3) -> max-pool -> inception 3a-3b -> max-pool -> 4a-4e ->
     max-pool -> 5a-5b (features, [N, 1024, 7, 7]) -> global average pool -> dropout -> `fc`; auxiliary heads
     `aux1` on 4a and `aux2` on 4d in training mode."""
@@ -162,4 +162,4 @@ INCEPTIONS = {
 @register_model(spec(family="Inception", params_m=11.54, flops_g=1.44, top1=0.707, input_size=224, fixed_input=True,
                      name="GoogLeNet"))
 def googlenet(**kw):
-    return GoogLeNetNet(**kw)
+    return GoogLeNet(**kw)

@@ -14,8 +14,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ppipe.models.layers import ConvBNAct
-from ppipe.models.layers.resnet_blocks import uniform_linear
+from ppipe.models.layers import SEModule, ConvBNAct, new_classifier, rename_keys
+from ppipe.models.layers.classifier import uniform_linear
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -25,21 +25,12 @@ HEAD_MERGE_CHS = (256, 512, 1024)  # = 4 * HEAD_BOTTLENECK_CHS[1:]: what each me
 HEAD_FEATURES = 2048
 
 
-class LinearSE(nn.Layer):
-    """Squeeze-and-excitation with fully connected layers and a sigmoid gate, reduction 16 (HRNet's variant)."""
+PADDLECLAS_KEYS = ((r"\.se\.fc_squeeze\.", ".se.conv1."), (r"\.se\.fc_excitation\.", ".se.conv2."))
 
-    def __init__(self, channels: int, reduction: int = 16):
-        super().__init__()
-        mid = int(channels / reduction)
-        self.avg_pool = nn.AdaptiveAvgPool2D(1)
-        self.fc_squeeze = uniform_linear(channels, mid)
-        self.relu = nn.ReLU()
-        self.fc_excitation = uniform_linear(mid, channels)
 
-    def forward(self, x):
-        s = self.avg_pool(x).flatten(1)
-        s = F.sigmoid(self.fc_excitation(self.relu(self.fc_squeeze(s))))
-        return x * s.unsqueeze([2, 3])
+def _se(channels: int) -> SEModule:
+    """HRNet's squeeze-and-excitation: fully connected, reduction 16, sigmoid gate."""
+    return SEModule(channels, 16, gate="sigmoid", fc_layer=uniform_linear)
 
 
 class BasicBlock(nn.Layer):
@@ -49,7 +40,7 @@ class BasicBlock(nn.Layer):
         super().__init__()
         self.conv1 = ConvBNAct(channels, channels, 3, act="relu")
         self.conv2 = ConvBNAct(channels, channels, 3)
-        self.se = LinearSE(channels) if has_se else nn.Identity()
+        self.se = _se(channels) if has_se else nn.Identity()
         self.relu = nn.ReLU()
 
     def forward(self, x):
@@ -66,7 +57,7 @@ class BottleneckBlock(nn.Layer):
         self.conv2 = ConvBNAct(mid_chs, mid_chs, 3, act="relu")
         self.conv3 = ConvBNAct(mid_chs, out_chs, 1)
         self.conv_down = ConvBNAct(in_chs, out_chs, 1) if project else nn.Identity()
-        self.se = LinearSE(out_chs) if has_se else nn.Identity()
+        self.se = _se(out_chs) if has_se else nn.Identity()
         self.relu = nn.ReLU()
 
     def forward(self, x):
@@ -199,7 +190,12 @@ class HRNet(nn.Layer):
     def reset_classifier(self, num_classes: int) -> None:
         """A fresh `fc` with `num_classes` outputs (0: none, the model returns pooled features)."""
         self.num_classes = num_classes
-        self.fc = uniform_linear(HEAD_FEATURES, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc = new_classifier(HEAD_FEATURES, num_classes, uniform_linear)
+
+    @staticmethod
+    def remap_checkpoint(state: dict) -> dict:
+        """PaddleClas's SE layers `fc_squeeze`, `fc_excitation` -> our `SEModule`'s `conv1`, `conv2`."""
+        return rename_keys(state, PADDLECLAS_KEYS)
 
     def forward(self, x):
         return self.forward_head(self.forward_features(x))

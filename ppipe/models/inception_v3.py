@@ -2,7 +2,7 @@
 
 Stem, then blocks A (x3, 35x35), B (grid reduction), C (x4, factorised 7x7), D (grid reduction), E (x2, expanded
 3x3), pooled into a 2048-wide classifier. Keys are PaddleClas's as they are (`inception_stem.conv_1a_3x3.conv.weight`,
-`inception_block_list.3.branch3x3.bn._mean`, `fc.weight`). `ConvBNReLU` also serves Inception-v4.
+`inception_block_list.3.branch3x3.bn._mean`, `fc.weight`).
 """
 
 from __future__ import annotations
@@ -11,28 +11,11 @@ from __future__ import annotations
 import paddle
 import paddle.nn as nn
 
-from ppipe.models.layers import LastConvHead
-from ppipe.models.layers.resnet_blocks import uniform_linear
+from ppipe.models.layers import PooledClassifierNet
+from ppipe.models.layers.conv_bn_act import conv_bn_relu
+from ppipe.models.layers.classifier import uniform_linear
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
-
-Size = int | tuple[int, int]
-
-
-class ConvBNReLU(nn.Layer):
-    """Bias-free conv with explicit (possibly asymmetric) kernel and padding -> BatchNorm -> ReLU; keys
-    `conv.weight`, `bn.*`."""
-
-    bn_act_pairs = (("bn", "relu"),)  # `relu` applies to `bn`'s output only: fusable in CPU training
-
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: Size, stride: int = 1, padding: Size = 0):
-        super().__init__()
-        self.conv = nn.Conv2D(in_chs, out_chs, kernel_size, stride=stride, padding=padding, bias_attr=False)
-        self.bn = nn.BatchNorm2D(out_chs)
-        self.relu = nn.ReLU()
-
-    def forward(self, x):
-        return self.relu(self.bn(self.conv(x)))
 
 
 def _avg_pool_3x3(count_padding: bool) -> nn.AvgPool2D:
@@ -43,12 +26,12 @@ def _avg_pool_3x3(count_padding: bool) -> nn.AvgPool2D:
 class InceptionStem(nn.Layer):
     def __init__(self):
         super().__init__()
-        self.conv_1a_3x3 = ConvBNReLU(3, 32, 3, stride=2)
-        self.conv_2a_3x3 = ConvBNReLU(32, 32, 3)
-        self.conv_2b_3x3 = ConvBNReLU(32, 64, 3, padding=1)
+        self.conv_1a_3x3 = conv_bn_relu(3, 32, 3, stride=2)
+        self.conv_2a_3x3 = conv_bn_relu(32, 32, 3)
+        self.conv_2b_3x3 = conv_bn_relu(32, 64, 3, padding=1)
         self.max_pool = nn.MaxPool2D(kernel_size=3, stride=2)
-        self.conv_3b_1x1 = ConvBNReLU(64, 80, 1)
-        self.conv_4a_3x3 = ConvBNReLU(80, 192, 3)
+        self.conv_3b_1x1 = conv_bn_relu(64, 80, 1)
+        self.conv_4a_3x3 = conv_bn_relu(80, 192, 3)
 
     def forward(self, x):
         x = self.max_pool(self.conv_2b_3x3(self.conv_2a_3x3(self.conv_1a_3x3(x))))
@@ -60,14 +43,14 @@ class InceptionA(nn.Layer):
 
     def __init__(self, in_chs: int, pool_chs: int):
         super().__init__()
-        self.branch1x1 = ConvBNReLU(in_chs, 64, 1)
-        self.branch5x5_1 = ConvBNReLU(in_chs, 48, 1)
-        self.branch5x5_2 = ConvBNReLU(48, 64, 5, padding=2)
-        self.branch3x3dbl_1 = ConvBNReLU(in_chs, 64, 1)
-        self.branch3x3dbl_2 = ConvBNReLU(64, 96, 3, padding=1)
-        self.branch3x3dbl_3 = ConvBNReLU(96, 96, 3, padding=1)
+        self.branch1x1 = conv_bn_relu(in_chs, 64, 1)
+        self.branch5x5_1 = conv_bn_relu(in_chs, 48, 1)
+        self.branch5x5_2 = conv_bn_relu(48, 64, 5, padding=2)
+        self.branch3x3dbl_1 = conv_bn_relu(in_chs, 64, 1)
+        self.branch3x3dbl_2 = conv_bn_relu(64, 96, 3, padding=1)
+        self.branch3x3dbl_3 = conv_bn_relu(96, 96, 3, padding=1)
         self.branch_pool = _avg_pool_3x3(count_padding=True)
-        self.branch_pool_conv = ConvBNReLU(in_chs, pool_chs, 1)
+        self.branch_pool_conv = conv_bn_relu(in_chs, pool_chs, 1)
 
     def forward(self, x):
         return paddle.concat([
@@ -83,10 +66,10 @@ class InceptionB(nn.Layer):
 
     def __init__(self, in_chs: int):
         super().__init__()
-        self.branch3x3 = ConvBNReLU(in_chs, 384, 3, stride=2)
-        self.branch3x3dbl_1 = ConvBNReLU(in_chs, 64, 1)
-        self.branch3x3dbl_2 = ConvBNReLU(64, 96, 3, padding=1)
-        self.branch3x3dbl_3 = ConvBNReLU(96, 96, 3, stride=2)
+        self.branch3x3 = conv_bn_relu(in_chs, 384, 3, stride=2)
+        self.branch3x3dbl_1 = conv_bn_relu(in_chs, 64, 1)
+        self.branch3x3dbl_2 = conv_bn_relu(64, 96, 3, padding=1)
+        self.branch3x3dbl_3 = conv_bn_relu(96, 96, 3, stride=2)
         self.branch_pool = nn.MaxPool2D(kernel_size=3, stride=2)
 
     def forward(self, x):
@@ -103,17 +86,17 @@ class InceptionC(nn.Layer):
     def __init__(self, in_chs: int, mid_chs: int):
         super().__init__()
         row, col = dict(kernel_size=(1, 7), padding=(0, 3)), dict(kernel_size=(7, 1), padding=(3, 0))
-        self.branch1x1 = ConvBNReLU(in_chs, 192, 1)
-        self.branch7x7_1 = ConvBNReLU(in_chs, mid_chs, 1)
-        self.branch7x7_2 = ConvBNReLU(mid_chs, mid_chs, **row)
-        self.branch7x7_3 = ConvBNReLU(mid_chs, 192, **col)
-        self.branch7x7dbl_1 = ConvBNReLU(in_chs, mid_chs, 1)
-        self.branch7x7dbl_2 = ConvBNReLU(mid_chs, mid_chs, **col)
-        self.branch7x7dbl_3 = ConvBNReLU(mid_chs, mid_chs, **row)
-        self.branch7x7dbl_4 = ConvBNReLU(mid_chs, mid_chs, **col)
-        self.branch7x7dbl_5 = ConvBNReLU(mid_chs, 192, **row)
+        self.branch1x1 = conv_bn_relu(in_chs, 192, 1)
+        self.branch7x7_1 = conv_bn_relu(in_chs, mid_chs, 1)
+        self.branch7x7_2 = conv_bn_relu(mid_chs, mid_chs, **row)
+        self.branch7x7_3 = conv_bn_relu(mid_chs, 192, **col)
+        self.branch7x7dbl_1 = conv_bn_relu(in_chs, mid_chs, 1)
+        self.branch7x7dbl_2 = conv_bn_relu(mid_chs, mid_chs, **col)
+        self.branch7x7dbl_3 = conv_bn_relu(mid_chs, mid_chs, **row)
+        self.branch7x7dbl_4 = conv_bn_relu(mid_chs, mid_chs, **col)
+        self.branch7x7dbl_5 = conv_bn_relu(mid_chs, 192, **row)
         self.branch_pool = _avg_pool_3x3(count_padding=True)
-        self.branch_pool_conv = ConvBNReLU(in_chs, 192, 1)
+        self.branch_pool_conv = conv_bn_relu(in_chs, 192, 1)
 
     def forward(self, x):
         dbl = self.branch7x7dbl_3(self.branch7x7dbl_2(self.branch7x7dbl_1(x)))
@@ -130,12 +113,12 @@ class InceptionD(nn.Layer):
 
     def __init__(self, in_chs: int):
         super().__init__()
-        self.branch3x3_1 = ConvBNReLU(in_chs, 192, 1)
-        self.branch3x3_2 = ConvBNReLU(192, 320, 3, stride=2)
-        self.branch7x7x3_1 = ConvBNReLU(in_chs, 192, 1)
-        self.branch7x7x3_2 = ConvBNReLU(192, 192, (1, 7), padding=(0, 3))
-        self.branch7x7x3_3 = ConvBNReLU(192, 192, (7, 1), padding=(3, 0))
-        self.branch7x7x3_4 = ConvBNReLU(192, 192, 3, stride=2)
+        self.branch3x3_1 = conv_bn_relu(in_chs, 192, 1)
+        self.branch3x3_2 = conv_bn_relu(192, 320, 3, stride=2)
+        self.branch7x7x3_1 = conv_bn_relu(in_chs, 192, 1)
+        self.branch7x7x3_2 = conv_bn_relu(192, 192, (1, 7), padding=(0, 3))
+        self.branch7x7x3_3 = conv_bn_relu(192, 192, (7, 1), padding=(3, 0))
+        self.branch7x7x3_4 = conv_bn_relu(192, 192, 3, stride=2)
         self.branch_pool = nn.MaxPool2D(kernel_size=3, stride=2)
 
     def forward(self, x):
@@ -153,16 +136,16 @@ class InceptionE(nn.Layer):
     def __init__(self, in_chs: int):
         super().__init__()
         row, col = dict(kernel_size=(1, 3), padding=(0, 1)), dict(kernel_size=(3, 1), padding=(1, 0))
-        self.branch1x1 = ConvBNReLU(in_chs, 320, 1)
-        self.branch3x3_1 = ConvBNReLU(in_chs, 384, 1)
-        self.branch3x3_2a = ConvBNReLU(384, 384, **row)
-        self.branch3x3_2b = ConvBNReLU(384, 384, **col)
-        self.branch3x3dbl_1 = ConvBNReLU(in_chs, 448, 1)
-        self.branch3x3dbl_2 = ConvBNReLU(448, 384, 3, padding=1)
-        self.branch3x3dbl_3a = ConvBNReLU(384, 384, **row)
-        self.branch3x3dbl_3b = ConvBNReLU(384, 384, **col)
+        self.branch1x1 = conv_bn_relu(in_chs, 320, 1)
+        self.branch3x3_1 = conv_bn_relu(in_chs, 384, 1)
+        self.branch3x3_2a = conv_bn_relu(384, 384, **row)
+        self.branch3x3_2b = conv_bn_relu(384, 384, **col)
+        self.branch3x3dbl_1 = conv_bn_relu(in_chs, 448, 1)
+        self.branch3x3dbl_2 = conv_bn_relu(448, 384, 3, padding=1)
+        self.branch3x3dbl_3a = conv_bn_relu(384, 384, **row)
+        self.branch3x3dbl_3b = conv_bn_relu(384, 384, **col)
         self.branch_pool = _avg_pool_3x3(count_padding=True)
-        self.branch_pool_conv = ConvBNReLU(in_chs, 192, 1)
+        self.branch_pool_conv = conv_bn_relu(in_chs, 192, 1)
 
     def forward(self, x):
         b3 = self.branch3x3_1(x)
@@ -175,9 +158,11 @@ class InceptionE(nn.Layer):
         ], axis=1)
 
 
-class InceptionV3Net(LastConvHead):
+class InceptionV3(PooledClassifierNet):
     """`inception_stem` -> `inception_block_list` (A x3, B, C x4, D, E x2) -> features [N, 2048, 8, 8] at 299 px
     -> global average pool -> dropout -> `fc`."""
+
+    classifier_layer = staticmethod(uniform_linear)  # PaddleClas's init: uniform in +-1/sqrt(fan_in)
 
     def __init__(self, num_classes: int = 1000, dropout_prob: float = 0.2):
         super().__init__()
@@ -198,14 +183,9 @@ class InceptionV3Net(LastConvHead):
             x = block(x)
         return x
 
-    def reset_classifier(self, num_classes: int) -> None:
-        super().reset_classifier(num_classes)
-        if num_classes > 0:  # PaddleClas's init: uniform in +-1/sqrt(fan_in)
-            self.fc = uniform_linear(self.head_hidden_size, num_classes)
-
 
 # 75 px is the smallest input that survives the stem's and the two grid reductions' unpadded strides.
 @register_model(spec(family="Inception", params_m=23.87, flops_g=5.73, top1=0.7914, input_size=299,
                      min_input_size=75, name="InceptionV3"))
 def inception_v3(**kw):
-    return InceptionV3Net(**kw)
+    return InceptionV3(**kw)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import paddle
 import paddle.nn as nn
 
-from ppipe.models.inception_v3 import ConvBNReLU
-from ppipe.models.layers import LastConvHead
-from ppipe.models.layers.resnet_blocks import uniform_linear
+from ppipe.models.layers import PooledClassifierNet, classifier_rule
+from ppipe.models.layers.conv_bn_act import conv_bn_relu
+from ppipe.models.layers.classifier import uniform_linear
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -33,18 +33,18 @@ class InceptionStem(nn.Layer):
 
     def __init__(self):
         super().__init__()
-        self.conv_1 = ConvBNReLU(3, 32, 3, stride=2)
-        self.conv_2 = ConvBNReLU(32, 32, 3)
-        self.conv_3 = ConvBNReLU(32, 64, 3, padding=1)
+        self.conv_1 = conv_bn_relu(3, 32, 3, stride=2)
+        self.conv_2 = conv_bn_relu(32, 32, 3)
+        self.conv_3 = conv_bn_relu(32, 64, 3, padding=1)
         self.pool = nn.MaxPool2D(kernel_size=3, stride=2)
-        self.conv2 = ConvBNReLU(64, 96, 3, stride=2)
-        self.conv1_1 = ConvBNReLU(160, 64, 1)
-        self.conv1_2 = ConvBNReLU(64, 96, 3)
-        self.conv2_1 = ConvBNReLU(160, 64, 1)
-        self.conv2_2 = ConvBNReLU(64, 64, **COL7)
-        self.conv2_3 = ConvBNReLU(64, 64, **ROW7)
-        self.conv2_4 = ConvBNReLU(64, 96, 3)
-        self.conv3 = ConvBNReLU(192, 192, 3, stride=2)
+        self.conv2 = conv_bn_relu(64, 96, 3, stride=2)
+        self.conv1_1 = conv_bn_relu(160, 64, 1)
+        self.conv1_2 = conv_bn_relu(64, 96, 3)
+        self.conv2_1 = conv_bn_relu(160, 64, 1)
+        self.conv2_2 = conv_bn_relu(64, 64, **COL7)
+        self.conv2_3 = conv_bn_relu(64, 64, **ROW7)
+        self.conv2_4 = conv_bn_relu(64, 96, 3)
+        self.conv3 = conv_bn_relu(192, 192, 3, stride=2)
 
     def forward(self, x):
         x = self.conv_3(self.conv_2(self.conv_1(x)))
@@ -60,13 +60,13 @@ class InceptionA(nn.Layer):
     def __init__(self):
         super().__init__()
         self.pool = _avg_pool_3x3()
-        self.conv1 = ConvBNReLU(384, 96, 1)
-        self.conv2 = ConvBNReLU(384, 96, 1)
-        self.conv3_1 = ConvBNReLU(384, 64, 1)
-        self.conv3_2 = ConvBNReLU(64, 96, 3, padding=1)
-        self.conv4_1 = ConvBNReLU(384, 64, 1)
-        self.conv4_2 = ConvBNReLU(64, 96, 3, padding=1)
-        self.conv4_3 = ConvBNReLU(96, 96, 3, padding=1)
+        self.conv1 = conv_bn_relu(384, 96, 1)
+        self.conv2 = conv_bn_relu(384, 96, 1)
+        self.conv3_1 = conv_bn_relu(384, 64, 1)
+        self.conv3_2 = conv_bn_relu(64, 96, 3, padding=1)
+        self.conv4_1 = conv_bn_relu(384, 64, 1)
+        self.conv4_2 = conv_bn_relu(64, 96, 3, padding=1)
+        self.conv4_3 = conv_bn_relu(96, 96, 3, padding=1)
 
     def forward(self, x):
         return paddle.concat([self.conv1(self.pool(x)), self.conv2(x), self.conv3_2(self.conv3_1(x)),
@@ -79,10 +79,10 @@ class ReductionA(nn.Layer):
     def __init__(self):
         super().__init__()
         self.pool = nn.MaxPool2D(kernel_size=3, stride=2)
-        self.conv2 = ConvBNReLU(384, 384, 3, stride=2)
-        self.conv3_1 = ConvBNReLU(384, 192, 1)
-        self.conv3_2 = ConvBNReLU(192, 224, 3, padding=1)
-        self.conv3_3 = ConvBNReLU(224, 256, 3, stride=2)
+        self.conv2 = conv_bn_relu(384, 384, 3, stride=2)
+        self.conv3_1 = conv_bn_relu(384, 192, 1)
+        self.conv3_2 = conv_bn_relu(192, 224, 3, padding=1)
+        self.conv3_3 = conv_bn_relu(224, 256, 3, stride=2)
 
     def forward(self, x):
         return paddle.concat([self.pool(x), self.conv2(x), self.conv3_3(self.conv3_2(self.conv3_1(x)))], axis=1)
@@ -94,16 +94,16 @@ class InceptionB(nn.Layer):
     def __init__(self):
         super().__init__()
         self.pool = _avg_pool_3x3()
-        self.conv1 = ConvBNReLU(1024, 128, 1)
-        self.conv2 = ConvBNReLU(1024, 384, 1)
-        self.conv3_1 = ConvBNReLU(1024, 192, 1)
-        self.conv3_2 = ConvBNReLU(192, 224, **ROW7)
-        self.conv3_3 = ConvBNReLU(224, 256, **COL7)
-        self.conv4_1 = ConvBNReLU(1024, 192, 1)
-        self.conv4_2 = ConvBNReLU(192, 192, **ROW7)
-        self.conv4_3 = ConvBNReLU(192, 224, **COL7)
-        self.conv4_4 = ConvBNReLU(224, 224, **ROW7)
-        self.conv4_5 = ConvBNReLU(224, 256, **COL7)
+        self.conv1 = conv_bn_relu(1024, 128, 1)
+        self.conv2 = conv_bn_relu(1024, 384, 1)
+        self.conv3_1 = conv_bn_relu(1024, 192, 1)
+        self.conv3_2 = conv_bn_relu(192, 224, **ROW7)
+        self.conv3_3 = conv_bn_relu(224, 256, **COL7)
+        self.conv4_1 = conv_bn_relu(1024, 192, 1)
+        self.conv4_2 = conv_bn_relu(192, 192, **ROW7)
+        self.conv4_3 = conv_bn_relu(192, 224, **COL7)
+        self.conv4_4 = conv_bn_relu(224, 224, **ROW7)
+        self.conv4_5 = conv_bn_relu(224, 256, **COL7)
 
     def forward(self, x):
         b4 = self.conv4_3(self.conv4_2(self.conv4_1(x)))
@@ -117,12 +117,12 @@ class ReductionB(nn.Layer):
     def __init__(self):
         super().__init__()
         self.pool = nn.MaxPool2D(kernel_size=3, stride=2)
-        self.conv2_1 = ConvBNReLU(1024, 192, 1)
-        self.conv2_2 = ConvBNReLU(192, 192, 3, stride=2)
-        self.conv3_1 = ConvBNReLU(1024, 256, 1)
-        self.conv3_2 = ConvBNReLU(256, 256, **ROW7)
-        self.conv3_3 = ConvBNReLU(256, 320, **COL7)
-        self.conv3_4 = ConvBNReLU(320, 320, 3, stride=2)
+        self.conv2_1 = conv_bn_relu(1024, 192, 1)
+        self.conv2_2 = conv_bn_relu(192, 192, 3, stride=2)
+        self.conv3_1 = conv_bn_relu(1024, 256, 1)
+        self.conv3_2 = conv_bn_relu(256, 256, **ROW7)
+        self.conv3_3 = conv_bn_relu(256, 320, **COL7)
+        self.conv3_4 = conv_bn_relu(320, 320, 3, stride=2)
 
     def forward(self, x):
         b3 = self.conv3_4(self.conv3_3(self.conv3_2(self.conv3_1(x))))
@@ -135,16 +135,16 @@ class InceptionC(nn.Layer):
     def __init__(self):
         super().__init__()
         self.pool = _avg_pool_3x3()
-        self.conv1 = ConvBNReLU(1536, 256, 1)
-        self.conv2 = ConvBNReLU(1536, 256, 1)
-        self.conv3_0 = ConvBNReLU(1536, 384, 1)
-        self.conv3_1 = ConvBNReLU(384, 256, **ROW3)
-        self.conv3_2 = ConvBNReLU(384, 256, **COL3)
-        self.conv4_0 = ConvBNReLU(1536, 384, 1)
-        self.conv4_00 = ConvBNReLU(384, 448, **ROW3)
-        self.conv4_000 = ConvBNReLU(448, 512, **COL3)
-        self.conv4_1 = ConvBNReLU(512, 256, **ROW3)
-        self.conv4_2 = ConvBNReLU(512, 256, **COL3)
+        self.conv1 = conv_bn_relu(1536, 256, 1)
+        self.conv2 = conv_bn_relu(1536, 256, 1)
+        self.conv3_0 = conv_bn_relu(1536, 384, 1)
+        self.conv3_1 = conv_bn_relu(384, 256, **ROW3)
+        self.conv3_2 = conv_bn_relu(384, 256, **COL3)
+        self.conv4_0 = conv_bn_relu(1536, 384, 1)
+        self.conv4_00 = conv_bn_relu(384, 448, **ROW3)
+        self.conv4_000 = conv_bn_relu(448, 512, **COL3)
+        self.conv4_1 = conv_bn_relu(512, 256, **ROW3)
+        self.conv4_2 = conv_bn_relu(512, 256, **COL3)
 
     def forward(self, x):
         b3 = self.conv3_0(x)
@@ -153,9 +153,14 @@ class InceptionC(nn.Layer):
                               self.conv4_1(b4), self.conv4_2(b4)], axis=1)
 
 
-class InceptionV4Net(LastConvHead):
+class InceptionV4(PooledClassifierNet):
     """`inception_stem` -> inceptionA_1..4 -> reductionA -> inceptionB_1..7 -> reductionB -> inceptionC_1..3
     (features [N, 1536, 8, 8] at 299 px) -> global average pool -> dropout -> `fc`."""
+
+    classifier_layer = staticmethod(uniform_linear)  # PaddleClas's init: uniform in +-1/sqrt(fan_in)
+    # PaddleClas's names without their leading underscores (but BN's `_mean`, `_variance`), `batch_norm` -> `bn`
+    paddleclas_key_rules = ((r"(^|\.)_(?!mean$|variance$)", r"\1"), (r"(^|\.)batch_norm\.", r"\1bn."),
+                            classifier_rule("out"))
 
     def __init__(self, num_classes: int = 1000, dropout_prob: float = 0.2):
         super().__init__()
@@ -171,31 +176,15 @@ class InceptionV4Net(LastConvHead):
         # dropout on the pooled features; "downscale_in_infer" scales by (1 - p) at inference, as PaddleClas does
         self.dropout = nn.Dropout(p=dropout_prob, mode="downscale_in_infer")
 
-    @staticmethod
-    def remap_checkpoint(state: dict) -> dict:
-        """PaddleClas keys -> ours: no leading underscores, `_batch_norm` -> `bn`, `out` -> `fc`."""
-        renames = {"batch_norm": "bn", "out": "fc"}
-
-        def rename(key: str) -> str:
-            parts = [p[1:] if p.startswith("_") and p not in ("_mean", "_variance") else p for p in key.split(".")]
-            return ".".join(renames.get(p, p) for p in parts)
-
-        return {rename(k): v for k, v in state.items()}
-
     def forward_features(self, x):
         x = self.inception_stem(x)
         for name in self.block_names:
             x = getattr(self, name)(x)
         return x
 
-    def reset_classifier(self, num_classes: int) -> None:
-        super().reset_classifier(num_classes)
-        if num_classes > 0:  # PaddleClas's init: uniform in +-1/sqrt(fan_in)
-            self.fc = uniform_linear(self.head_hidden_size, num_classes)
-
 
 # 75 px is the smallest input that survives the stem's and the two reductions' unpadded strides.
 @register_model(spec(family="Inception", params_m=42.74, flops_g=12.29, top1=0.8077, input_size=299,
                      min_input_size=75, name="InceptionV4"))
 def inception_v4(**kw):
-    return InceptionV4Net(**kw)
+    return InceptionV4(**kw)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import paddle
 import paddle.nn as nn
 
-from ppipe.models.layers import ConvBNAct, LastConvHead, create_act, make_divisible
+from ppipe.models.layers import ConvBNAct, PooledClassifierNet, SEModule, create_act, make_divisible
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -65,20 +65,6 @@ def _depthwise(chs: int, groups: int, stride: int, act: str) -> nn.Layer:
             else MixConvBNAct(chs, chs, [3 + 2 * i for i in range(groups)], stride=stride, depthwise=True, act=act))
 
 
-class MixSE(nn.Layer):
-    """Squeeze-and-excitation with the block's activation inside and a sigmoid gate."""
-
-    def __init__(self, chs: int, mid_chs: int, act: str):
-        super().__init__()
-        self.pool = nn.AdaptiveAvgPool2D(1)
-        self.conv1 = nn.Conv2D(chs, mid_chs, 1)
-        self.activ = create_act(act)
-        self.conv2 = nn.Conv2D(mid_chs, chs, 1)
-
-    def forward(self, x):
-        return x * nn.functional.sigmoid(self.conv2(self.activ(self.conv1(self.pool(x)))))
-
-
 class MixUnit(nn.Layer):
     """(expand 1x1, grouped into `exp_groups`) -> mixed depthwise (`dw_groups` kernel sizes) -> optional SE ->
     linear 1x1 (grouped into `proj_groups`), + identity when shapes allow. Row fields as in `STAGES`."""
@@ -90,7 +76,8 @@ class MixUnit(nn.Layer):
         mid_chs = in_chs * exp_factor
         self.exp_conv = _pointwise(in_chs, mid_chs, exp_groups, act) if exp_factor > 1 else nn.Identity()
         self.conv1 = _depthwise(mid_chs, dw_groups, stride, act)
-        self.se = MixSE(mid_chs, mid_chs // (exp_factor * se_factor), act) if se_factor > 0 else nn.Identity()
+        self.se = (SEModule(mid_chs, rd_channels=mid_chs // (exp_factor * se_factor), act=act, gate="sigmoid")
+                   if se_factor > 0 else nn.Identity())
         self.conv2 = _pointwise(mid_chs, out_chs, proj_groups, None)
 
     def forward(self, x):
@@ -98,7 +85,7 @@ class MixUnit(nn.Layer):
         return x + y if self.has_shortcut else y
 
 
-class MixNetNet(LastConvHead):
+class MixNet(PooledClassifierNet):
     """`features`: `init_block` (3x3 stem + a plain unit), `stage1`..`stage4`, 1x1 `final_block` -> pool -> `fc`.
 
     `stages`: per stage, rows (out channels, exp groups, dw groups, proj groups, expansion, SE factor);
@@ -154,14 +141,14 @@ _FAMILY = "MixNet"
 
 @register_model(spec(family=_FAMILY, params_m=4.167, flops_g=0.25298, top1=0.7628, input_size=224))
 def MixNet_S(**kw):
-    return MixNetNet(SMALL, stem_chs=16, **kw)
+    return MixNet(SMALL, stem_chs=16, **kw)
 
 
 @register_model(spec(family=_FAMILY, params_m=5.065, flops_g=0.35712, top1=0.7767, input_size=224))
 def MixNet_M(**kw):
-    return MixNetNet(MEDIUM, stem_chs=24, **kw)
+    return MixNet(MEDIUM, stem_chs=24, **kw)
 
 
 @register_model(spec(family=_FAMILY, params_m=7.384, flops_g=0.57902, top1=0.786, input_size=224))
 def MixNet_L(**kw):
-    return MixNetNet(MEDIUM, stem_chs=24, scale=1.3, **kw)
+    return MixNet(MEDIUM, stem_chs=24, scale=1.3, **kw)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import paddle.nn as nn
 from paddle.nn.initializer import KaimingNormal
 
-from ppipe.models.layers import ConvBNAct, LastConvHead
+from ppipe.models.layers import ConvBNAct, PooledClassifierNet
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -27,7 +27,7 @@ class DepthwiseSeparable(nn.Layer):
         return self.pointwise_conv(self.depthwise_conv(x))
 
 
-class MobileNetV1Net(LastConvHead):
+class MobileNetV1Net(PooledClassifierNet):
     """Stem `conv` -> depthwise-separable `blocks` (features) -> pool -> `fc`.
 
     `cfg`: rows (out channels, stride) of the blocks at width 1.0 (default `BLOCKS`); `scale` the width multiplier.

@@ -7,23 +7,31 @@ its MobileNetV3 (`stages.1.1.expand_conv.bn`) and `remap_checkpoint` translates 
 
 from __future__ import annotations
 
-import re
 
 import paddle.nn as nn
 
-from ppipe.models.layers import ConvBNAct, LastConvHead
+from ppipe.models.layers import ConvBNAct, PooledClassifierNet, PADDLECLAS_CONV_BN, classifier_rule
 from ppipe.models.layers.inverted_residual import InvertedResidual
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
 
-class MobileNetV2Net(LastConvHead):
+# PaddleClas's MobileNetV2 keys: `conv{k}` is stage k-2, its first block `_first_block`, block j `conv{k}_{j}`.
+PADDLECLAS_KEYS = ((r"^conv(\d)\._first_block\.", lambda m: f"stages.{int(m[1]) - 2}.0."),
+                   (r"^conv(\d)\.conv\d_(\d+)\.", lambda m: f"stages.{int(m[1]) - 2}.{int(m[2]) - 1}."),
+                   (r"^conv1\.", "stem."), (r"^conv9\.", "final_conv."), classifier_rule("out"),
+                   (r"(^|\.)_(expand|bottleneck|linear)_conv\.", r"\1\2_conv."), *PADDLECLAS_CONV_BN)
+
+
+class MobileNetV2Net(PooledClassifierNet):
     """Stem `stem` -> `stages` -> `final_conv` (features) -> pool -> `fc`.
 
     `cfg`: rows (expansion t, out channels at width 1.0, blocks n, stride of the first block); `scale` the width
     multiplier. Widths are truncated (`int(c * scale)`) as in PaddleClas; the final conv keeps 1280 channels
     unless `scale > 1`.
     """
+
+    paddleclas_key_rules = PADDLECLAS_KEYS
 
     def __init__(self, cfg=None, scale: float = 1.0, num_classes: int = 1000, stem_chs: int = 32,
                  final_chs: int = 1280):
@@ -47,23 +55,8 @@ class MobileNetV2Net(LastConvHead):
     def forward_features(self, x):
         return self.final_conv(self.stages(self.stem(x)))
 
-    @staticmethod
-    def remap_checkpoint(state: dict) -> dict:
-        """PaddleClas's MobileNetV2 keys -> ours (`conv{k}` is stage k-2; its first block `_first_block`, block j
-        `conv{k}_{j}`)."""
-        def rename(key: str) -> str:
-            key = re.sub(r"^conv(\d)\._first_block\.", lambda m: f"stages.{int(m[1]) - 2}.0.", key)
-            key = re.sub(r"^conv(\d)\.conv\d_(\d+)\.", lambda m: f"stages.{int(m[1]) - 2}.{int(m[2]) - 1}.", key)
-            for old, new in _PADDLECLAS_NAMES:
-                key = re.sub(old, new, key)
-            return key
-
-        return {rename(k): v for k, v in state.items()}
 
 
-_PADDLECLAS_NAMES = ((r"^conv1\.", "stem."), (r"^conv9\.", "final_conv."), (r"^out\.", "fc."),
-                     (r"(^|\.)_(expand|bottleneck|linear)_conv\.", r"\1\2_conv."), (r"\._conv\.", ".conv."),
-                     (r"\._batch_norm\.", ".bn."))
 
 # expansion t, out channels at width 1.0, blocks n, first stride s
 STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))

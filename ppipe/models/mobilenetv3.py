@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import paddle.nn as nn
 
-from ppipe.models.layers import ConvBNAct, LastConvHead, SEModule, make_divisible
+from ppipe.models.layers import ConvBNAct, PooledClassifierNet, SEModule, make_divisible
 from ppipe.models.layers.inverted_residual import InvertedResidual
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
@@ -15,7 +15,7 @@ from ppipe.models.spec import spec
 SE_GATE_SLOPE = 0.2  # PaddleClas's MobileNetV3 gate: hardsigmoid(0.2 x + 0.5), not paddle's 1/6
 
 
-class MobileNetV3(LastConvHead):
+class MobileNetV3(PooledClassifierNet):
     """Stem -> inverted residual `blocks` -> `last_second_conv` (features) -> last-conv head.
 
     `cfg`: rows (kernel, expansion channels, out channels, SE, activation, stride) at width 1.0; `scale` is

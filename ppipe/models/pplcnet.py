@@ -10,7 +10,7 @@ from typing import Sequence
 import paddle.nn as nn
 from paddle.nn.initializer import KaimingNormal
 
-from ppipe.models.layers import ConvBNAct, LastConvHead, SEModule, make_divisible
+from ppipe.models.layers import ConvBNAct, PooledClassifierNet, SEModule, make_divisible
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -30,7 +30,7 @@ class DepthwiseSeparable(nn.Layer):
         return self.pw_conv(self.se(self.dw_conv(x)))
 
 
-class PPLCNet(LastConvHead):
+class PPLCNet(PooledClassifierNet):
     """Stem `conv1` -> `blocks2`..`blocks6` (features) -> last-conv head.
 
     `stride_list`: strides of the stem and of the first block of stages 3-6; `lr_mult_list`: learning-rate

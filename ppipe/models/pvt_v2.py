@@ -7,10 +7,9 @@ the last stage's tokens. The `_Linear` variant pools keys/values to 7 x 7 instea
 
 from __future__ import annotations
 
-import numpy as np
 import paddle.nn as nn
 
-from ppipe.models.layers import DropPath
+from ppipe.models.layers import DropPath, stochastic_depth_rates
 from ppipe.models.layers.patch_embed import PatchEmbed
 from ppipe.models.layers.token_head import TokenMeanHead, init_transformer_weights
 from ppipe.models.layers.spatial_reduction_attention import SpatialReductionAttention
@@ -75,7 +74,7 @@ class PyramidVisionTransformerV2(TokenMeanHead, nn.Layer):
                  attn_drop_rate: float = 0.0, drop_path_rate: float = 0.0):
         super().__init__()
         self.num_stages = len(depths)
-        drop_paths = np.linspace(0, drop_path_rate, sum(depths)).tolist()
+        drop_paths = stochastic_depth_rates(drop_path_rate, sum(depths))
         for i, (dim, heads, ratio, depth, sr) in enumerate(zip(embed_dims, num_heads, mlp_ratios, depths,
                                                                sr_ratios)):
             first = i == 0
@@ -101,7 +100,6 @@ class PyramidVisionTransformerV2(TokenMeanHead, nn.Layer):
             if i < self.num_stages:  # back to a map for the next stage's patch embedding
                 x = x.transpose([0, 2, 1]).reshape([0, 0, H, W])
         return x
-
 
 
 def _create(depths, embed_dims=(64, 128, 320, 512), mlp_ratios=(8, 8, 4, 4), **kw) -> PyramidVisionTransformerV2:

@@ -8,15 +8,14 @@ PaddleClas. Its layer names (`s1_b1.conv0._conv`) map onto ppipe's (`stages.0.0.
 from __future__ import annotations
 
 import itertools
-import re
 
 import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ppipe.models.layers import ConvBNAct, LastConvHead
-from ppipe.models.layers.resnet_blocks import uniform_linear
+from ppipe.models.layers import ConvBNAct, PooledClassifierNet, PADDLECLAS_CONV_BN, classifier_rule
+from ppipe.models.layers.classifier import uniform_linear
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -39,6 +38,14 @@ def regnet_stages(w_a: float, w_0: int, w_m: float, depth: int, group_w: int, q:
     return stages
 
 
+# PaddleClas -> ppipe names: stem `conv`, blocks `s{stage}_b{block}` (from 1) holding `conv0`, `conv1`, `conv2` and
+# `short`, ConvBN parts `_conv` / `_batch_norm`, classifier `out`.
+_BLOCK_PART = {"conv0": "conv1", "conv1": "conv2", "conv2": "conv3", "short": "shortcut"}
+PADDLECLAS_KEYS = ((r"^s(\d+)_b(\d+)\.(conv[012]|short)\.",
+                    lambda m: f"stages.{int(m[1]) - 1}.{int(m[2]) - 1}.{_BLOCK_PART[m[3]]}."),
+                   (r"^conv\._", "stem._"), *PADDLECLAS_CONV_BN, classifier_rule("out"))
+
+
 class RegNetBottleneck(nn.Layer):
     """1x1 -> grouped 3x3 (stride) -> 1x1, + identity or 1x1 projection, ReLU; one width throughout."""
 
@@ -56,9 +63,12 @@ class RegNetBottleneck(nn.Layer):
         return F.relu(paddle.add(self.shortcut(x) if self.has_projection else x, y))
 
 
-class RegNet(LastConvHead):
+class RegNet(PooledClassifierNet):
     """3x3 stem (stride 2, 32 channels) -> stages of bottlenecks, each starting with stride 2 (features) ->
     global pool -> `fc`."""
+
+    classifier_layer = staticmethod(uniform_linear)
+    paddleclas_key_rules = PADDLECLAS_KEYS
 
     def __init__(self, w_a: float, w_0: int, w_m: float, depth: int, group_w: int, q: int = 8,
                  num_classes: int = 1000):
@@ -74,28 +84,6 @@ class RegNet(LastConvHead):
 
     def forward_features(self, x):
         return self.stages(self.stem(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = uniform_linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
-
-    @staticmethod
-    def remap_checkpoint(state: dict) -> dict:
-        """PaddleClas's keys -> ppipe's; ppipe's own keys pass unchanged."""
-        return {_ppipe_key(k): v for k, v in state.items()}
-
-
-# PaddleClas -> ppipe names: stem `conv`, blocks `s{stage}_b{block}` (from 1) holding `conv0`, `conv1`, `conv2` and
-# `short`, ConvBN parts `_conv` / `_batch_norm`, classifier `out`.
-_BLOCK = re.compile(r"^s(\d+)_b(\d+)\.(conv[012]|short)\.")
-_BLOCK_PART = {"conv0": "conv1", "conv1": "conv2", "conv2": "conv3", "short": "shortcut"}
-
-
-def _ppipe_key(key: str) -> str:
-    key = _BLOCK.sub(lambda m: f"stages.{int(m[1]) - 1}.{int(m[2]) - 1}.{_BLOCK_PART[m[3]]}.", key)
-    key = re.sub(r"^conv\._", "stem._", key)
-    key = key.replace("._conv.", ".conv.").replace("._batch_norm.", ".bn.")
-    return re.sub(r"^out\.", "fc.", key)
 
 
 @register_model(spec(family="RegNet", params_m=22.23, flops_g=4.0, top1=0.785))

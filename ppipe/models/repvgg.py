@@ -12,7 +12,7 @@ from __future__ import annotations
 import paddle
 import paddle.nn as nn
 
-from ppipe.models.layers import ConvBNAct, LastConvHead
+from ppipe.models.layers import ConvBNAct, PooledClassifierNet
 from ppipe.models.layers.reparameterize import fuse_conv_bn, identity_kernel, pad_kernel
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
@@ -60,7 +60,7 @@ class RepVGGBlock(nn.Layer):
         self.is_reparameterized = True
 
 
-class RepVGG(LastConvHead):
+class RepVGG(PooledClassifierNet):
     """`stage0` (one stride-2 block) -> `stage1`..`stage4` (first block stride 2) -> features -> global average
     pool -> `fc`.
 

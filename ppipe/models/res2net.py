@@ -7,14 +7,14 @@ ppipe keeps a clean structure (`stages.0.0.scale_convs.0.conv`) and `Res2Net.rem
 
 from __future__ import annotations
 
-import re
 
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ppipe.models.layers import ConvBNAct, LastConvHead
-from ppipe.models.layers.resnet_blocks import STEM_7X7, STEM_DEEP, make_stem, projection_shortcut, uniform_linear
+from ppipe.models.layers import ConvBNAct, PooledClassifierNet, PADDLECLAS_CONV_BN, classifier_rule
+from ppipe.models.layers.resnet_blocks import STEM_7X7, STEM_DEEP, make_stem, projection_shortcut
+from ppipe.models.layers.classifier import uniform_linear
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -54,12 +54,25 @@ class Res2NetBottleneck(nn.Layer):
         return F.relu(paddle.add(self.shortcut(x), y))
 
 
-class Res2Net(LastConvHead):
+# PaddleClas -> ppipe names: stems `conv1` / `conv1_{1,2,3}`, blocks `bb_{stage}_{index}` holding `conv0`,
+# `res{...}_branch2b_{n}` (n from 1), `conv2` and `short`, ConvBN parts `_conv` / `_batch_norm`, classifier `out`.
+_BLOCK_PART = {"conv0": "conv1", "conv2": "conv3", "short": "shortcut"}
+PADDLECLAS_KEYS = (*PADDLECLAS_CONV_BN, (r"^conv1(?:_(\d))?\.", lambda m: f"stem.{int(m[1] or 1) - 1}."),
+                   (r"^bb_(\d+)_(\d+)\.(conv0|conv2|short|res\w+?_branch2b_(\d+))\.",
+                    lambda m: f"stages.{m[1]}.{m[2]}." + (f"scale_convs.{int(m[4]) - 1}." if m[4]
+                                                          else f"{_BLOCK_PART[m[3]]}.")),
+                   classifier_rule("out"))
+
+
+class Res2Net(PooledClassifierNet):
     """Stem (one 7x7 conv, or three 3x3 convs when `vd`) -> max-pool -> four stages of Res2Net bottlenecks
     (features, 2048 channels) -> global pool -> `fc`.
 
     `width`: channels of one scale group in the first stage (doubling per stage); `scales`: groups per block.
     """
+
+    classifier_layer = staticmethod(uniform_linear)
+    paddleclas_key_rules = PADDLECLAS_KEYS
 
     def __init__(self, layers: int = 50, scales: int = 4, width: int = 26, vd: bool = False,
                  num_classes: int = 1000):
@@ -79,30 +92,6 @@ class Res2Net(LastConvHead):
 
     def forward_features(self, x):
         return self.stages(self.stem_pool(self.stem(x)))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = uniform_linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
-
-    @staticmethod
-    def remap_checkpoint(state: dict) -> dict:
-        """PaddleClas's keys -> ppipe's; ppipe's own keys pass unchanged."""
-        return {_ppipe_key(k): v for k, v in state.items()}
-
-
-# PaddleClas -> ppipe names: stems `conv1` / `conv1_{1,2,3}`, blocks `bb_{stage}_{index}` holding `conv0`,
-# `res{...}_branch2b_{n}` (n from 1), `conv2` and `short`, ConvBN parts `_conv` / `_batch_norm`, classifier `out`.
-_STEM = re.compile(r"^conv1(?:_(\d))?\.")
-_BLOCK = re.compile(r"^bb_(\d+)_(\d+)\.(conv0|conv2|short|res\w+?_branch2b_(\d+))\.")
-_BLOCK_PART = {"conv0": "conv1", "conv2": "conv3", "short": "shortcut"}
-
-
-def _ppipe_key(key: str) -> str:
-    key = key.replace("._conv.", ".conv.").replace("._batch_norm.", ".bn.")
-    key = _STEM.sub(lambda m: f"stem.{int(m[1] or 1) - 1}.", key)
-    key = _BLOCK.sub(lambda m: f"stages.{m[1]}.{m[2]}." + (
-        f"scale_convs.{int(m[4]) - 1}." if m[4] else f"{_BLOCK_PART[m[3]]}."), key)
-    return re.sub(r"^out\.", "fc.", key)
 
 
 def _create(layers: int, scales: int, width: int, vd: bool, **kw) -> Res2Net:

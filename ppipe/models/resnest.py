@@ -7,14 +7,14 @@ map onto ppipe's clean ones (`stages.1.0.conv2.radix_conv.conv`) in `ResNeSt.rem
 
 from __future__ import annotations
 
-import re
 
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ppipe.models.layers import ConvBNAct, LastConvHead
-from ppipe.models.layers.resnet_blocks import make_stem, projection_shortcut, uniform_linear
+from ppipe.models.layers import ConvBNAct, PooledClassifierNet, PADDLECLAS_CONV_BN, classifier_rule
+from ppipe.models.layers.resnet_blocks import make_stem, projection_shortcut
+from ppipe.models.layers.classifier import uniform_linear
 from ppipe.models.layers.split_attention import SplitAttn
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
@@ -52,9 +52,22 @@ class ResNeStBottleneck(nn.Layer):
         return F.relu(paddle.add(self.shortcut(x), y))
 
 
-class ResNeSt(LastConvHead):
+# PaddleClas -> ppipe names: stem `stem.conv{1,2,3}`, blocks `layer{s}.layer{s}_bottleneck_{i}` (s from 1), split
+# attention `conv2.conv{1,2,3}`, shortcut conv `conv4` and its BN the block's own `_batch_norm`, classifier `out`.
+_BLOCK_PART = {"conv2.conv1.": "conv2.radix_conv.", "conv2.conv2.": "conv2.attn_reduce.",
+               "conv2.conv3.": "conv2.attn_expand.", "conv4.": "shortcut.conv.", "_batch_norm.": "shortcut.bn."}
+PADDLECLAS_KEYS = ((r"^stem\.conv(\d)\.", lambda m: f"stem.{int(m[1]) - 1}."),
+                   (r"^layer(\d)\.layer\d_bottleneck_(\d+)\.(conv2\.conv[123]\.|conv4\.|_batch_norm\.)?",
+                    lambda m: f"stages.{int(m[1]) - 1}.{m[2]}." + _BLOCK_PART.get(m[3] or "", "")),
+                   *PADDLECLAS_CONV_BN, classifier_rule("out"))
+
+
+class ResNeSt(PooledClassifierNet):
     """Deep stem (three 3x3 convs, `stem_width` -> 2 x `stem_width`) -> max-pool -> four stages of split-attention
     bottlenecks (features, 2048 channels) -> global pool -> `fc`."""
+
+    classifier_layer = staticmethod(uniform_linear)
+    paddleclas_key_rules = PADDLECLAS_KEYS
 
     def __init__(self, depths=(3, 4, 6, 3), radix: int = 2, cardinality: int = 1, bottleneck_width: int = 64,
                  stem_width: int = 32, avd_first: bool = False, num_classes: int = 1000):
@@ -76,30 +89,6 @@ class ResNeSt(LastConvHead):
 
     def forward_features(self, x):
         return self.stages(self.stem_pool(self.stem(x)))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = uniform_linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
-
-    @staticmethod
-    def remap_checkpoint(state: dict) -> dict:
-        """PaddleClas's keys -> ppipe's; ppipe's own keys pass unchanged."""
-        return {_ppipe_key(k): v for k, v in state.items()}
-
-
-# PaddleClas -> ppipe names: stem `stem.conv{1,2,3}`, blocks `layer{s}.layer{s}_bottleneck_{i}` (s from 1), split
-# attention `conv2.conv{1,2,3}`, shortcut conv `conv4` and its BN the block's own `_batch_norm`, classifier `out`.
-_STEM = re.compile(r"^stem\.conv(\d)\.")
-_BLOCK = re.compile(r"^layer(\d)\.layer\d_bottleneck_(\d+)\.(conv2\.conv[123]\.|conv4\.|_batch_norm\.)?")
-_BLOCK_PART = {"conv2.conv1.": "conv2.radix_conv.", "conv2.conv2.": "conv2.attn_reduce.",
-               "conv2.conv3.": "conv2.attn_expand.", "conv4.": "shortcut.conv.", "_batch_norm.": "shortcut.bn."}
-
-
-def _ppipe_key(key: str) -> str:
-    key = _STEM.sub(lambda m: f"stem.{int(m[1]) - 1}.", key)
-    key = _BLOCK.sub(lambda m: f"stages.{int(m[1]) - 1}.{m[2]}." + _BLOCK_PART.get(m[3] or "", ""), key)
-    key = key.replace("._conv.", ".conv.").replace("._batch_norm.", ".bn.")
-    return re.sub(r"^out\.", "fc.", key)
 
 
 _FAMILY = "ResNeSt"

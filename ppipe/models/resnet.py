@@ -21,7 +21,7 @@ from typing import Sequence
 import paddle
 import paddle.nn as nn
 
-from ppipe.models.layers import LastConvHead
+from ppipe.models.layers import PooledClassifierNet
 from ppipe.models.layers.conv_bn_act import ConvBNAct
 from ppipe.models.layers.diverse_branch_block import DiverseBranchBlock
 from ppipe.models.layers.resnet_blocks import BLOCKS, STEM_7X7, STEM_DEEP, make_stem, uniform_linear
@@ -53,15 +53,16 @@ class CheckpointKeys:
 
 
 # resnet_vc, resnext(_vd), se_resnet_vd, se_resnext(_vd): `conv1_1` or `conv` stem, blocks `bb_<stage>_<i>`,
-# ConvBN parts `_conv`/`_batch_norm`, SE `scale`, classifier `out`.
+# ConvBN parts `_conv`/`_batch_norm`, SE `scale` (its `squeeze`, `excitation`), classifier `out`.
 PADDLECLAS_V1_KEYS = CheckpointKeys(
     block=r"bb_(\d+)_(\d+)\.",
     renames=((r"^conv1_1\.", "stem.0."), (r"^conv1_2\.", "stem.1."), (r"^conv1_3\.", "stem.2."),
              (r"^conv\.", "stem.0."), (r"\._conv\.", ".conv."), (r"\._batch_norm\.", ".bn."),
-             (r"\.scale\.", ".se."), (r"^out\.", "fc.")))
+             (r"\.scale\.", ".se."), (r"\.se\.squeeze\.", ".se.conv1."), (r"\.se\.excitation\.", ".se.conv2."),
+             (r"^out\.", "fc.")))
 
 
-class ResNet(LastConvHead):
+class ResNet(PooledClassifierNet):
     """Stem -> 3x3/2 max pool -> four stages of residual `blocks` (features) -> global pool -> `fc`.
 
     Per stage s: `depths[s]` blocks whose 3x3 conv has `widths[s]` channels and output `out_chs[s]`; the first

@@ -14,7 +14,7 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from ppipe.models.layers import LastConvHead
+from ppipe.models.layers import PooledClassifierNet, SEModule, rename_keys
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -24,17 +24,7 @@ def _conv_bn(in_chs: int, out_chs: int, kernel_size: int = 1, stride: int = 1, g
             nn.BatchNorm2D(out_chs)]
 
 
-class ReXSE(nn.Layer):
-    """Squeeze-and-excitation whose squeeze conv is followed by BatchNorm; sigmoid gate."""
-
-    def __init__(self, chs: int, ratio: int = 12):
-        super().__init__()
-        self.avg_pool = nn.AdaptiveAvgPool2D(1)
-        self.fc = nn.Sequential(nn.Conv2D(chs, chs // ratio, 1), nn.BatchNorm2D(chs // ratio), nn.ReLU(),
-                                nn.Conv2D(chs // ratio, chs, 1), nn.Sigmoid())
-
-    def forward(self, x):
-        return x * self.fc(self.avg_pool(x))
+PADDLECLAS_SE_KEYS = ((r"\.fc\.0\.", ".conv1."), (r"\.fc\.1\.", ".bn."), (r"\.fc\.3\.", ".conv2."))
 
 
 class LinearBottleneck(nn.Layer):
@@ -50,7 +40,7 @@ class LinearBottleneck(nn.Layer):
         mid_chs = in_chs * t
         layers = [*_conv_bn(in_chs, mid_chs), nn.Swish()] if t != 1 else []
         layers += _conv_bn(mid_chs, mid_chs, 3, stride, groups=mid_chs)
-        layers += [ReXSE(mid_chs, se_ratio)] if use_se else []
+        layers += [SEModule(mid_chs, se_ratio, gate="sigmoid", norm=True)] if use_se else []
         layers += [nn.ReLU6(), *_conv_bn(mid_chs, out_chs)]
         self.out = nn.Sequential(*layers)
 
@@ -63,7 +53,7 @@ class LinearBottleneck(nn.Layer):
         return paddle.concat([y[:, :self.in_chs] + x, y[:, self.in_chs:]], axis=1)
 
 
-class ReXNetNet(LastConvHead):
+class ReXNet(PooledClassifierNet):
     """`features`: 3x3 stem, 16 linear bottlenecks, 1x1 conv (all swish-activated convs) -> pool -> dropout -> `fc`.
 
     Stage depths (1, 2, 2, 3, 3, 5) scale with `depth_mult`; block widths grow from `input_ch` by `final_ch` spread
@@ -100,8 +90,9 @@ class ReXNetNet(LastConvHead):
 
     @staticmethod
     def remap_checkpoint(state: dict) -> dict:
-        """PaddleClas classifies with a 1x1 conv `output.1` ([classes, C, 1, 1]); ours is the equivalent `fc`."""
-        out = {k: v for k, v in state.items() if not k.startswith("output.1.")}
+        """PaddleClas classifies with a 1x1 conv `output.1` ([classes, C, 1, 1]); ours is the equivalent `fc`.
+        Its SE is a Sequential `fc` (conv, BN, ReLU, conv, sigmoid); ours an `SEModule`."""
+        out = {k: v for k, v in rename_keys(state, PADDLECLAS_SE_KEYS).items() if not k.startswith("output.1.")}
         if "output.1.weight" in state:
             w = np.asarray(state["output.1.weight"])
             out["fc.weight"] = np.ascontiguousarray(w.reshape(w.shape[0], -1).T)
@@ -118,24 +109,24 @@ _FAMILY = "ReXNet"
 
 @register_model(spec(family=_FAMILY, params_m=4.84, flops_g=0.415, top1=0.7746, input_size=224))
 def ReXNet_1_0(**kw):
-    return ReXNetNet(width_mult=1.0, **kw)
+    return ReXNet(width_mult=1.0, **kw)
 
 
 @register_model(spec(family=_FAMILY, params_m=7.61, flops_g=0.68, top1=0.7913, input_size=224))
 def ReXNet_1_3(**kw):
-    return ReXNetNet(width_mult=1.3, **kw)
+    return ReXNet(width_mult=1.3, **kw)
 
 
 @register_model(spec(family=_FAMILY, params_m=9.79, flops_g=0.9, top1=0.8006, input_size=224))
 def ReXNet_1_5(**kw):
-    return ReXNetNet(width_mult=1.5, **kw)
+    return ReXNet(width_mult=1.5, **kw)
 
 
 @register_model(spec(family=_FAMILY, params_m=16.45, flops_g=1.56, top1=0.8122, input_size=224))
 def ReXNet_2_0(**kw):
-    return ReXNetNet(width_mult=2.0, **kw)
+    return ReXNet(width_mult=2.0, **kw)
 
 
 @register_model(spec(family=_FAMILY, params_m=34.83, flops_g=3.44, top1=0.8209, input_size=224))
 def ReXNet_3_0(**kw):
-    return ReXNetNet(width_mult=3.0, **kw)
+    return ReXNet(width_mult=3.0, **kw)

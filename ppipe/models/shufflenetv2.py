@@ -7,13 +7,12 @@ Widths 0.25-2.0 and a swish variant. PaddleClas names this model's parameters in
 
 from __future__ import annotations
 
-import re
 
 import paddle
 import paddle.nn as nn
 from paddle.nn.initializer import KaimingNormal
 
-from ppipe.models.layers import ConvBNAct, LastConvHead
+from ppipe.models.layers import ConvBNAct, PooledClassifierNet, PADDLECLAS_CONV_BN, classifier_rule
 from ppipe.models.layers.channel_shuffle import channel_shuffle
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
@@ -61,9 +60,21 @@ class ShuffleDownUnit(nn.Layer):
         return channel_shuffle(paddle.concat([x1, x2], axis=1), 2)
 
 
-class ShuffleNetV2Net(LastConvHead):
+# PaddleClas's ShuffleNetV2 keys: its unit `{s}_{i}` is block i-1 of stage s-2.
+DEPTHS = (4, 8, 4)  # units per stage
+_STAGE_STARTS = [sum(DEPTHS[:s]) for s in range(len(DEPTHS))]
+PADDLECLAS_KEYS = ((r"^(\d)_(\d+)\.", lambda m: f"blocks.{_STAGE_STARTS[int(m[1]) - 2] + int(m[2]) - 1}."),
+                   (r"^_conv1\.", "conv1."), (r"^_last_conv\.", "conv2."), classifier_rule("_fc"),
+                   (r"\._conv_dw_1\.", ".dw_1."), (r"\._conv_linear_1\.", ".pw_1."), (r"\._conv_pw_2\.", ".pw_2_1."),
+                   (r"\._conv_dw_2\.", ".dw_2."), (r"\._conv_linear_2\.", ".pw_2_2."), (r"\._conv_pw\.", ".pw_1_1."),
+                   (r"\._conv_dw\.", ".dw_1."), (r"\._conv_linear\.", ".pw_1_2."), *PADDLECLAS_CONV_BN)
+
+
+class ShuffleNetV2(PooledClassifierNet):
     """`conv1` -> max pool -> `blocks` (three stages, each opened by a down unit) -> 1x1 `conv2` (features) ->
     pool -> `fc`. `widths`: stem, three stages and `conv2` channels; `act`: "relu", or "swish"."""
+
+    paddleclas_key_rules = PADDLECLAS_KEYS
 
     def __init__(self, widths, act: str = "relu", num_classes: int = 1000):
         super().__init__()
@@ -81,35 +92,17 @@ class ShuffleNetV2Net(LastConvHead):
     def forward_features(self, x):
         return self.conv2(self.blocks(self.max_pool(self.conv1(x))))
 
-    @staticmethod
-    def remap_checkpoint(state: dict) -> dict:
-        """PaddleClas's ShuffleNetV2 keys -> ours (its unit `{s}_{i}` is block i-1 of stage s-2)."""
-        starts = [sum(DEPTHS[:s]) for s in range(len(DEPTHS))]
-
-        def rename(key: str) -> str:
-            key = re.sub(r"^(\d)_(\d+)\.", lambda m: f"blocks.{starts[int(m[1]) - 2] + int(m[2]) - 1}.", key)
-            for old, new in _PADDLECLAS_NAMES:
-                key = re.sub(old, new, key)
-            return key
-
-        return {rename(k): v for k, v in state.items()}
 
 
-_PADDLECLAS_NAMES = ((r"^_conv1\.", "conv1."), (r"^_last_conv\.", "conv2."), (r"^_fc\.", "fc."),
-                     (r"\._conv_dw_1\.", ".dw_1."), (r"\._conv_linear_1\.", ".pw_1."), (r"\._conv_pw_2\.", ".pw_2_1."),
-                     (r"\._conv_dw_2\.", ".dw_2."), (r"\._conv_linear_2\.", ".pw_2_2."), (r"\._conv_pw\.", ".pw_1_1."),
-                     (r"\._conv_dw\.", ".dw_1."), (r"\._conv_linear\.", ".pw_1_2."), (r"\._conv\.", ".conv."),
-                     (r"\._batch_norm\.", ".bn."))
 
-DEPTHS = (4, 8, 4)  # units per stage
 # stem, stage 2-4 and final conv channels per width
 WIDTHS = {0.25: (24, 24, 48, 96, 512), 0.33: (24, 32, 64, 128, 512), 0.5: (24, 48, 96, 192, 1024),
           1.0: (24, 116, 232, 464, 1024), 1.5: (24, 176, 352, 704, 1024), 2.0: (24, 244, 488, 976, 2048)}
 _FAMILY = "ShuffleNet"
 
 
-def _create(scale: float, act: str = "relu", **kw) -> ShuffleNetV2Net:
-    return ShuffleNetV2Net(WIDTHS[scale], act=act, **kw)
+def _create(scale: float, act: str = "relu", **kw) -> ShuffleNetV2:
+    return ShuffleNetV2(WIDTHS[scale], act=act, **kw)
 
 
 @register_model(spec(family=_FAMILY, params_m=0.61, flops_g=0.01895, top1=0.499, input_size=224))

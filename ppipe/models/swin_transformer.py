@@ -15,33 +15,16 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from ppipe.models.layers import DropPath, Mlp
+from ppipe.models.layers import DropPath, Mlp, stochastic_depth_rates
 from ppipe.models.layers.attention import Attention
 from ppipe.models.layers.patch_embed import PatchEmbed
 from ppipe.models.layers.relative_position import add_relative_position_bias, relative_position_bias
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 from ppipe.models.layers.token_head import TokenMeanHead, init_transformer_weights
-from ppipe.models.vision_transformer import stochastic_depth_rates
+from ppipe.models.layers.windows import window_partition, window_reverse
 
 MASKED = -100.0  # PaddleClas's (and the original's) logit for a key outside the query's shifted-window region
-
-
-def window_partition(x: paddle.Tensor, window: int, window_w: int | None = None) -> paddle.Tensor:
-    """[B, H, W, C] -> [B * windows, window * window_w, C]: windows (`window` x `window_w`, square by default)
-    in raster order per image, tokens in raster order per window."""
-    h, w, c = x.shape[1], x.shape[2], x.shape[3]
-    ww = window_w or window
-    x = x.reshape([-1, h // window, window, w // ww, ww, c]).transpose([0, 1, 3, 2, 4, 5])
-    return x.reshape([-1, window * ww, c])
-
-
-def window_reverse(windows: paddle.Tensor, h: int, w: int, window: int, window_w: int | None = None) -> paddle.Tensor:
-    """Inverse of `window_partition`: [B * windows, window * window_w, C] -> [B, H, W, C]."""
-    c = windows.shape[-1]
-    ww = window_w or window
-    x = windows.reshape([-1, h // window, w // ww, window, ww, c]).transpose([0, 1, 3, 2, 4, 5])
-    return x.reshape([-1, h, w, c])
 
 
 def shifted_window_mask(h: int, w: int, window: int, shift: int) -> paddle.Tensor:
@@ -175,7 +158,6 @@ class SwinTransformer(TokenMeanHead, nn.Layer):
         for stage in self.layers:
             x = stage(x)
         return self.norm(x)
-
 
 
 def _create(img_size: int, window_size: int, cfg: dict, **kw) -> SwinTransformer:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 from paddle.nn.initializer import TruncatedNormal
 
-from ppipe.models.layers import DropPath, Mlp
+from ppipe.models.layers import DropPath, Mlp, stochastic_depth_rates
 from ppipe.models.layers.token_head import init_transformer_weights
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
@@ -112,7 +111,7 @@ class TNT(nn.Layer):
         self.patch_pos = self.create_parameter([1, self.num_patches + 1, embed_dim], default_initializer=init)
         self.pixel_pos = self.create_parameter([1, num_pixel, in_dim], default_initializer=init)
         self.pos_drop = nn.Dropout(drop_rate)
-        drop_paths = np.linspace(0, drop_path_rate, depth).tolist()
+        drop_paths = stochastic_depth_rates(drop_path_rate, depth)
         self.blocks = nn.LayerList([Block(embed_dim, in_dim, num_pixel, num_heads, in_num_head, mlp_ratio, qkv_bias,
                                           drop_rate, attn_drop_rate, dp) for dp in drop_paths])
         self.norm = nn.LayerNorm(embed_dim)

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import paddle
 import paddle.nn as nn
 from paddle.nn.initializer import Constant, Normal
 from paddle.regularizer import L2Decay
 
-from ppipe.models.layers import DropPath, Mlp
+from ppipe.models.layers import DropPath, Mlp, stochastic_depth_rates
 from ppipe.models.layers.attention import Attention
 from ppipe.models.layers.patch_embed import PatchEmbed
 from ppipe.models.layers.spatial_reduction_attention import SpatialReductionAttention
@@ -99,7 +98,7 @@ class Twins(TokenMeanHead, nn.Layer):
                  patch_size: int = 4, qkv_bias: bool = True, num_classes: int = 1000, in_chans: int = 3,
                  drop_rate: float = 0.0, attn_drop_rate: float = 0.0, drop_path_rate: float = 0.0):
         super().__init__()
-        drop_paths = np.linspace(0, drop_path_rate, sum(depths)).tolist()
+        drop_paths = stochastic_depth_rates(drop_path_rate, sum(depths))
         chans = [in_chans, *embed_dims[:-1]]
         self.patch_embeds = nn.LayerList([PatchEmbed(patch_size=patch_size if i == 0 else 2, in_chans=c, embed_dim=d,
                                                      norm=True) for i, (c, d) in enumerate(zip(chans, embed_dims))])
@@ -129,7 +128,6 @@ class Twins(TokenMeanHead, nn.Layer):
             if i < last:
                 x = x.transpose([0, 2, 1]).reshape([0, 0, H, W])
         return self.norm(x)
-
 
 
 def _pcpvt(depths, **kw) -> Twins:

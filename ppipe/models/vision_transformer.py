@@ -8,22 +8,15 @@ dim ** -0.5.
 
 from __future__ import annotations
 
-import numpy as np
 import paddle
 import paddle.nn as nn
 
-from ppipe.models.layers import DropPath, Mlp
+from ppipe.models.layers import DropPath, Mlp, stochastic_depth_rates
 from ppipe.models.layers.attention import Attention
 from ppipe.models.layers.patch_embed import PatchEmbed
 from ppipe.models.layers.token_head import init_transformer_weights, trunc_normal_, zeros_  # noqa: F401
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
-
-
-
-def stochastic_depth_rates(drop_path_rate: float, depth: int) -> list[float]:
-    """Drop-path probability of each of `depth` blocks, rising linearly from 0 to `drop_path_rate`."""
-    return np.linspace(0, drop_path_rate, depth).tolist()
 
 
 class Block(nn.Layer):

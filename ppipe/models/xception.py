@@ -10,15 +10,13 @@ names) onto `entry_flow.{conv1,conv2,blocks.<i>}`, `middle_flow.<i>`, `exit_flow
 
 from __future__ import annotations
 
-import re
-
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ppipe.models.layers import ConvBNAct, LastConvHead
-from ppipe.models.layers.separable_conv import ConvBN, SeparableConvBN
-from ppipe.models.layers.resnet_blocks import uniform_linear
+from ppipe.models.layers import ConvBNAct, PooledClassifierNet
+from ppipe.models.layers.separable_conv import SeparableConvBN
+from ppipe.models.layers.classifier import uniform_linear
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -84,9 +82,29 @@ class ExitFlow(nn.Layer):
         return F.relu(self.sep_conv2(F.relu(self.sep_conv1(self.block(x)))))
 
 
-class Xception(LastConvHead):
+# PaddleClas keys (`_entry_flow._conv_1._conv2._depthwise_conv._batch_norm._mean`,
+# `_middle_flow._conv_7._conv_0._pointwise_conv._conv.weight`, `_exit_flow._out.bias`) -> ours
+# (`entry_flow.blocks.1.sep_conv2.depthwise.bn._mean`, `middle_flow.7.sep_conv1.pointwise.conv.weight`,
+# `fc.bias`).
+PADDLECLAS_KEYS = ((r"\._batch_norm\.", ".bn."), (r"\._conv\.", ".conv."), (r"\._pointwise_conv\.", ".pointwise."),
+                   (r"\._depthwise_conv\.", ".depthwise."), (r"\._short\.", ".shortcut."),
+                   (r"^_entry_flow\._conv([12])\.", r"entry_flow.conv\1."),
+                   (r"^_entry_flow\._conv_(\d)\._conv([12])\.", r"entry_flow.blocks.\1.sep_conv\2."),
+                   (r"^_entry_flow\._conv_(\d)\.", r"entry_flow.blocks.\1."),
+                   (r"^_middle_flow\._conv_(\d+)\._conv_(\d)\.",
+                   lambda m: f"middle_flow.{m[1]}.sep_conv{int(m[2]) + 1}."),
+                   (r"^_exit_flow\._conv_0\._conv_([12])\.", r"exit_flow.block.sep_conv\1."),
+                   (r"^_exit_flow\._conv_0\.", "exit_flow.block."),
+                   (r"^_exit_flow\._conv_([12])\.", r"exit_flow.sep_conv\1."),
+                   (r"^_exit_flow\._out\.", "fc."))
+
+
+class Xception(PooledClassifierNet):
     """`entry_flow` -> `middle_flow` (`middle_depth` blocks) -> `exit_flow` (features, 2048 channels) -> global
     average pool -> `fc`."""
+
+    classifier_layer = staticmethod(uniform_linear)  # PaddleClas's init: uniform in +-1/sqrt(fan_in)
+    paddleclas_key_rules = PADDLECLAS_KEYS
 
     def __init__(self, entry_blocks: tuple[tuple[int, int], ...], middle_depth: int, num_classes: int = 1000):
         super().__init__()
@@ -95,38 +113,8 @@ class Xception(LastConvHead):
         self.exit_flow = ExitFlow()
         self._init_head(2048, num_classes, use_last_conv=False)
 
-    @staticmethod
-    def remap_checkpoint(state: dict) -> dict:
-        """PaddleClas keys (`_entry_flow._conv_1._conv2._depthwise_conv._batch_norm._mean`,
-        `_middle_flow._conv_7._conv_0._pointwise_conv._conv.weight`, `_exit_flow._out.bias`) -> ours
-        (`entry_flow.blocks.1.sep_conv2.depthwise.bn._mean`, `middle_flow.7.sep_conv1.pointwise.conv.weight`,
-        `fc.bias`)."""
-        rules = [(r"\._batch_norm\.", ".bn."), (r"\._conv\.", ".conv."), (r"\._pointwise_conv\.", ".pointwise."),
-                 (r"\._depthwise_conv\.", ".depthwise."), (r"\._short\.", ".shortcut."),
-                 (r"^_entry_flow\._conv([12])\.", r"entry_flow.conv\1."),
-                 (r"^_entry_flow\._conv_(\d)\._conv([12])\.", r"entry_flow.blocks.\1.sep_conv\2."),
-                 (r"^_entry_flow\._conv_(\d)\.", r"entry_flow.blocks.\1."),
-                 (r"^_middle_flow\._conv_(\d+)\._conv_(\d)\.",
-                  lambda m: f"middle_flow.{m[1]}.sep_conv{int(m[2]) + 1}."),
-                 (r"^_exit_flow\._conv_0\._conv_([12])\.", r"exit_flow.block.sep_conv\1."),
-                 (r"^_exit_flow\._conv_0\.", "exit_flow.block."),
-                 (r"^_exit_flow\._conv_([12])\.", r"exit_flow.sep_conv\1."),
-                 (r"^_exit_flow\._out\.", "fc.")]
-        return {_apply(rules, k): v for k, v in state.items()}
-
     def forward_features(self, x):
         return self.exit_flow(self.middle_flow(self.entry_flow(x)))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        super().reset_classifier(num_classes)
-        if num_classes > 0:  # PaddleClas's init: uniform in +-1/sqrt(fan_in)
-            self.fc = uniform_linear(self.head_hidden_size, num_classes)
-
-
-def _apply(rules, key: str) -> str:
-    for pattern, repl in rules:
-        key = re.sub(pattern, repl, key)
-    return key
 
 
 # DeepLab's Xception: every BatchNorm has eps 1e-3 (TensorFlow's default, where its weights come from)
@@ -147,7 +135,8 @@ class DeepLabBlock(nn.Layer):
             setattr(self, f"sep_conv{i + 1}", SeparableConvBN(
                 chs[i], chs[i + 1], stride=stride if i == 2 else 1, dilation=dilation,
                 act="relu" if act_inside else None, **_DEEPLAB_BN))
-        self.shortcut = (ConvBN(in_chs, out_chs[-1], 1, stride=stride, **_DEEPLAB_BN) if skip and shortcut
+        self.shortcut = (ConvBNAct(in_chs, out_chs[-1], 1, stride=stride, bn_weight_decay=True, **_DEEPLAB_BN)
+                         if skip and shortcut
                          else nn.Identity())
 
     def forward(self, x):
@@ -157,15 +146,33 @@ class DeepLabBlock(nn.Layer):
         return paddle.add(y, self.shortcut(x)) if self.skip else y
 
 
-class XceptionDeepLab(LastConvHead):
+# PaddleClas keys (`xception_65/entry_flow/block1._conv2._bn1._mean`, `_exit_flow_2._conv3._conv2.weight`,
+# `_conv1._bn.bias`, `_fc.weight`) -> ours (`entry_flow.blocks.0.sep_conv2.depthwise.bn._mean`,
+# `exit_flow.1.sep_conv3.pointwise.conv.weight`, `entry_flow.conv1.bn.bias`, `fc.weight`).
+PADDLECLAS_DEEPLAB_KEYS = ((r"^xception_\d+/entry_flow/block(\d+)\.",
+                            lambda m: f"entry_flow.blocks.{int(m[1]) - 1}."),
+                           (r"^xception_\d+/middle_flow/block(\d+)\.",
+                            lambda m: f"middle_flow.{int(m[1]) - 1}."),
+                           (r"^_exit_flow_([12])\.", lambda m: f"exit_flow.{int(m[1]) - 1}."),
+                           (r"^_conv([12])\.", r"entry_flow.conv\1."), (r"^_fc\.", "fc."),
+                           (r"\._conv(\d)\._conv1\.", r".sep_conv\1.depthwise.conv."),
+                           (r"\._conv(\d)\._bn1\.", r".sep_conv\1.depthwise.bn."),
+                           (r"\._conv(\d)\._conv2\.", r".sep_conv\1.pointwise.conv."),
+                           (r"\._conv(\d)\._bn2\.", r".sep_conv\1.pointwise.bn."),
+                           (r"\._short\.", ".shortcut."), (r"\._conv\.", ".conv."), (r"\._bn\.", ".bn."))
+
+
+class XceptionDeepLab(PooledClassifierNet):
     """`entry_flow` (stem + three stride-2 blocks) -> `middle_flow` -> `exit_flow` (a stride-2 block, then a
     dilated block without skip; features [N, 2048, h, w] at output stride 32) -> dropout -> pool -> `fc`."""
+
+    paddleclas_key_rules = PADDLECLAS_DEEPLAB_KEYS
 
     def __init__(self, middle_depth: int, num_classes: int = 1000, dropout_prob: float = 0.5):
         super().__init__()
         self.entry_flow = nn.Layer()
-        self.entry_flow.conv1 = ConvBN(3, 32, 3, stride=2, act="relu", **_DEEPLAB_BN)
-        self.entry_flow.conv2 = ConvBN(32, 64, 3, act="relu", **_DEEPLAB_BN)
+        self.entry_flow.conv1 = ConvBNAct(3, 32, 3, stride=2, act="relu", bn_weight_decay=True, **_DEEPLAB_BN)
+        self.entry_flow.conv2 = ConvBNAct(32, 64, 3, act="relu", bn_weight_decay=True, **_DEEPLAB_BN)
         self.entry_flow.blocks = nn.Sequential(*[DeepLabBlock(i, (o,) * 3, stride=2) for i, o in
                                                  ((64, 128), (128, 256), (256, 728))])
         self.middle_flow = nn.Sequential(*[DeepLabBlock(728, (728,) * 3, shortcut=False)
@@ -176,22 +183,6 @@ class XceptionDeepLab(LastConvHead):
         self._init_head(2048, num_classes, use_last_conv=False)
         # "downscale_in_infer" scales by (1 - p) at inference, as PaddleClas does: its weights expect it
         self.feature_dropout = nn.Dropout(p=dropout_prob, mode="downscale_in_infer")
-
-    @staticmethod
-    def remap_checkpoint(state: dict) -> dict:
-        """PaddleClas keys (`xception_65/entry_flow/block1._conv2._bn1._mean`, `_exit_flow_2._conv3._conv2.weight`,
-        `_conv1._bn.bias`, `_fc.weight`) -> ours (`entry_flow.blocks.0.sep_conv2.depthwise.bn._mean`,
-        `exit_flow.1.sep_conv3.pointwise.conv.weight`, `entry_flow.conv1.bn.bias`, `fc.weight`)."""
-        rules = [(r"^xception_\d+/entry_flow/block(\d+)\.", lambda m: f"entry_flow.blocks.{int(m[1]) - 1}."),
-                 (r"^xception_\d+/middle_flow/block(\d+)\.", lambda m: f"middle_flow.{int(m[1]) - 1}."),
-                 (r"^_exit_flow_([12])\.", lambda m: f"exit_flow.{int(m[1]) - 1}."),
-                 (r"^_conv([12])\.", r"entry_flow.conv\1."), (r"^_fc\.", "fc."),
-                 (r"\._conv(\d)\._conv1\.", r".sep_conv\1.depthwise.conv."),
-                 (r"\._conv(\d)\._bn1\.", r".sep_conv\1.depthwise.bn."),
-                 (r"\._conv(\d)\._conv2\.", r".sep_conv\1.pointwise.conv."),
-                 (r"\._conv(\d)\._bn2\.", r".sep_conv\1.pointwise.bn."),
-                 (r"\._short\.", ".shortcut."), (r"\._conv\.", ".conv."), (r"\._bn\.", ".bn.")]
-        return {_apply(rules, k): v for k, v in state.items()}
 
     def forward_features(self, x):
         x = self.entry_flow.blocks(self.entry_flow.conv2(self.entry_flow.conv1(x)))

@@ -1,4 +1,4 @@
-"""Convolution -> BatchNorm -> activation, the unit of every MobileNet-style network.
+"""Convolution -> BatchNorm -> activation, the unit of every convolutional family in the zoo.
 
 State-dict keys are `conv.weight` and `bn.{weight,bias,_mean,_variance}`, PaddleClas's `ConvBNLayer` naming.
 """
@@ -12,36 +12,54 @@ from paddle.regularizer import L2Decay
 from ppipe.models.layers.activations import create_act
 
 
-def batch_norm_without_decay(chs: int, lr_mult: float = 1.0, momentum: float = 0.9,
+def batch_norm_without_decay(chs: int, lr_mult: float = 1.0, momentum: float = 0.9, epsilon: float = 1e-5,
                              data_format: str = "NCHW") -> nn.BatchNorm2D:
     """A BatchNorm2D whose affine parameters have no L2 decay and learn at `lr_mult`: PaddleClas exempts BN's
     affine parameters from weight decay, kept so that its training recipes transfer."""
-    return nn.BatchNorm2D(chs, momentum=momentum,
+    return nn.BatchNorm2D(chs, momentum=momentum, epsilon=epsilon,
                           weight_attr=ParamAttr(regularizer=L2Decay(0.0), learning_rate=lr_mult),
                           bias_attr=ParamAttr(regularizer=L2Decay(0.0), learning_rate=lr_mult),
                           data_format=data_format)
 
 
 class ConvBNAct(nn.Layer):
-    """A bias-free 'same'-padded convolution, BatchNorm without weight decay, then `act` (by name, or None).
+    """A bias-free convolution, BatchNorm, then `act` (by name, or None): the one conv + norm + act unit of the zoo,
+    parameterised as timm's `ConvNormAct` is.
 
-    `data_format` "NHWC" lays activations out channels-last (input and output), which suits float16 tensor-core
-    convolutions on GPUs; the parameters and their shapes are the same in both layouts.
+    `padding` defaults to 'same' for odd kernels ((k - 1) // 2 * dilation per side); a tuple `kernel_size` with an
+    explicit `padding` gives Inception's asymmetric 1x7 / 7x1 convs. The BatchNorm's affine parameters are exempt
+    from weight decay (PaddleClas's `ConvBNLayer`) unless `bn_weight_decay`, as in PaddleClas's older families
+    whose recipes decay them. `data_format` "NHWC" lays activations out channels-last (input and output), which
+    suits float16 tensor-core convolutions on GPUs; the parameters and their shapes are the same in both layouts.
     """
 
     # forward applies `act` to `bn`'s output and to nothing else, so CPU training may compute the two as one
     # operation (ppipe/ops/onednn.py); subclasses must keep that true.
     bn_act_pairs = (("bn", "act"),)
 
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, groups: int = 1,
-                 act: str | None = None, lr_mult: float = 1.0, weight_init: nn.initializer.Initializer | None = None,
-                 data_format: str = "NCHW"):
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int | tuple[int, int], stride: int = 1,
+                 groups: int = 1, act: str | None = None, lr_mult: float = 1.0,
+                 weight_init: nn.initializer.Initializer | None = None, data_format: str = "NCHW", *,
+                 padding: int | tuple[int, int] | None = None, dilation: int = 1, bn_eps: float = 1e-5,
+                 bn_momentum: float = 0.9, bn_weight_decay: bool = False):
         super().__init__()
-        self.conv = nn.Conv2D(in_chs, out_chs, kernel_size, stride=stride, padding=(kernel_size - 1) // 2,
+        if padding is None:
+            padding = (kernel_size - 1) // 2 * dilation
+        self.conv = nn.Conv2D(in_chs, out_chs, kernel_size, stride=stride, padding=padding, dilation=dilation,
                               groups=groups, weight_attr=ParamAttr(initializer=weight_init, learning_rate=lr_mult),
                               bias_attr=False, data_format=data_format)
-        self.bn = batch_norm_without_decay(out_chs, lr_mult, data_format=data_format)
+        self.bn = (nn.BatchNorm2D(out_chs, momentum=bn_momentum, epsilon=bn_eps, data_format=data_format)
+                   if bn_weight_decay else
+                   batch_norm_without_decay(out_chs, lr_mult, momentum=bn_momentum, epsilon=bn_eps,
+                                            data_format=data_format))
         self.act = create_act(act)
 
     def forward(self, x):
         return self.act(self.bn(self.conv(x)))
+
+
+def conv_bn_relu(in_chs: int, out_chs: int, kernel_size: int | tuple[int, int], stride: int = 1,
+                 padding: int | tuple[int, int] = 0) -> ConvBNAct:
+    """Inception's unit: a conv, unpadded unless `padding` says otherwise (its grid reductions rely on it), BatchNorm
+    with weight decay, ReLU (PaddleClas's Inception-v3 and -v4 `ConvBNLayer`)."""
+    return ConvBNAct(in_chs, out_chs, kernel_size, stride=stride, act="relu", padding=padding, bn_weight_decay=True)

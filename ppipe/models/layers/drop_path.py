@@ -6,6 +6,7 @@ unchanged; in eval mode it is the identity.
 
 from __future__ import annotations
 
+import numpy as np
 import paddle
 import paddle.nn as nn
 
@@ -26,3 +27,8 @@ class DropPath(nn.Layer):
 
     def forward(self, x):
         return drop_path(x, self.drop_prob, self.training)
+
+
+def stochastic_depth_rates(drop_path_rate: float, depth: int) -> list[float]:
+    """Drop-path probability of each of `depth` blocks, rising linearly from 0 to `drop_path_rate`."""
+    return np.linspace(0, drop_path_rate, depth).tolist()

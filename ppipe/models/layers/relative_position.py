@@ -13,7 +13,6 @@ import paddle
 import paddle.nn as nn
 
 
-
 def relative_position_index(window_h: int, window_w: int) -> np.ndarray:
     """[Wh*Ww, Wh*Ww] int64: the table row of each (query, key) token pair of a window, raster order."""
     coords = np.stack(np.meshgrid(np.arange(window_h), np.arange(window_w), indexing="ij")).reshape(2, -1)

@@ -5,7 +5,7 @@ SE-ResNet(X)/SENet (squeeze-and-excitation, Hu et al., 2018, arXiv:1709.01507) a
 (He et al., 2019, arXiv:1812.01187): the deep 3x3 stem of ResNet-C/D and the average-pool shortcut of ResNet-D.
 
 State-dict keys follow PaddleClas's `legendary_models/resnet.py`: `conv0`/`conv1`/`conv2` (each `conv` + `bn`),
-the projection `short`, and `se.squeeze`/`se.excitation` where a block has SE.
+the projection `short`, and `se.conv1`/`se.conv2` (fully connected) where a block has SE.
 
 Two options of PaddleClas's ResNet run through every block: `conv_layer`, the unit of the residual branch's convs
 (ConvBNAct, or a training-time multi-branch unit such as `DiverseBranchBlock` with the same arguments), and
@@ -14,21 +14,14 @@ Two options of PaddleClas's ResNet run through every block: `conv_layer`, the un
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Sequence
 
 import paddle
 import paddle.nn as nn
-from paddle import ParamAttr
-from paddle.nn.initializer import Uniform
 
+from ppipe.models.layers.classifier import uniform_linear
 from ppipe.models.layers.conv_bn_act import ConvBNAct
-
-
-def uniform_linear(in_features: int, out_features: int) -> nn.Linear:
-    """A Linear initialised U(-1/sqrt(fan_in), 1/sqrt(fan_in)), the init PaddleClas trains these networks with."""
-    bound = 1.0 / math.sqrt(in_features)
-    return nn.Linear(in_features, out_features, weight_attr=ParamAttr(initializer=Uniform(-bound, bound)))
+from ppipe.models.layers.squeeze_excite import SEModule
 
 
 class AvgPoolConvBN(ConvBNAct):
@@ -55,29 +48,6 @@ def projection_shortcut(in_chs: int, out_chs: int, stride: int, avg_down: bool, 
     return ConvBNAct(in_chs, out_chs, 1, stride=stride, lr_mult=lr_mult, data_format=data_format)
 
 
-class SqueezeExcitation(nn.Layer):
-    """SENet's gate: global pool -> Linear (C / reduction) -> ReLU -> Linear (C) -> sigmoid -> rescale channels.
-
-    Fully connected, as in the paper and PaddleClas's SE-ResNet(X)/SENet154 checkpoints (`squeeze`, `excitation`
-    Linear weights); the 1x1-conv, hard-sigmoid `SEModule` is MobileNetV3's variant.
-    """
-
-    def __init__(self, channels: int, reduction: int = 16, data_format: str = "NCHW"):
-        super().__init__()
-        mid = int(channels / reduction)
-        self.pool = nn.AdaptiveAvgPool2D(1, data_format=data_format)
-        self.spatial_axes = [1, 2] if data_format == "NHWC" else [2, 3]
-        self.squeeze = uniform_linear(channels, mid)
-        self.relu = nn.ReLU()
-        self.excitation = uniform_linear(mid, channels)
-        self.gate = nn.Sigmoid()
-
-    def forward(self, x):
-        s = paddle.flatten(self.pool(x), start_axis=1)
-        s = self.gate(self.excitation(self.relu(self.squeeze(s))))
-        return paddle.multiply(x, s.unsqueeze(self.spatial_axes))
-
-
 def _bound(conv_layer: Callable[..., nn.Layer], data_format: str) -> Callable[..., nn.Layer]:
     """`conv_layer` laying out its activations in `data_format` (the NCHW default needs no argument, so a unit
     without a `data_format` parameter serves NCHW networks)."""
@@ -91,7 +61,8 @@ class _ResidualBlock(nn.Layer):
 
     def _init_tail(self, in_chs: int, out_chs: int, stride: int, project: bool, avg_down: bool,
                    se_reduction: int | None, lr_mult: float, data_format: str) -> None:
-        self.se = SqueezeExcitation(out_chs, se_reduction, data_format) if se_reduction else nn.Identity()
+        self.se = (SEModule(out_chs, se_reduction, gate="sigmoid", fc_layer=uniform_linear, data_format=data_format)
+                   if se_reduction else nn.Identity())
         self.short = (projection_shortcut(in_chs, out_chs, stride, avg_down, lr_mult, data_format) if project
                       else nn.Identity())
         self.relu = nn.ReLU()

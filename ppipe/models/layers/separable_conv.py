@@ -9,24 +9,7 @@ from __future__ import annotations
 
 import paddle.nn as nn
 
-from ppipe.models.layers.activations import create_act
-
-
-class ConvBN(nn.Layer):
-    """Bias-free conv ('same' padding for odd kernels, with `dilation`) -> BatchNorm (`bn_eps`) -> `act`."""
-
-    bn_act_pairs = (("bn", "act"),)  # `act` applies to `bn`'s output only: fusable in CPU training
-
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, dilation: int = 1,
-                 groups: int = 1, act: str | None = None, bn_eps: float = 1e-5, bn_momentum: float = 0.9):
-        super().__init__()
-        self.conv = nn.Conv2D(in_chs, out_chs, kernel_size, stride=stride, padding=kernel_size // 2 * dilation,
-                              dilation=dilation, groups=groups, bias_attr=False)
-        self.bn = nn.BatchNorm2D(out_chs, epsilon=bn_eps, momentum=bn_momentum)
-        self.act = create_act(act)
-
-    def forward(self, x):
-        return self.act(self.bn(self.conv(x)))
+from ppipe.models.layers.conv_bn_act import ConvBNAct
 
 
 class SeparableConvBN(nn.Layer):
@@ -40,11 +23,12 @@ class SeparableConvBN(nn.Layer):
                  act: str | None = None, pointwise_first: bool = False, bn_eps: float = 1e-5,
                  bn_momentum: float = 0.9):
         super().__init__()
-        bn = dict(act=act, bn_eps=bn_eps, bn_momentum=bn_momentum)
+        bn = dict(act=act, bn_eps=bn_eps, bn_momentum=bn_momentum, bn_weight_decay=True)
         dw_chs = out_chs if pointwise_first else in_chs
         self.pointwise_first = pointwise_first
-        self.depthwise = ConvBN(dw_chs, dw_chs, kernel_size, stride=stride, dilation=dilation, groups=dw_chs, **bn)
-        self.pointwise = ConvBN(in_chs, out_chs, 1, **bn)
+        self.depthwise = ConvBNAct(dw_chs, dw_chs, kernel_size, stride=stride, groups=dw_chs, dilation=dilation,
+                                   **bn)
+        self.pointwise = ConvBNAct(in_chs, out_chs, 1, **bn)
 
     def forward(self, x):
         if self.pointwise_first:
