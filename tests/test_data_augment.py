@@ -636,7 +636,7 @@ def _photo(seed: int = 0, size: int = 24) -> np.ndarray:
 def test_color_jitter_hue_shift_is_paddle_visions_adjust_hue():
     from paddle.vision.transforms import functional as F
 
-    from ppipe.data.augment import _shift_hue
+    from ppipe.data.augment.colour import _shift_hue
 
     img = Image.fromarray(_photo())
     for factor in (-0.4, -0.1, 0.25, 0.4):
