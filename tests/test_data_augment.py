@@ -608,10 +608,11 @@ def test_bad_per_sample_augment_ops_are_errors_naming_them(ops, exc, match):
      "OpSampler.MixupOperator: unknown parameter 'alfa'"),
     ([{"OpSampler": {"MixupOperator": {"prob": 0.7}, "CutmixOperator": {"prob": 0.6}}}], OperatorParamError,
      "sum to 1.3 > 1"),
-    ([{"OpSampler": {"RandAugment": {"prob": 0.5}}}], OperatorParamError, "RandAugment is not a batch operator"),
+    ([{"OpSampler": {"RandAugment": {"prob": 0.5}}}], OperatorParamError,
+     "OpSampler: RandAugment is a per-sample operator: list it under transform_ops"),
     ([{"RandAugment": None}], OperatorParamError, "RandAugment is a per-sample operator"),
     ([{"MixupOperator": {"class_num": 7}}], OperatorParamError, "class_num 7 disagrees"),
-    ("MixupOperator", OperatorParamError, "must be a list"),
+    ("MixupOperator", OperatorParamError, "batch_transform_ops: expected a list"),
 ])
 def test_bad_batch_ops_are_errors_naming_them(ops, exc, match):
     with pytest.raises(exc, match=match):
@@ -635,7 +636,7 @@ def _photo(seed: int = 0, size: int = 24) -> np.ndarray:
 def test_color_jitter_hue_shift_is_paddle_visions_adjust_hue():
     from paddle.vision.transforms import functional as F
 
-    from ppipe.data.augment import _shift_hue
+    from ppipe.data.augment.colour import _shift_hue
 
     img = Image.fromarray(_photo())
     for factor in (-0.4, -0.1, 0.25, 0.4):

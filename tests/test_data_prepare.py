@@ -15,6 +15,8 @@ from PIL import Image
 from ppipe import storage
 from ppipe.data import DatasetError, iter_batches, load_manifest, prepare_dataset, verify_prepared
 from ppipe.data import prepare as prepare_mod
+from ppipe.data import shards as shards_mod
+from ppipe.data import sources as sources_mod
 
 UNICODE_NAME = "ñandú_été_鳥.jpg"
 RED, BLUE = (255, 0, 0), (0, 0, 255)
@@ -272,7 +274,7 @@ def test_failure_mid_way_leaves_no_manifest_even_over_a_previous_run(awkward, tm
     prepare_dataset(str(src), str(out), shard_size=4, num_workers=0, progress=False)
     assert (out / "manifest.json").exists()
     calls = []
-    real = prepare_mod._write_shard
+    real = shards_mod.write_shard
 
     def failing(url, data):
         calls.append(url)
@@ -280,7 +282,7 @@ def test_failure_mid_way_leaves_no_manifest_even_over_a_previous_run(awkward, tm
             raise OSError("disk full (simulated)")
         real(url, data)
 
-    monkeypatch.setattr(prepare_mod, "_write_shard", failing)
+    monkeypatch.setattr(shards_mod, "write_shard", failing)
     with pytest.raises(OSError, match="simulated"):
         # a different shard size changes the output, so this run really rewrites the dataset
         prepare_dataset(str(src), str(out), shard_size=3, num_workers=0, progress=False)
@@ -295,14 +297,14 @@ def test_failure_mid_way_leaves_no_manifest_even_over_a_previous_run(awkward, tm
 def test_unreadable_class_folder_fails_without_manifest(awkward, tmp_path, monkeypatch):
     src, _ = awkward
     out = tmp_path / "out"
-    real_walk = prepare_mod._Source.files_under
+    real_walk = sources_mod.Source.files_under
 
     def walk(self, *parts):
         if parts == ("train", "n02"):
             raise PermissionError(f"[Errno 13] Permission denied: '{self.path(*parts)}'")
         return real_walk(self, *parts)
 
-    monkeypatch.setattr(prepare_mod._Source, "files_under", walk)
+    monkeypatch.setattr(sources_mod.Source, "files_under", walk)
     with pytest.raises(PermissionError):
         prepare_dataset(str(src), str(out), num_workers=0, progress=False)
     assert not (out / "manifest.json").exists()
@@ -413,7 +415,7 @@ def test_interrupted_run_resumes_after_the_shards_already_written(awkward, tmp_p
     reference = prepare_dataset(str(src), str(tmp_path / "reference"), shard_size=2, num_workers=0,
                                 progress=False)
     writes = []
-    real = prepare_mod._write_shard
+    real = shards_mod.write_shard
 
     def failing(url, data):
         if len(writes) == 2:
@@ -421,11 +423,11 @@ def test_interrupted_run_resumes_after_the_shards_already_written(awkward, tmp_p
         writes.append(url)
         real(url, data)
 
-    monkeypatch.setattr(prepare_mod, "_write_shard", failing)
+    monkeypatch.setattr(shards_mod, "write_shard", failing)
     with pytest.raises(KeyboardInterrupt):
         prepare_dataset(str(src), str(out), shard_size=2, num_workers=0, progress=False)
     assert not (out / "manifest.json").exists() and len(writes) == 2
-    monkeypatch.setattr(prepare_mod, "_write_shard", real)
+    monkeypatch.setattr(shards_mod, "write_shard", real)
     checked = _count_checks(monkeypatch)
     resumed = prepare_dataset(str(src), str(out), shard_size=2, num_workers=0, progress=False)
     assert resumed == reference

@@ -188,7 +188,7 @@ def test_unknown_parameter_error_names_it_and_lists_valid_ones():
 def test_missing_required_parameter_and_malformed_items_are_errors():
     with pytest.raises(OperatorParamError, match="CropImage"):
         create_operators([{"CropImage": None}])
-    with pytest.raises(OperatorParamError, match="single-key dict"):
+    with pytest.raises(OperatorParamError, match=r"transform_ops\[0\]: expected a single-key mapping"):
         create_operators([{"DecodeImage": None, "ToCHWImage": None}])
 
 

@@ -2,9 +2,9 @@
 OpSampler.
 
 Semantics follow PaddleClas 2.6 (`ppcls/data/preprocess/batch_ops/batch_operators.py`); this is our own code.
-They are registered in the same registry as the per-sample operators (`transforms.OPERATORS`), so names and
-parameters are validated the same way, but they are built with `create_batch_operators`, not
-`create_operators` (which refuses them with an error saying where they belong).
+They are registered in `ppipe.data.operators.BATCH_OPERATORS` and built with `create_batch_operators`; names and
+parameters are validated as the per-sample operators' are, and each list refuses the other's operators with an
+error saying where they belong.
 
 * `class_num` is injected as PaddleClas injects `Arch.class_num` into every operator that takes it; a value
   given in the op's own parameters must agree with it.
@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from ppipe.data.transforms import (OPERATORS, OperatorParamError, UnknownOperatorError, _params_of,
-                                   build_operator, register_operator)
+from ppipe.data.operators import (BATCH_OPERATORS, OperatorParamError, build_operators, check_listed_in,
+                                  register_batch_operator)
+from ppipe.registry import accepted_params
 
 __all__ = ["BatchOperator", "MixupOperator", "CutmixOperator", "OpSampler", "BatchCompose",
            "create_batch_operators"]
@@ -94,7 +95,7 @@ class BatchOperator:
         return f"{type(self).__name__}(class_num={self.class_num})"
 
 
-@register_operator
+@register_batch_operator
 class MixupOperator(BatchOperator):
     """Mixup (Zhang et al. 2018): lam ~ Beta(alpha, alpha), images lam * x + (1 - lam) * x[perm] with a random
     permutation of the batch, targets mixed the same way."""
@@ -118,7 +119,7 @@ class MixupOperator(BatchOperator):
         return f"MixupOperator(class_num={self.class_num}, alpha={self.alpha})"
 
 
-@register_operator
+@register_batch_operator
 class CutmixOperator(BatchOperator):
     """CutMix (Yun et al. 2019): lam ~ Beta(alpha, alpha) sets a box of sides sqrt(1 - lam) * (H, W) centred
     uniformly (clipped to the image); the box is pasted from x[perm] and lam becomes 1 - box area / image area,
@@ -163,8 +164,8 @@ class CutmixOperator(BatchOperator):
 def _inject_class_num(name: str, params: dict[str, Any], class_num: int | None) -> dict[str, Any]:
     """PaddleClas passes Arch.class_num to every operator that has a class_num parameter."""
     params = dict(params)
-    cls = OPERATORS.get(name)
-    if cls is not None and "class_num" in _params_of(cls) and class_num is not None:
+    takes_class_num = name in BATCH_OPERATORS and "class_num" in accepted_params(BATCH_OPERATORS.get(name))[0]
+    if takes_class_num and class_num is not None:
         given = params.get("class_num")
         if given is not None and given != class_num:
             raise OperatorParamError(f"{name}: class_num {given!r} disagrees with the model's class_num "
@@ -173,7 +174,7 @@ def _inject_class_num(name: str, params: dict[str, Any], class_num: int | None) 
     return params
 
 
-@register_operator
+@register_batch_operator
 class OpSampler(BatchOperator):
     """Picks one batch operator per batch: `{OpName: {prob: p, ...params}}`; with probability 1 - sum(p) none
     (the batch is returned with one-hot targets). An operator without `prob` gets 0, with a warning."""
@@ -185,30 +186,28 @@ class OpSampler(BatchOperator):
         self.ops: list[tuple[BatchOperator, float]] = []
         total = 0.0
         for name, params in op_dict.items():
-            if name not in OPERATORS:
-                raise UnknownOperatorError(f"OpSampler: unknown batch operator {name!r}; known: "
-                                           f"{', '.join(_batch_operator_names())}")
-            if not getattr(OPERATORS[name], "is_batch_operator", False) or name == "OpSampler":
-                raise OperatorParamError(f"OpSampler: {name} is not a batch operator it can sample; use one of "
-                                         f"{', '.join(n for n in _batch_operator_names() if n != 'OpSampler')}")
-            if params is not None and not isinstance(params, dict):
-                raise OperatorParamError(f"OpSampler.{name}: parameters must be a mapping, got {params!r}")
-            params = dict(params or {})
-            if "prob" not in params:
-                warnings.warn(f"OpSampler: {name} has no 'prob'; it is set to 0", stacklevel=2)
-            prob = params.pop("prob", 0)
-            if not isinstance(prob, (int, float)) or not 0 <= prob <= 1:
-                raise OperatorParamError(f"OpSampler.{name}: prob must be in [0, 1], got {prob!r}")
-            total += float(prob)
-            params = _inject_class_num(name, params, self.class_num)
-            try:
-                op = build_operator(name, params)
-            except (OperatorParamError, UnknownOperatorError) as exc:
-                raise type(exc)(f"OpSampler.{exc}") from None
-            self.ops.append((op, float(prob)))
+            op, prob = self._sampled_operator(name, params)
+            total += prob
+            self.ops.append((op, prob))
         if total > 1 + 1e-9:
             raise OperatorParamError(f"OpSampler: the probabilities of its operators sum to {total:g} > 1")
         self.none_prob = max(0.0, 1.0 - total)
+
+    def _sampled_operator(self, name: str, params: Any) -> tuple[BatchOperator, float]:
+        """(operator, probability) of one `{OpName: {prob: p, ...params}}` entry."""
+        check_listed_in(BATCH_OPERATORS, name, "OpSampler")
+        if name == "OpSampler":
+            raise OperatorParamError("OpSampler: an OpSampler cannot sample another OpSampler")
+        if params is not None and not isinstance(params, dict):
+            raise OperatorParamError(f"OpSampler.{name}: parameters must be a mapping, got {params!r}")
+        params = dict(params or {})
+        if "prob" not in params:
+            warnings.warn(f"OpSampler: {name} has no 'prob'; it is set to 0", stacklevel=3)
+        prob = params.pop("prob", 0)
+        if not isinstance(prob, (int, float)) or not 0 <= prob <= 1:
+            raise OperatorParamError(f"OpSampler.{name}: prob must be in [0, 1], got {prob!r}")
+        op = BATCH_OPERATORS.build(name, _inject_class_num(name, params, self.class_num), "OpSampler")
+        return op, float(prob)
 
     def choose(self, rng: np.random.Generator) -> BatchOperator | None:
         """The operator for this batch (None: no mixing), drawn by probability."""
@@ -228,10 +227,6 @@ class OpSampler(BatchOperator):
 
     def __repr__(self) -> str:
         return f"OpSampler({', '.join(f'{op!r}: {p}' for op, p in self.ops)}, none: {self.none_prob:g})"
-
-
-def _batch_operator_names() -> list[str]:
-    return sorted(n for n, c in OPERATORS.items() if getattr(c, "is_batch_operator", False))
 
 
 class BatchCompose:
@@ -266,28 +261,8 @@ def create_batch_operators(op_list: list[dict[str, Any]] | None, class_num: int 
                            seed: int | None = None) -> BatchCompose:
     """A PaddleClas `batch_transform_ops` list -> BatchCompose. `class_num` (PaddleClas: Arch.class_num) goes
     to every operator that takes it; unknown operators or parameters are errors naming them."""
-    if op_list is None:
-        op_list = []
-    if not isinstance(op_list, (list, tuple)):
-        raise OperatorParamError(
-            f"batch transform ops must be a list of {{OpName: params}} dicts, got {type(op_list).__name__}")
-    ops: list[BatchOperator] = []
-    for i, item in enumerate(op_list):
-        if isinstance(item, str):
-            item = {item: None}
-        if not isinstance(item, dict) or len(item) != 1:
-            raise OperatorParamError(f"batch transform op #{i} must be a single-key dict {{OpName: params}}, "
-                                     f"got {item!r}")
-        (name, params), = item.items()
-        if params is not None and not isinstance(params, dict):
-            raise OperatorParamError(f"{name}: parameters must be a mapping or null, got {params!r}")
-        if name not in OPERATORS:
-            raise UnknownOperatorError(f"unknown batch operator {name!r}; known batch operators: "
-                                       f"{', '.join(_batch_operator_names())}")
-        if not getattr(OPERATORS[name], "is_batch_operator", False):
-            raise OperatorParamError(f"{name} is a per-sample operator: list it under transform_ops, not "
-                                     f"batch_transform_ops (batch operators: {', '.join(_batch_operator_names())})")
-        ops.append(build_operator(name, _inject_class_num(name, params or {}, class_num)))
+    ops = build_operators(BATCH_OPERATORS, op_list, "batch_transform_ops",
+                          params_of=lambda name, params: _inject_class_num(name, params, class_num))
     widths = {op.class_num for op in ops}
     if len(widths) > 1:
         raise OperatorParamError(f"batch operators disagree on class_num: {sorted(widths)}")

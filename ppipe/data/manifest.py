@@ -90,23 +90,3 @@ def split_info(manifest: dict[str, Any], split: str, prepared: str = "") -> dict
         raise DatasetError(
             f"prepared dataset {prepared!r} has no split {split!r}; it has: {', '.join(sorted(splits))}")
     return splits[split]
-
-
-def verify_prepared(prepared: str) -> dict[str, Any]:
-    """Check every shard listed in the manifest against its sha256 and size; raise DatasetError on a mismatch.
-
-    Returns the manifest. Reads every shard in full: meant for `ppipe data verify`-style checks and tests,
-    not for every training run.
-    """
-    manifest = load_manifest(prepared)
-    for split, info in manifest["splits"].items():
-        for shard in info["shards"]:
-            url = storage.join(str(prepared), shard["path"])
-            try:
-                data = storage.read_bytes(url)
-            except FileNotFoundError:
-                raise DatasetError(f"prepared dataset {prepared!r}: shard {shard['path']!r} is missing") from None
-            if storage.sha256_bytes(data) != shard["sha256"]:
-                raise DatasetError(f"prepared dataset {prepared!r}: shard {shard['path']!r} does not match its "
-                                   f"sha256 in {MANIFEST_NAME} (corrupted or overwritten)")
-    return manifest

@@ -1,115 +1,69 @@
-"""Training / evaluation input pipeline over a prepared dataset (local path or fsspec URL such as s3://).
+"""Training / evaluation input pipeline over a prepared dataset (local path, fsspec URL such as s3://, or an
+opened `PreparedDataset`): each rank's samples of a split for an epoch (which ones and in which order:
+`ppipe.data.sampling`), read from the shards and transformed into batches.
 
-Sample order for one epoch is a pure function of (seed, epoch): the shard order is permuted and the rows of
-every shard are permuted, giving one global sequence. Rank r of W takes a contiguous slice of it, so it reads
-only the shards (and, inside them, only the Parquet row groups) it needs:
-
-* pad=True (training): the sequence is extended by repeating its head until its length is a multiple of W,
-  and every rank gets exactly ceil(N / W) samples, like Paddle's DistributedBatchSampler, because collective
-  training needs equal step counts on every rank.
-* pad=False (evaluation): the N samples are split into W disjoint slices whose sizes differ by at most one;
-  their union is the split.
-
-Within a rank's slice, samples are shuffled again inside windows of `shuffle_buffer` samples (spanning
-several shards), so a batch mixes rows from several shards. shuffle=False keeps the stored order.
+Every function here takes `prepared` as a URL or a `PreparedDataset`; pass the latter (`open_prepared`) where a
+dataset is read more than once, so its manifest is read once.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from ppipe import storage
 from ppipe.data._pool import ordered_map
-from ppipe.data.manifest import DatasetError, load_manifest, split_info
 from ppipe.data.batch_ops import BatchCompose, create_batch_operators
+from ppipe.data.manifest import DatasetError
+from ppipe.data.prepared import Prepared, PreparedDataset, open_prepared
+from ppipe.data.sampling import DEFAULT_SHUFFLE_BUFFER
 from ppipe.data.transforms import Compose, create_operators
 
 __all__ = ["iter_samples", "iter_batches", "num_samples", "num_batches", "split_size", "class_names",
            "epoch_plan"]
 
-DEFAULT_SHUFFLE_BUFFER = 2048  # samples held in memory per rank for the within-part shuffle
 
-
-def split_size(prepared: str, split: str) -> int:
+def split_size(prepared: Prepared, split: str) -> int:
     """Number of images in `split` of a prepared dataset."""
-    return int(split_info(load_manifest(prepared), split, prepared)["num_images"])
+    return open_prepared(prepared).num_images(split)
 
 
-def class_names(prepared: str) -> list[str]:
+def class_names(prepared: Prepared) -> list[str]:
     """The class list (label i is classes[i]) of a prepared dataset."""
-    return list(load_manifest(prepared)["classes"])
+    return open_prepared(prepared).classes
 
 
-def _check_rank(rank: int, world_size: int) -> None:
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"rank must be in [0, world_size) with world_size >= 1, got rank={rank}, "
-                         f"world_size={world_size}")
-
-
-def _rank_bounds(n: int, rank: int, world_size: int, pad: bool) -> tuple[int, int, int]:
-    """(start, end, padded length) of rank's slice of the (padded) global sequence."""
-    if pad:
-        per = math.ceil(n / world_size) if n else 0
-        return rank * per, (rank + 1) * per, per * world_size
-    return rank * n // world_size, (rank + 1) * n // world_size, n
-
-
-def num_samples(prepared: str, split: str, *, rank: int = 0, world_size: int = 1, pad: bool = True) -> int:
+def num_samples(prepared: Prepared, split: str, *, rank: int = 0, world_size: int = 1, pad: bool = True) -> int:
     """Number of samples `iter_samples` yields on `rank` in any epoch."""
-    _check_rank(rank, world_size)
-    start, end, _ = _rank_bounds(split_size(prepared, split), rank, world_size, pad)
-    return end - start
+    return open_prepared(prepared).num_samples(split, rank=rank, world_size=world_size, pad=pad)
 
 
-def num_batches(prepared: str, split: str, batch_size: int, *, rank: int = 0, world_size: int = 1,
+def num_batches(prepared: Prepared, split: str, batch_size: int, *, rank: int = 0, world_size: int = 1,
                 drop_last: bool = False, pad: bool = True) -> int:
     """Number of batches `iter_batches` yields on `rank` in any epoch."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    n = num_samples(prepared, split, rank=rank, world_size=world_size, pad=pad)
-    return n // batch_size if drop_last else math.ceil(n / batch_size)
+    return open_prepared(prepared).num_batches(split, batch_size, rank=rank, world_size=world_size,
+                                               drop_last=drop_last, pad=pad)
 
 
-def epoch_plan(manifest: dict[str, Any], split: str, *, rank: int = 0, world_size: int = 1, epoch: int = 0,
-               shuffle: bool = True, seed: int = 0, pad: bool = True,
-               shuffle_buffer: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(shard index, row index) of every sample rank yields this epoch, in order. Pure; reads nothing."""
-    _check_rank(rank, world_size)
-    shards = split_info(manifest, split)["shards"]
-    rows = np.array([s["num_rows"] for s in shards], dtype=np.int64)
-    n = int(rows.sum())
-    if n == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    rng = np.random.default_rng([int(seed), int(epoch)]) if shuffle else None
-    shard_order = rng.permutation(len(shards)) if shuffle else np.arange(len(shards))
-    shard_ids = np.repeat(shard_order, rows[shard_order])
-    row_ids = np.concatenate([rng.permutation(rows[s]) if shuffle else np.arange(rows[s]) for s in shard_order])
-    start, end, total = _rank_bounds(n, rank, world_size, pad)
-    if total > n:  # pad by repeating from the head (np.resize cycles when total > 2n)
-        shard_ids, row_ids = np.resize(shard_ids, total), np.resize(row_ids, total)
-    shard_ids, row_ids = shard_ids[start:end].copy(), row_ids[start:end].copy()
-    if shuffle and len(shard_ids) > 1:
-        window = int(shuffle_buffer or DEFAULT_SHUFFLE_BUFFER)
-        local = np.random.default_rng([int(seed), int(epoch), int(rank), int(world_size), 1])
-        for a in range(0, len(shard_ids), window):
-            p = local.permutation(min(window, len(shard_ids) - a)) + a
-            shard_ids[a:a + len(p)], row_ids[a:a + len(p)] = shard_ids[p], row_ids[p]
-    return shard_ids, row_ids
+def epoch_plan(manifest: dict[str, Any] | PreparedDataset, split: str, **order: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(shard index, row index) of every sample a rank yields this epoch, in order (`PreparedDataset.epoch_plan`
+    of an opened dataset, or of a manifest dict)."""
+    dataset = manifest if isinstance(manifest, PreparedDataset) else PreparedDataset("", manifest)
+    return dataset.epoch_plan(split, **order)
 
 
-def _read_rows(prepared: str, shard: dict[str, Any], rows: np.ndarray) -> dict[int, tuple[bytes, int]]:
+def _read_rows(dataset: PreparedDataset, shard: dict[str, Any], rows: np.ndarray) -> dict[int, tuple[bytes, int]]:
     """The (image, label) of `rows` of one shard, reading only the row groups that hold them."""
     import pyarrow.parquet as pq
 
-    url = storage.join(prepared, shard["path"])
+    url = dataset.shard_url(shard)
     fs, path = storage.filesystem(url)
     try:
         f = fs.open(path, "rb")
     except FileNotFoundError:
-        raise DatasetError(f"prepared dataset {prepared!r} lists shard {shard['path']!r} but it is missing") from None
+        raise DatasetError(f"prepared dataset {dataset.url!r} lists shard {shard['path']!r} but it is "
+                           f"missing") from None
     with f:
         pf = pq.ParquetFile(f)
         md = pf.metadata
@@ -132,21 +86,20 @@ def _read_rows(prepared: str, shard: dict[str, Any], rows: np.ndarray) -> dict[i
     return out
 
 
-def iter_samples(prepared: str, split: str, *, rank: int = 0, world_size: int = 1, epoch: int = 0,
+def iter_samples(prepared: Prepared, split: str, *, rank: int = 0, world_size: int = 1, epoch: int = 0,
                  shuffle: bool = True, seed: int = 0, pad: bool = True,
                  shuffle_buffer: int | None = None) -> Iterator[tuple[bytes, int]]:
-    """(encoded image bytes, label) of this rank's part of `split` for `epoch` (see the module docstring)."""
-    prepared = str(prepared)
-    manifest = load_manifest(prepared)
-    shards = split_info(manifest, split, prepared)["shards"]
-    shard_ids, row_ids = epoch_plan(manifest, split, rank=rank, world_size=world_size, epoch=epoch,
-                                    shuffle=shuffle, seed=seed, pad=pad, shuffle_buffer=shuffle_buffer)
+    """(encoded image bytes, label) of this rank's part of `split` for `epoch` (see `ppipe.data.sampling`)."""
+    dataset = open_prepared(prepared)
+    shards = dataset.shards(split)
+    shard_ids, row_ids = dataset.epoch_plan(split, rank=rank, world_size=world_size, epoch=epoch, shuffle=shuffle,
+                                            seed=seed, pad=pad, shuffle_buffer=shuffle_buffer)
     window = int(shuffle_buffer or DEFAULT_SHUFFLE_BUFFER)
     for a in range(0, len(shard_ids), window):
         s_ids, r_ids = shard_ids[a:a + window], row_ids[a:a + window]
         loaded: dict[int, dict[int, tuple[bytes, int]]] = {}
         for s in np.unique(s_ids).tolist():
-            loaded[s] = _read_rows(prepared, shards[s], r_ids[s_ids == s])
+            loaded[s] = _read_rows(dataset, shards[s], r_ids[s_ids == s])
         for s, r in zip(s_ids.tolist(), r_ids.tolist()):
             yield loaded[s][r]
 
@@ -358,7 +311,14 @@ def _chunks(samples: Iterator[tuple[bytes, int]], size: int, drop_last: bool) ->
         yield buf
 
 
-def iter_batches(prepared: str, split: str, transform_ops: Any, batch_size: int, *, rank: int = 0,
+def _batch_operators(batch_transform_ops: Any, class_num: int) -> BatchCompose | None:
+    """The batch operators of `iter_batches` (None: none), built from a list or given already built."""
+    if isinstance(batch_transform_ops, BatchCompose):
+        return batch_transform_ops if len(batch_transform_ops) else None
+    return create_batch_operators(batch_transform_ops, class_num=class_num) if batch_transform_ops else None
+
+
+def iter_batches(prepared: Prepared, split: str, transform_ops: Any, batch_size: int, *, rank: int = 0,
                  world_size: int = 1, epoch: int = 0, shuffle: bool = True, seed: int = 0, drop_last: bool = False,
                  pad: bool = True, num_workers: int = 0, shuffle_buffer: int | None = None,
                  batch_transform_ops: Any = None, start_batch: int = 0,
@@ -382,14 +342,9 @@ def iter_batches(prepared: str, split: str, transform_ops: Any, batch_size: int,
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     # Built here also when workers transform: a bad op list fails now, with a clear error.
     ops = transform_ops if isinstance(transform_ops, Compose) else create_operators(transform_ops)
-    batch_ops: BatchCompose | None = None
-    if isinstance(batch_transform_ops, BatchCompose):
-        batch_ops = batch_transform_ops if len(batch_transform_ops) else None
-    elif batch_transform_ops:
-        if class_num is None:
-            class_num = len(class_names(str(prepared)))
-        batch_ops = create_batch_operators(batch_transform_ops, class_num=class_num)
-    samples = iter_samples(prepared, split, rank=rank, world_size=world_size, epoch=epoch, shuffle=shuffle,
+    dataset = open_prepared(prepared)
+    batch_ops = _batch_operators(batch_transform_ops, class_num or dataset.num_classes)
+    samples = iter_samples(dataset, split, rank=rank, world_size=world_size, epoch=epoch, shuffle=shuffle,
                            seed=seed, pad=pad, shuffle_buffer=shuffle_buffer)
     # Batches before `start_batch` (a run resuming mid-epoch) are skipped undecoded; the rest get the seeds
     # they would have had, so the resumed epoch continues exactly where the checkpoint left it.

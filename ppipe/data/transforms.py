@@ -5,9 +5,9 @@ dicts `{OpName: params_or_None}`, and returns a callable that applies the operat
 follow PaddleClas 2.6 (`ppcls/data/preprocess/ops/operators.py`): same names, same parameter names and defaults,
 same semantics (OpenCV backend by default, HWC uint8 RGB arrays between operators).
 
-Operators are classes in a registry (`OPERATORS`, filled by `@register_operator`); later operators (AutoAugment,
-RandAugment, RandomErasing, Cutout, GridMask, HideAndSeek, batch operators such as Mixup/Cutmix) are added by
-registering more classes.
+Operators are classes in a registry (`ppipe.data.operators.OPERATORS`, filled by `@register_operator`);
+`ppipe.data.augment` registers the augmentation policies, `ppipe.data.batch_ops` the batch operators (in their
+own registry: a `transform_ops` list refuses them, naming the list they belong to).
 
 Randomness: every operator draws from `self.rng` (a `random.Random`). Operators built by `create_operators`
 share one generator, which `Compose.reseed(seed)` resets, so a pipeline is reproducible per sample or batch.
@@ -15,14 +15,15 @@ share one generator, which `Compose.reseed(seed)` resets, so a pipeline is repro
 
 from __future__ import annotations
 
-import difflib
-import inspect
 import io
 import math
 import random
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
+
+from ppipe.data.operators import (OPERATORS, OperatorParamError, UnknownOperatorError, build_operators,
+                                  register_operator)
 
 __all__ = [
     "OPERATORS",
@@ -39,22 +40,6 @@ __all__ = [
     "NormalizeImage",
     "ToCHWImage",
 ]
-
-OPERATORS: dict[str, type] = {}
-
-
-class OperatorParamError(ValueError):
-    """An operator got a parameter it does not have, or a value it cannot use."""
-
-
-class UnknownOperatorError(ValueError):
-    """An operator name that is not in the registry."""
-
-
-def register_operator(cls: type) -> type:
-    """Class decorator: make `cls` available to `create_operators` under its class name."""
-    OPERATORS[cls.__name__] = cls
-    return cls
 
 
 def _has_rgb_decode() -> bool:
@@ -401,59 +386,12 @@ class Compose:
         return f"Compose({self.ops!r})"
 
 
-def _params_of(cls: type) -> list[str]:
-    sig = inspect.signature(cls.__init__)
-    return [n for n, p in sig.parameters.items()
-            if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-
-
-def build_operator(name: str, params: dict[str, Any] | None) -> Operator:
-    """One operator from its name and parameters, with errors that name what is wrong."""
-    if name not in OPERATORS:
-        close = difflib.get_close_matches(name, OPERATORS, n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise UnknownOperatorError(
-            f"unknown transform operator {name!r}{hint}; known operators: {', '.join(sorted(OPERATORS))}")
-    cls = OPERATORS[name]
-    params = dict(params or {})
-    valid = _params_of(cls)
-    takes_any = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values())
-    unknown = [] if takes_any else [k for k in params if k not in valid]  # **kwargs: the class validates them
-    if unknown:
-        raise OperatorParamError(
-            f"{name}: unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-            f"valid parameters: {', '.join(valid) if valid else '(none)'}")
-    try:
-        return cls(**params)
-    except TypeError as exc:  # e.g. a required parameter is missing
-        raise OperatorParamError(f"{name}: {exc}; valid parameters: {', '.join(valid)}") from exc
-
-
 def create_operators(op_list: list[dict[str, Any]] | None, seed: int | None = None) -> Compose:
     """A callable applying a PaddleClas `transform_ops` list in order.
 
-    `op_list` items are single-key dicts `{OpName: params_or_None}`. `seed` seeds the shared random generator
-    (None: fresh entropy); `Compose.reseed` resets it later.
+    `op_list` items are single-key dicts `{OpName: params_or_None}` (or a bare `OpName`). `seed` seeds the shared
+    random generator (None: fresh entropy); `Compose.reseed` resets it later. An unknown operator raises
+    UnknownOperatorError, an unknown or bad parameter OperatorParamError; both name it and the closest known.
     """
-    if op_list is None:
-        op_list = []
-    if not isinstance(op_list, (list, tuple)):
-        raise OperatorParamError(f"transform ops must be a list of {{OpName: params}} dicts, got {type(op_list).__name__}")
-    ops: list[Operator] = []
-    for i, item in enumerate(op_list):
-        if isinstance(item, str):
-            item = {item: None}
-        if not isinstance(item, dict) or len(item) != 1:
-            raise OperatorParamError(
-                f"transform op #{i} must be a single-key dict {{OpName: params}}, got {item!r}")
-        (name, params), = item.items()
-        if params is not None and not isinstance(params, dict):
-            raise OperatorParamError(f"{name}: parameters must be a mapping or null, got {params!r}")
-        if getattr(OPERATORS.get(name), "is_batch_operator", False):
-            raise OperatorParamError(f"{name} is a batch operator: list it under batch_transform_ops, "
-                                     f"not transform_ops")
-        ops.append(build_operator(name, params))
-    return Compose(ops, seed=seed)
+    return Compose(build_operators(OPERATORS, op_list, "transform_ops"), seed=seed)
 
-
-Transform = Callable[[Any], Any]
