@@ -11,14 +11,18 @@ check passed, so `out_dir` never holds a partial or unverified export.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ppipe import inference as _inference
 from ppipe import storage
+from ppipe.export.measure import measure_speed
+from ppipe.export.targets import TARGETS, ExportContext, TargetResult
 
 __all__ = ["ExportError", "export_inference_model", "prepare_for_export", "reparameterize", "max_relative_error",
            "predictor_target", "shipped_settings"]
@@ -180,3 +184,55 @@ def save_checked_export(layer, x: np.ndarray, reference: np.ndarray, out_dir: st
         "rtol": float(rtol),
         "output_shape": [None, *list(reference.shape[1:])],
     }
+
+
+def shipped_settings(export_settings: Any, **overrides) -> _inference.PredictorSettings:
+    """The predictor configuration a Paddle Inference target ships in its `predictor.json`: the export
+    settings' `threads` on top of `PredictorSettings`' defaults (see benchmarks/README.md for how they were
+    chosen)."""
+    threads = int(getattr(export_settings, "threads", 1) or 1)
+    return _inference.PredictorSettings(threads=threads, **overrides)
+
+
+def predictor_target(ctx: ExportContext, name: str, source_dir: str, settings: _inference.PredictorSettings,
+                     check: Callable[[Any], dict], measure_batches: tuple[int, int] = (1, 32)) -> TargetResult:
+    """A Paddle Inference target: `source_dir`'s model files plus `settings` as `predictor.json` in
+    ``ctx.out_root/name``, staged until ``check(predictor)`` (which returns the check record or raises
+    `ExportError`) passed; then measured with the shipped settings at `measure_batches` (latency, throughput)."""
+    import shutil
+
+    dest = os.path.join(ctx.out_root, name)
+    with storage.staged_directory(dest, name) as tmp:
+        for path in _inference.find_model_files(source_dir):
+            shutil.copy2(path, tmp)
+        with open(os.path.join(tmp, _inference.PREDICTOR_FILE), "w") as f:
+            json.dump(settings.to_dict(), f, indent=1)
+        predictor = _inference.create_predictor(tmp)
+        record = check(predictor)
+    files = sorted(os.path.join(name, f) for f in os.listdir(dest))
+    return TargetResult(name, "built", files=files, check=record,
+                        measurements=measure_target(ctx, lambda batch: _inference.predict(predictor, batch),
+                                                    measure_batches))
+
+
+def measure_target(ctx: ExportContext, run: Callable[[np.ndarray], Any],
+                   batches: tuple[int, int] = (1, 32)) -> dict:
+    """`measure_speed` of `run` with the export settings' `measure_seconds` (0: not measured, {})."""
+    seconds = float(getattr(ctx.settings, "measure_seconds", 1.0))
+    if seconds <= 0:
+        return {}
+    return measure_speed(run, ctx.input_shape, latency_batch=batches[0], throughput_batch=batches[1],
+                         min_seconds=seconds)
+
+
+@TARGETS.register(name=PREDICTOR)
+def paddle_inference_mkldnn(ctx: ExportContext) -> TargetResult:
+    """The FP32 PIR export with its tuned oneDNN predictor configuration, logits within `rtol` of dygraph."""
+    rtol = float(getattr(ctx.settings, "rtol", 1e-4))
+
+    def check(predictor) -> dict:
+        got = np.asarray(_inference.predict(predictor, ctx.check_inputs))
+        return {"max_rel_err": check_logits(got, ctx.reference_logits, rtol), "rtol": rtol,
+                "check_batch": int(len(ctx.check_inputs))}
+
+    return predictor_target(ctx, PREDICTOR, ctx.reference_dir, shipped_settings(ctx.settings), check)
