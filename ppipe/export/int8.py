@@ -6,8 +6,8 @@
     int8_model = convert_after_training(qmodel)               # quantize/dequantize ops with the learnt scales
 
 The target calibrates the reparameterized model on `ExportContext.calibration` (PTQ, abs-max observers), or
-takes the scales of a QAT model, converts it to quantize/dequantize form, saves it as PIR at a fixed batch
-(Paddle 3.3.1 cannot save a converted model with a dynamic batch dimension), runs it in Paddle Inference with
+takes the scales of a QAT model, converts it to quantize/dequantize form, saves it as a legacy program
+(Paddle 3.3.1's oneDNN INT8 passes work on legacy programs only), runs it in Paddle Inference with
 oneDNN INT8, and records the top-1/top-5 change against the FP32 export on the val batches. What runs and what
 does not on Paddle 3.3.1 is recorded in docs/export.md.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -108,39 +108,29 @@ def topk_of(run: Callable[[np.ndarray], np.ndarray],
     return {**{f"top{k}": counts[k] / n for k in ks}, "num_images": n}
 
 
-def _save_fixed_batch(layer, directory: str, shape: tuple[int, ...]) -> None:
+def save_int8_program(quantized, directory: str, input_shape: tuple[int, int, int]) -> None:
+    """Save a converted (quantize/dequantize) layer as a legacy program, ``model.pdmodel`` + ``model.pdiparams``.
+
+    Paddle 3.3.1's oneDNN INT8 passes (quant_dequant_onednn_pass, cpu_quantize_pass, ...) exist only for
+    legacy programs; a PIR program of the same layer saves only at a fixed batch and then fails to load in the
+    predictor ("Tensor holds no memory"); see docs/export.md."""
     import paddle
 
-    # Quanters keep their state in non-persistable buffers that paddle.jit.save would leave out of the
-    # parameters file, and the saved program then fails to load ("Tensor holds no memory").
-    for _, buf in layer.named_buffers():
-        buf.persistable = True
-    spec = paddle.static.InputSpec(list(shape), "float32", name="x")
+    spec = paddle.static.InputSpec([None, *input_shape], "float32", name="x")
     try:
-        paddle.jit.save(paddle.jit.to_static(layer, input_spec=[spec], full_graph=True),
-                        os.path.join(directory, "model"))
+        with paddle.pir_utils.OldIrGuard():
+            paddle.jit.save(paddle.jit.to_static(quantized, input_spec=[spec], full_graph=True),
+                            os.path.join(directory, "model"))
     except Exception as e:  # noqa: BLE001
-        raise ExportError(f"saving the quantized model as PIR failed: {e}") from e
-
-
-def _batches_of(images: Iterator[tuple[np.ndarray, np.ndarray]], batch: int):
-    """Labelled batches re-cut to exactly `batch` images (the INT8 program has a fixed batch); a short tail is
-    dropped."""
-    buf_x, buf_y = [], []
-    for x, y in images:
-        buf_x.append(x)
-        buf_y.append(y)
-        xs, ys = np.concatenate(buf_x), np.concatenate(buf_y)
-        while len(xs) >= batch:
-            yield xs[:batch], ys[:batch]
-            xs, ys = xs[batch:], ys[batch:]
-        buf_x, buf_y = [xs], [ys]
+        raise ExportError(f"saving the quantized model as a legacy program failed: {e}") from e
+    info = os.path.join(directory, "model.pdiparams.info")  # a training-only file; the predictor ignores it
+    if os.path.exists(info):
+        os.remove(info)
 
 
 @TARGETS.register(name=INT8_TARGET)
 def paddle_inference_mkldnn_int8(ctx: ExportContext) -> TargetResult:
     """PTQ (or QAT scales) -> quantize/dequantize PIR program -> oneDNN INT8 predictor; accuracy change on val."""
-    batch = int(getattr(ctx.settings, "calibration_batch", 32))
     if is_quantized_for_training(ctx.model):
         quantized, seen = convert_after_training(copy.deepcopy(ctx.model), ctx.quantization), 0
     elif ctx.calibration is None:
@@ -149,14 +139,14 @@ def paddle_inference_mkldnn_int8(ctx: ExportContext) -> TargetResult:
         quantized, seen = calibrate(ctx.model, ctx.calibration(), ctx.quantization)
     max_drop = float(getattr(ctx.settings, "int8_max_top1_drop", 0.01))
     with tempfile.TemporaryDirectory(dir=ctx.out_root, prefix=".int8-") as tmp:
-        _save_fixed_batch(quantized, tmp, (batch, *ctx.input_shape))
+        save_int8_program(quantized, tmp, ctx.input_shape)
         fp32 = _inference.create_predictor(ctx.reference_dir, settings=shipped_settings(ctx.settings))
 
         def check(predictor) -> dict:
             if ctx.evaluation is None:
                 raise ExportError("no val batches to measure the INT8 accuracy change on")
-            ref = topk_of(lambda x: _inference.predict(fp32, x), _batches_of(ctx.evaluation(), batch))
-            got = topk_of(lambda x: _inference.predict(predictor, x), _batches_of(ctx.evaluation(), batch))
+            ref = topk_of(lambda x: _inference.predict(fp32, x), ctx.evaluation())
+            got = topk_of(lambda x: _inference.predict(predictor, x), ctx.evaluation())
             record = {"calibration_images": seen, "fp32": ref, "int8": got,
                       "top1_change": got["top1"] - ref["top1"], "top5_change": got["top5"] - ref["top5"],
                       "max_top1_drop": max_drop}
@@ -164,5 +154,4 @@ def paddle_inference_mkldnn_int8(ctx: ExportContext) -> TargetResult:
                 raise ExportError(f"INT8 loses {ref['top1'] - got['top1']:.4f} top-1 (> {max_drop}): {record}")
             return record
 
-        return predictor_target(ctx, INT8_TARGET, tmp, shipped_settings(ctx.settings, int8=True), check,
-                                measure_batches=(batch, batch))
+        return predictor_target(ctx, INT8_TARGET, tmp, shipped_settings(ctx.settings, int8=True), check)

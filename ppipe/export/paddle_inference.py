@@ -195,10 +195,10 @@ def shipped_settings(export_settings: Any, **overrides) -> _inference.PredictorS
 
 
 def predictor_target(ctx: ExportContext, name: str, source_dir: str, settings: _inference.PredictorSettings,
-                     check: Callable[[Any], dict], measure_batches: tuple[int, int] = (1, 32)) -> TargetResult:
+                     check: Callable[[Any], dict]) -> TargetResult:
     """A Paddle Inference target: `source_dir`'s model files plus `settings` as `predictor.json` in
     ``ctx.out_root/name``, staged until ``check(predictor)`` (which returns the check record or raises
-    `ExportError`) passed; then measured with the shipped settings at `measure_batches` (latency, throughput)."""
+    `ExportError`) passed; then measured with the shipped settings."""
     import shutil
 
     dest = os.path.join(ctx.out_root, name)
@@ -211,18 +211,13 @@ def predictor_target(ctx: ExportContext, name: str, source_dir: str, settings: _
         record = check(predictor)
     files = sorted(os.path.join(name, f) for f in os.listdir(dest))
     return TargetResult(name, "built", files=files, check=record,
-                        measurements=measure_target(ctx, lambda batch: _inference.predict(predictor, batch),
-                                                    measure_batches))
+                        measurements=measure_target(ctx, lambda batch: _inference.predict(predictor, batch)))
 
 
-def measure_target(ctx: ExportContext, run: Callable[[np.ndarray], Any],
-                   batches: tuple[int, int] = (1, 32)) -> dict:
+def measure_target(ctx: ExportContext, run: Callable[[np.ndarray], Any]) -> dict:
     """`measure_speed` of `run` with the export settings' `measure_seconds` (0: not measured, {})."""
     seconds = float(getattr(ctx.settings, "measure_seconds", 1.0))
-    if seconds <= 0:
-        return {}
-    return measure_speed(run, ctx.input_shape, latency_batch=batches[0], throughput_batch=batches[1],
-                         min_seconds=seconds)
+    return measure_speed(run, ctx.input_shape, min_seconds=seconds) if seconds > 0 else {}
 
 
 @TARGETS.register(name=PREDICTOR)

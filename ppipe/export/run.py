@@ -12,6 +12,7 @@ holds a finished export; a target that failed leaves nothing of itself in it.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -83,7 +84,8 @@ def export_targets(model, out_root: str, input_shape: tuple[int, int, int],
     layer, x, reference = prepare_for_export(model, tuple(input_shape), check_batch=check_batch, seed=seed)
     out_root = os.path.abspath(os.fspath(out_root))
     with storage.staged_directory(out_root, "export") as tmp:
-        ref = save_checked_export(layer, x, reference, os.path.join(tmp, _REFERENCE), rtol=settings.rtol,
+        # jit.to_static turns the layer it is given into a static one: the targets get an untouched copy
+        ref = save_checked_export(copy.deepcopy(layer), x, reference, os.path.join(tmp, _REFERENCE), rtol=settings.rtol,
                                   threads=settings.threads, seed=seed)
         ctx = ExportContext(model=layer, input_shape=tuple(int(d) for d in input_shape), out_root=tmp,
                             reference_dir=os.path.join(tmp, _REFERENCE), check_inputs=x,
@@ -106,3 +108,53 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     return str(value)
+
+
+def val_batches(prepared: str, cfg, limit: int | None, batch: int = 64) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The first `limit` images (None: all) of the val split, eval transforms, in labelled batches."""
+    from ppipe.data import iter_batches
+    from ppipe.evaluate import eval_transform_ops
+
+    left = limit
+    for images, labels in iter_batches(prepared, "val", eval_transform_ops(cfg), batch, shuffle=False,
+                                       drop_last=False, pad=False):
+        if left is not None:
+            images, labels = images[:left], labels[:left]
+            left -= len(labels)
+        if len(labels):
+            yield images, labels
+        if left is not None and left <= 0:
+            return
+
+
+def export_run(cfg, weights: str, prepared: str | None, rdir: str,
+               targets: Sequence[str] | str | None = None) -> dict[str, Any]:
+    """The export stage of a trained run: `weights` of `cfg`'s architecture to `targets` (None:
+    `cfg.Export.targets`, else all) under ``rdir/export``; the INT8 targets calibrate on and are scored against
+    `prepared` (None: they are skipped). The FP32 target is also placed at ``rdir/inference``. Returns the
+    summary, with the FP32 check's ``max_rel_err`` also at its top level."""
+    from ppipe.build import infer_arch, inference_kwargs
+    from ppipe.export.calibration import calibration_batches
+    from ppipe.export.paddle_inference import PREDICTOR
+    from ppipe.models import create_model
+
+    ex = cfg.Export
+    arch = infer_arch(cfg)
+    model = create_model(arch.name, num_classes=arch.num_classes, pretrained=weights,
+                         **inference_kwargs(arch.kwargs))
+    calibration = evaluation = None
+    if prepared:
+        def calibration():
+            return calibration_batches(prepared, cfg, n=ex.calibration_images, batch=ex.calibration_batch)
+
+        def evaluation():
+            return val_batches(prepared, cfg, ex.int8_eval_images)
+    summary = export_targets(model, os.path.join(rdir, "export"), tuple(ex.input_shape or cfg.Global.image_shape),
+                             targets if targets is not None else ex.targets, calibration, ex,
+                             evaluation=evaluation, quantization=cfg.Quantization)
+    fp32 = summary["targets"].get(PREDICTOR, {})
+    if fp32.get("status") == "built":
+        with storage.staged_directory(os.path.join(rdir, "inference"), "export") as tmp:
+            for rel in fp32["files"]:
+                shutil.copy2(os.path.join(rdir, "export", rel), tmp)
+    return {**summary, "max_rel_err": summary["reference"]["max_rel_err"]}
