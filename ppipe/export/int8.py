@@ -62,9 +62,15 @@ def quantize_for_training(model, quantization: Any = None):
 
 def convert_after_training(qat_model, quantization: Any = None):
     """The trained QAT model in quantize/dequantize form, with the scales it learnt, in eval mode."""
+    import paddle
     from paddle.quantization import QAT
 
     qat_model.eval()
+    for layer in qat_model.sublayers():
+        # Paddle 3.3.1: the abs-max fake quanter reports its zero point as None, and the converter then fails
+        # building a tensor from it; symmetric quantization's zero point is 0.
+        if type(layer).__name__ == "FakeQuanterWithAbsMaxObserverLayer" and layer.zero_points() is None:
+            layer.zero_points = lambda layer=layer: paddle.zeros_like(layer.scales())
     return QAT(quant_config(quantization)).convert(qat_model, inplace=False)
 
 
