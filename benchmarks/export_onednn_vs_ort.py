@@ -33,15 +33,11 @@ from ppipe.export.measure import cpu_model, load_average, time_runs  # noqa: E40
 from ppipe.inference import PredictorSettings, create_predictor, predict  # noqa: E402
 
 
-def export_both(name: str, size: int, workdir: str) -> tuple[str, str]:
-    """(Paddle Inference folder, ONNX file) of `name` with random weights (speed does not depend on them)."""
-    import paddle
-
+def export_both(model, size: int, workdir: str, name: str = "model") -> tuple[str, str]:
+    """(Paddle Inference folder, ONNX file) of the dygraph `model`."""
     from ppipe.export.paddle_inference import prepare_for_export, save_checked_export
-    from ppipe.models import create_model
 
-    paddle.seed(0)
-    layer, x, ref = prepare_for_export(create_model(name), (3, size, size), check_batch=1)
+    layer, x, ref = prepare_for_export(model, (3, size, size), check_batch=1)
     pdir = os.path.join(workdir, name)
     save_checked_export(layer, x, ref, pdir)
     onnx_file = os.path.join(workdir, f"{name}.onnx")
@@ -69,8 +65,13 @@ def img_per_s(run, batch: np.ndarray, seconds: float) -> float:
 
 
 def bench_model(name: str, args, variants: dict[str, PredictorSettings]) -> dict:
+    import paddle
+
+    from ppipe.models import create_model
+
+    paddle.seed(0)  # random weights: speed does not depend on them
     with tempfile.TemporaryDirectory() as tmp:
-        pdir, onnx_file = export_both(name, args.size, tmp)
+        pdir, onnx_file = export_both(create_model(name), args.size, tmp, name)
         engines = {"ort": ort_runner(onnx_file, args.threads)}
         for vname, settings in variants.items():
             p = create_predictor(pdir, settings=settings)
