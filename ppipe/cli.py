@@ -79,6 +79,12 @@ def cmd_stage(name):
     return run
 
 
+def cmd_export(args):
+    from ppipe import stages
+
+    _emit(stages.export(_config(args), targets=args.targets), args.json)
+
+
 def cmd_artifacts_list(args):
     from ppipe.artifacts import list_artifacts
 
@@ -162,12 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, helptext in (("prepare", "prepare the config's Data.source into Data.prepared"),
                            ("evaluate", "top-1/top-5 of the trained run on the val split"),
-                           ("export", "Paddle Inference model of the trained run, checked with oneDNN"),
+                           ("export", "the deployment targets of the trained run, each checked and measured"),
                            ("publish", "publish the run to the artifact store")):
         sp = sub.add_parser(name, help=helptext)
         with_config(sp)
         sp.add_argument("--json", action="store_true")
         sp.set_defaults(func=cmd_stage(name))
+        if name == "export":
+            sp.add_argument("--targets", default=None, metavar="T1,T2",
+                            help="export targets to build (default: Export.targets, else all)")
+            sp.set_defaults(func=cmd_export)
 
     arts = sub.add_parser("artifacts", help="the artifact store").add_subparsers(dest="what", required=True)
     al = arts.add_parser("list", help="published artifacts")

@@ -1,21 +1,68 @@
 """Run an exported (or pulled) inference model with Paddle Inference on the CPU.
 
     from ppipe.inference import create_predictor, predict
-    p = create_predictor("pulled/inference")         # a folder holding model.json + model.pdiparams
-    logits = predict(p, batch)                        # batch: float32 [N, C, H, W] -> logits [N, num_classes]
+    p = create_predictor("pulled/paddle-inference-mkldnn")  # model.json + model.pdiparams (+ predictor.json)
+    logits = predict(p, batch)                               # float32 [N, C, H, W] -> logits [N, num_classes]
+
+A target folder may ship `predictor.json` (`PredictorSettings`: the predictor configuration the export tuned and
+measured); `create_predictor` applies it as is, and explicit arguments override it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["InferenceError", "find_model_files", "create_predictor", "predict"]
+__all__ = ["InferenceError", "PredictorSettings", "PREDICTOR_FILE", "find_model_files", "load_settings",
+           "create_predictor", "predict"]
+
+PREDICTOR_FILE = "predictor.json"
 
 
 class InferenceError(Exception):
     """The model folder is unusable or the predictor failed."""
+
+
+@dataclass(frozen=True)
+class PredictorSettings:
+    """How a Paddle Inference CPU predictor is configured (`predictor.json` in a target folder)."""
+
+    mkldnn: bool = True                 # oneDNN kernels: about 10x the plain CPU predictor on x86
+    int8: bool = False                  # oneDNN INT8 kernels for a quantized (quantize/dequantize) program
+    threads: int = 1                    # CPU math threads
+    # oneDNN primitives are cached per input shape; a bound keeps a server fed many shapes from growing without
+    # limit (0: unbounded, Paddle's default).
+    mkldnn_cache_capacity: int = 10
+    ir_optim: bool = True               # Paddle's graph passes (conv+bn folding, operator fusion)
+    # Reuse intermediate buffers. Off: on Paddle 3.3.1 a PIR program with it on fails to load ("Not find
+    # predictor_id 0 and pass_name memory_optimize_pass").
+    memory_optim: bool = False
+    deleted_passes: tuple[str, ...] = ()  # IR passes to switch off (a pass that slows or breaks a model)
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str) -> "PredictorSettings":
+        if not isinstance(data, dict):
+            raise InferenceError(f"{where}: expected a JSON object of predictor settings, got {data!r}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InferenceError(f"{where}: unknown predictor setting(s) {unknown}; known: {sorted(known)}")
+        values = dict(data)
+        if "deleted_passes" in values:
+            values["deleted_passes"] = tuple(values["deleted_passes"])
+        settings = cls(**values)
+        if settings.threads < 1 or settings.mkldnn_cache_capacity < 0:
+            raise InferenceError(f"{where}: threads must be >= 1 and mkldnn_cache_capacity >= 0, got {data}")
+        return settings
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["deleted_passes"] = list(self.deleted_passes)
+        return d
 
 
 def find_model_files(model_dir: str) -> tuple[str, str]:
@@ -31,7 +78,8 @@ def find_model_files(model_dir: str) -> tuple[str, str]:
     else:
         names = sorted(os.listdir(model_dir))
         stems = [n.rsplit(".", 1)[0] for n in names
-                 if n.endswith((".json", ".pdmodel")) and n.rsplit(".", 1)[0] + ".pdiparams" in names]
+                 if n.endswith((".json", ".pdmodel")) and n != PREDICTOR_FILE
+                 and n.rsplit(".", 1)[0] + ".pdiparams" in names]
         if len(stems) != 1:
             raise InferenceError(f"{model_dir}: expected model.json (or model.pdmodel) and model.pdiparams; "
                                  f"found {names}")
@@ -43,20 +91,45 @@ def find_model_files(model_dir: str) -> tuple[str, str]:
     return os.path.join(model_dir, prog), params
 
 
-def create_predictor(model_dir: str, *, mkldnn: bool = True, threads: int = 1):
+def load_settings(model_dir: str) -> PredictorSettings:
+    """The folder's `predictor.json`, or the defaults when it has none."""
+    path = os.path.join(os.fspath(model_dir), PREDICTOR_FILE)
+    if not os.path.isfile(path):
+        return PredictorSettings()
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise InferenceError(f"{path}: not a readable JSON file: {e}") from e
+    return PredictorSettings.from_dict(data, path)
+
+
+def create_predictor(model_dir: str, *, mkldnn: bool | None = None, threads: int | None = None,
+                     settings: PredictorSettings | None = None):
     """A Paddle Inference predictor for the model in `model_dir`, on the CPU.
 
-    `mkldnn` turns on oneDNN (about 10x the plain CPU predictor on x86); `threads` sets the CPU math threads.
+    Configured by `settings`, else by the folder's `predictor.json`, else by `PredictorSettings()`; `mkldnn`
+    and `threads`, when given, override that.
     """
     from paddle import inference as pi
 
     model_file, params_file = find_model_files(model_dir)
+    s = settings or load_settings(model_dir)
+    s = dataclasses.replace(s, **{k: v for k, v in (("mkldnn", mkldnn), ("threads", threads)) if v is not None})
     config = pi.Config(model_file, params_file)
     config.disable_gpu()
     config.disable_glog_info()
-    config.set_cpu_math_library_num_threads(max(1, int(threads)))
-    if mkldnn:
+    config.set_cpu_math_library_num_threads(max(1, int(s.threads)))
+    config.switch_ir_optim(s.ir_optim)
+    if s.memory_optim:
+        config.enable_memory_optim()
+    if s.mkldnn:
         config.enable_mkldnn()
+        config.set_mkldnn_cache_capacity(s.mkldnn_cache_capacity)
+        if s.int8:
+            config.enable_mkldnn_int8()
+    for name in s.deleted_passes:
+        config.delete_pass(name)
     try:
         return pi.create_predictor(config)
     except Exception as e:  # noqa: BLE001 - give the folder in the message

@@ -17,7 +17,8 @@ from ppipe.storage import write_bytes_atomic
 
 log = logging.getLogger("ppipe.stages")
 
-# Only targets the export checks are listed; TensorRT and Paddle-Lite join when their checks exist.
+# Published with every run (the FP32 export also runs on Paddle's plain CPU predictor); the other built
+# targets of `<run>/export.json` are added (`published_targets`).
 TARGETS = ["paddle-inference-mkldnn", "paddle-inference-cpu"]
 
 
@@ -66,19 +67,22 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     return evaluate_run(cfg, _weights(cfg), prepared_path(cfg), out=os.path.join(run_dir(cfg), "eval.json"))
 
 
-def export(cfg: Config) -> dict[str, Any]:
-    """The inference model of the trained run, checked against the dygraph model in a oneDNN predictor."""
-    from ppipe.export import export_inference_model
-    from ppipe.models import create_model
-    from ppipe.build import infer_arch, inference_kwargs
+def export(cfg: Config, targets: list[str] | str | None = None) -> dict[str, Any]:
+    """The run's deployment targets (`ppipe.export.run.export_targets`) under `<run>/export/`, with the FP32
+    Paddle Inference target also at `<run>/inference/` (the layout `ppipe predict` and earlier artifacts use).
+    `targets`: names (or "a,b"); None: `Export.targets`, else every registered target."""
+    from ppipe.export.run import export_run
 
-    arch = infer_arch(cfg)
-    model = create_model(arch.name, num_classes=arch.num_classes, pretrained=_weights(cfg),
-                         **inference_kwargs(arch.kwargs))
-    shape = tuple(cfg.Export.input_shape or cfg.Global.image_shape)
-    info = export_inference_model(model, os.path.join(run_dir(cfg), "inference"), shape, rtol=cfg.Export.rtol)
-    write_bytes_atomic(os.path.join(run_dir(cfg), "export.json"), json.dumps(info, indent=1, default=str).encode())
-    return info
+    summary = export_run(cfg, _weights(cfg), _optional_prepared(cfg), run_dir(cfg), targets=targets)
+    write_bytes_atomic(os.path.join(run_dir(cfg), "export.json"), json.dumps(summary, indent=1).encode())
+    return summary
+
+
+def _optional_prepared(cfg: Config) -> str | None:
+    try:
+        return prepared_path(cfg)
+    except ValueError:
+        return None
 
 
 def publish(cfg: Config) -> dict[str, Any]:
@@ -88,13 +92,14 @@ def publish(cfg: Config) -> dict[str, Any]:
     rdir = run_dir(cfg)
     write_bytes_atomic(os.path.join(rdir, "config.yaml"), config_to_yaml(cfg).encode())
     files = {"model.pdparams": _weights(cfg), "config.yaml": os.path.join(rdir, "config.yaml")}
-    for name in ("inference/model.json", "inference/model.pdiparams", "eval.json", "train.json", "export.json",
-                 "curves.csv"):
+    for name in ("inference/model.json", "inference/model.pdiparams", "inference/predictor.json", "eval.json",
+                 "train.json", "export.json", "curves.csv"):
         path = os.path.join(rdir, name)
         if os.path.isfile(path):
             files[name] = path
     if "inference/model.json" not in files:
         raise FileNotFoundError(f"{rdir}/inference has no exported model: run `ppipe export` first")
+    targets = published_targets(rdir, files)
     metrics: dict[str, Any] = {}
     for name in ("train.json", "eval.json"):
         if name in files:
@@ -104,6 +109,20 @@ def publish(cfg: Config) -> dict[str, Any]:
 
     arch = infer_arch(cfg)
     return publish_artifact(cfg.Publish.store, cfg.Publish.name or arch.name, files, metrics=metrics,
-                            targets=TARGETS, aliases=cfg.Publish.aliases,
+                            targets=targets, aliases=cfg.Publish.aliases,
                             metadata={"model": arch.name, "num_classes": arch.num_classes,
                                       "input_shape": list(cfg.Export.input_shape or cfg.Global.image_shape)})
+
+
+def published_targets(rdir: str, files: dict[str, str]) -> list[str]:
+    """`TARGETS` plus every other target `<run>/export.json` records as built, whose files are added to
+    `files` as `export/<target>/...`."""
+    path = os.path.join(rdir, "export.json")
+    built = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            built = {k: v for k, v in json.load(f).get("targets", {}).items() if v.get("status") == "built"}
+    for name, result in built.items():
+        if name not in TARGETS:
+            files.update({f"export/{rel}": os.path.join(rdir, "export", rel) for rel in result["files"]})
+    return TARGETS + sorted(n for n in built if n not in TARGETS)

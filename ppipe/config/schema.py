@@ -241,6 +241,27 @@ class TrackingSection:
 class ExportSection:
     input_shape: list[int] | None = None  # None: Global.image_shape
     rtol: float = 1e-4
+    # ppipe.export.TARGETS names to build; None: every registered target (those that cannot be built here are
+    # recorded as skipped, with the reason).
+    targets: list[str] | None = None
+    threads: int = 1                      # CPU threads in the shipped predictor configuration (predictor.json)
+    measure_seconds: float = 1.0          # timed seconds per measured batch size; 0: no measurements
+    calibration_images: int = 256         # INT8 calibration: images drawn from the prepared train split
+    calibration_batch: int = 32
+    # INT8 targets: largest accepted top-1 drop (fraction) on the val split; beyond it the target fails.
+    int8_max_top1_drop: float = 0.01
+    int8_eval_images: int | None = 1000   # val images the INT8 accuracy change is measured on; None: all
+
+
+@dataclass
+class QuantizationSection:
+    """INT8 quantization (`ppipe.quantization`). `mode: qat` trains with fake-quantized weights and activations
+    (PaddleClas's `Slim.quant` through PaddleSlim), and the INT8 export then uses the scales learnt; `ptq`
+    calibrates a trained FP32 model on `Export.calibration_images` images instead."""
+    mode: Literal["ptq", "qat"] = "ptq"
+    weight_bits: int = 8
+    activation_bits: int = 8
+    moving_rate: float = 0.9              # QAT: moving average of the activation abs-max
 
 
 @dataclass
@@ -280,6 +301,7 @@ class Config:
     Ray: RaySection = field(default_factory=RaySection)
     Tracking: TrackingSection = field(default_factory=TrackingSection)
     Export: ExportSection = field(default_factory=ExportSection)
+    Quantization: QuantizationSection | None = None
     Publish: PublishSection = field(default_factory=PublishSection)
     Tune: TuneSection = field(default_factory=TuneSection)
 

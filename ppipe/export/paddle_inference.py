@@ -11,16 +11,21 @@ check passed, so `out_dir` never holds a partial or unverified export.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ppipe import inference as _inference
 from ppipe import storage
+from ppipe.export.measure import measure_speed
+from ppipe.export.targets import TARGETS, ExportContext, TargetResult
 
-__all__ = ["ExportError", "export_inference_model", "reparameterize", "max_relative_error"]
+__all__ = ["ExportError", "export_inference_model", "prepare_for_export", "reparameterize", "max_relative_error",
+           "predictor_target", "shipped_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +77,41 @@ def _first_output(out: Any):
     return out
 
 
+def prepare_for_export(model, input_shape: tuple[int, int, int], *, check_batch: int = 4,
+                       seed: int = 0) -> tuple[Any, np.ndarray, np.ndarray]:
+    """(layer, check inputs, reference logits): `layer` is an eval-mode, reparameterized copy of `model` (the
+    caller's layer is left as it was when it can be deep-copied; otherwise it is changed in place); the check
+    inputs are `check_batch` standard-normal images drawn with `seed`, and the reference logits are the eval-mode
+    dygraph model's on them, computed *before* reparameterization so that a fold that changes the function is
+    caught by every target's check."""
+    import paddle
+
+    if len(tuple(input_shape)) != 3 or any(int(d) <= 0 for d in input_shape):
+        raise ExportError(f"input_shape must be (C, H, W) with positive sizes, got {input_shape!r}")
+    c, h, w = (int(d) for d in input_shape)
+    if check_batch < 1:
+        raise ExportError(f"check_batch must be >= 1, got {check_batch}")
+    try:
+        layer = copy.deepcopy(model)
+    except Exception as e:  # noqa: BLE001 - some layers hold uncopyable state
+        log.warning("export: cannot deep-copy the model (%s); exporting it in place", e)
+        layer = model
+    layer.eval()
+    x = np.random.default_rng(seed).standard_normal((check_batch, c, h, w)).astype(np.float32)
+    try:
+        with paddle.no_grad():
+            reference = _first_output(layer(paddle.to_tensor(x))).numpy()
+    except ExportError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise ExportError(f"the model fails on a [{check_batch}, {c}, {h}, {w}] float32 input: {e}") from e
+    n_rep = reparameterize(layer)
+    if n_rep:
+        log.info("export: reparameterized (%d call(s))", n_rep)
+    layer.eval()
+    return layer, x, reference
+
+
 def export_inference_model(model, out_dir: str, input_shape: tuple[int, int, int], *, check_batch: int = 4,
                            rtol: float = 1e-4, seed: int = 0, threads: int = 1) -> dict:
     """Export `model` to ``out_dir/model.json`` + ``out_dir/model.pdiparams`` and verify it.
@@ -92,34 +132,29 @@ def export_inference_model(model, out_dir: str, input_shape: tuple[int, int, int
     Returns ``{"model_file", "params_file", "input_shape": [C, H, W], "max_rel_err", "predictor":
     "paddle-inference-mkldnn", "check_batch", "rtol", "output_shape"}``.
     """
+    layer, x, reference = prepare_for_export(model, input_shape, check_batch=check_batch, seed=seed)
+    return save_checked_export(layer, x, reference, out_dir, rtol=rtol, threads=threads, seed=seed)
+
+
+def check_logits(got: np.ndarray, reference: np.ndarray, rtol: float, *, seed: int = 0) -> float:
+    """``max_rel_err`` of `got` against `reference`; `ExportError` with the numbers when it exceeds `rtol`."""
+    err = max_relative_error(got, reference)
+    if not err <= rtol:
+        diff = float(np.max(np.abs(np.asarray(got, np.float64) - reference)))
+        raise ExportError(
+            f"exported model disagrees with the dygraph model: max_rel_err = max|a-b|/max|b| = {err:.3e} > "
+            f"rtol {rtol:.1e} (max|a-b| = {diff}, max|b| = {float(np.max(np.abs(reference))):.6g}, "
+            f"batch {'x'.join(map(str, reference.shape[:1]))}x{'x'.join(map(str, got.shape[1:]))}, seed {seed})")
+    return err
+
+
+def save_checked_export(layer, x: np.ndarray, reference: np.ndarray, out_dir: str, *, rtol: float = 1e-4,
+                        threads: int = 1, seed: int = 0) -> dict:
+    """Save the prepared `layer` (`prepare_for_export`) as PIR into a staged folder, check that a oneDNN
+    predictor reproduces `reference` on `x`, and rename the folder to `out_dir`; see `export_inference_model`."""
     import paddle
 
-    if len(tuple(input_shape)) != 3 or any(int(d) <= 0 for d in input_shape):
-        raise ExportError(f"input_shape must be (C, H, W) with positive sizes, got {input_shape!r}")
-    c, h, w = (int(d) for d in input_shape)
-    if check_batch < 1:
-        raise ExportError(f"check_batch must be >= 1, got {check_batch}")
-
-    try:
-        layer = copy.deepcopy(model)
-    except Exception as e:  # noqa: BLE001 - some layers hold uncopyable state
-        log.warning("export: cannot deep-copy the model (%s); exporting it in place", e)
-        layer = model
-    layer.eval()
-
-    x = np.random.default_rng(seed).standard_normal((check_batch, c, h, w)).astype(np.float32)
-    try:
-        with paddle.no_grad():
-            reference = _first_output(layer(paddle.to_tensor(x))).numpy()
-    except ExportError:
-        raise
-    except Exception as e:  # noqa: BLE001
-        raise ExportError(f"the model fails on a [{check_batch}, {c}, {h}, {w}] float32 input: {e}") from e
-    n_rep = reparameterize(layer)
-    if n_rep:
-        log.info("export: reparameterized (%d call(s))", n_rep)
-    layer.eval()
-
+    check_batch, c, h, w = (int(d) for d in x.shape)
     out_dir = os.path.abspath(os.fspath(out_dir))
     with storage.staged_directory(out_dir, "export") as tmp:
         spec = paddle.static.InputSpec([None, c, h, w], "float32", name="x")
@@ -129,29 +164,70 @@ def export_inference_model(model, out_dir: str, input_shape: tuple[int, int, int
         except Exception as e:  # noqa: BLE001
             raise ExportError(f"paddle.jit.save failed for input [None, {c}, {h}, {w}]: {e}") from e
         model_file, params_file = _inference.find_model_files(tmp)
-
         try:
             predictor = _inference.create_predictor(tmp, mkldnn=True, threads=threads)
             got = np.asarray(_inference.predict(predictor, x))
         except Exception as e:  # noqa: BLE001
             raise ExportError(f"the exported model does not run in Paddle Inference (oneDNN): {e}") from e
-        err = max_relative_error(got, reference)
-        if not err <= rtol:
-            diff = float(np.max(np.abs(got.astype(np.float64) - reference))) if got.shape == reference.shape else None
-            raise ExportError(
-                f"exported model disagrees with the dygraph model: max_rel_err = max|a-b|/max|b| = {err:.3e} > "
-                f"rtol {rtol:.1e} (max|a-b| = {diff}, max|b| = {float(np.max(np.abs(reference))):.6g}, "
-                f"batch {check_batch}x{c}x{h}x{w}, seed {seed})")
+        if got.shape != reference.shape:
+            raise ExportError(f"predictor output shape {list(got.shape)} != dygraph output shape "
+                              f"{list(reference.shape)}")
+        err = check_logits(got, reference, rtol, seed=seed)
         del predictor
-
-
     return {
         "model_file": os.path.join(out_dir, os.path.basename(model_file)),
         "params_file": os.path.join(out_dir, os.path.basename(params_file)),
         "input_shape": [c, h, w],
         "max_rel_err": float(err),
         "predictor": PREDICTOR,
-        "check_batch": int(check_batch),
+        "check_batch": check_batch,
         "rtol": float(rtol),
         "output_shape": [None, *list(reference.shape[1:])],
     }
+
+
+def shipped_settings(export_settings: Any, **overrides) -> _inference.PredictorSettings:
+    """The predictor configuration a Paddle Inference target ships in its `predictor.json`: the export
+    settings' `threads` on top of `PredictorSettings`' defaults (see benchmarks/README.md for how they were
+    chosen)."""
+    threads = int(getattr(export_settings, "threads", 1) or 1)
+    return _inference.PredictorSettings(threads=threads, **overrides)
+
+
+def predictor_target(ctx: ExportContext, name: str, source_dir: str, settings: _inference.PredictorSettings,
+                     check: Callable[[Any], dict]) -> TargetResult:
+    """A Paddle Inference target: `source_dir`'s model files plus `settings` as `predictor.json` in
+    ``ctx.out_root/name``, staged until ``check(predictor)`` (which returns the check record or raises
+    `ExportError`) passed; then measured with the shipped settings."""
+    import shutil
+
+    dest = os.path.join(ctx.out_root, name)
+    with storage.staged_directory(dest, name) as tmp:
+        for path in _inference.find_model_files(source_dir):
+            shutil.copy2(path, tmp)
+        with open(os.path.join(tmp, _inference.PREDICTOR_FILE), "w") as f:
+            json.dump(settings.to_dict(), f, indent=1)
+        predictor = _inference.create_predictor(tmp)
+        record = check(predictor)
+    files = sorted(os.path.join(name, f) for f in os.listdir(dest))
+    return TargetResult(name, "built", files=files, check=record,
+                        measurements=measure_target(ctx, lambda batch: _inference.predict(predictor, batch)))
+
+
+def measure_target(ctx: ExportContext, run: Callable[[np.ndarray], Any]) -> dict:
+    """`measure_speed` of `run` with the export settings' `measure_seconds` (0: not measured, {})."""
+    seconds = float(getattr(ctx.settings, "measure_seconds", 1.0))
+    return measure_speed(run, ctx.input_shape, min_seconds=seconds) if seconds > 0 else {}
+
+
+@TARGETS.register(name=PREDICTOR)
+def paddle_inference_mkldnn(ctx: ExportContext) -> TargetResult:
+    """The FP32 PIR export with its tuned oneDNN predictor configuration, logits within `rtol` of dygraph."""
+    rtol = float(getattr(ctx.settings, "rtol", 1e-4))
+
+    def check(predictor) -> dict:
+        got = np.asarray(_inference.predict(predictor, ctx.check_inputs))
+        return {"max_rel_err": check_logits(got, ctx.reference_logits, rtol), "rtol": rtol,
+                "check_batch": int(len(ctx.check_inputs))}
+
+    return predictor_target(ctx, PREDICTOR, ctx.reference_dir, shipped_settings(ctx.settings), check)

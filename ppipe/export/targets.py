@@ -30,6 +30,10 @@ class ExportContext:
     reference_logits: np.ndarray         # the dygraph model's logits on check_inputs
     calibration: Callable[[], Iterator[np.ndarray]] | None = None  # float32 batches, eval transforms, train split
     settings: Any = None                 # the config's Export section
+    # (images float32 [N, C, H, W], labels int64 [N]) batches of the val split, eval transforms: the INT8
+    # targets record their top-1/top-5 change on them
+    evaluation: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]] | None = None
+    quantization: Any = None             # the config's Quantization section (None: PTQ at 8 bits)
 
 
 @dataclass

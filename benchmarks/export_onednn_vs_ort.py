@@ -1,0 +1,128 @@
+"""Paddle Inference with oneDNN (the `paddle-inference-mkldnn` target) against ONNX Runtime, same model.
+
+Each model is exported once (ppipe's checked FP32 PIR export, then paddle2onnx 2.1.0 at opset 17 for ONNX
+Runtime), then batch 1 and batch 32 of random 224x224 images are timed on both engines, 2 math threads each,
+in alternating rounds (`--rounds`, each engine `--seconds` per batch size per round, after warm-up runs).
+Every oneDNN predictor configuration given with `--variant NAME=JSON` (a `PredictorSettings` dict; default:
+the settings the target ships) is a contestant of its own. Reported: per variant and batch size the median
+over rounds of the ratio onednn_img_per_s / ort_img_per_s, its min-max spread, the CPU model and the load
+average before and after.
+
+    python benchmarks/export_onednn_vs_ort.py --models ResNet50,MobileNetV3_large_x1_0 --rounds 5 --seconds 3 \\
+        --variant 'no_ir={"ir_optim": false}' --variant 'cache0={"mkldnn_cache_capacity": 0}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from ppipe.export.measure import cpu_model, load_average, time_runs  # noqa: E402
+from ppipe.inference import PredictorSettings, create_predictor, predict  # noqa: E402
+
+
+def export_both(model, size: int, workdir: str, name: str = "model") -> tuple[str, str]:
+    """(Paddle Inference folder, ONNX file) of the dygraph `model`."""
+    from ppipe.export.paddle_inference import prepare_for_export, save_checked_export
+
+    layer, x, ref = prepare_for_export(model, (3, size, size), check_batch=1)
+    pdir = os.path.join(workdir, name)
+    save_checked_export(layer, x, ref, pdir)
+    onnx_file = os.path.join(workdir, f"{name}.onnx")
+    converter = shutil.which("paddle2onnx", path=os.path.dirname(sys.executable)) or "paddle2onnx"
+    subprocess.run([converter, "--model_dir", pdir, "--model_filename", "model.json", "--params_filename",
+                    "model.pdiparams", "--save_file", onnx_file, "--opset_version", "17"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return pdir, onnx_file
+
+
+def ort_runner(onnx_file: str, threads: int):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(onnx_file, opts, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return lambda x: sess.run(None, {name: x})[0]
+
+
+def img_per_s(run, batch: np.ndarray, seconds: float) -> float:
+    times = time_runs(run, batch, warmup=2, min_runs=2, min_seconds=seconds)
+    return len(batch) / statistics.median(times)
+
+
+def bench_model(name: str, args, variants: dict[str, PredictorSettings]) -> dict:
+    import paddle
+
+    from ppipe.models import create_model
+
+    paddle.seed(0)  # random weights: speed does not depend on them
+    with tempfile.TemporaryDirectory() as tmp:
+        pdir, onnx_file = export_both(create_model(name), args.size, tmp, name)
+        engines = {"ort": ort_runner(onnx_file, args.threads)}
+        for vname, settings in variants.items():
+            p = create_predictor(pdir, settings=settings)
+            engines[vname] = (lambda p: lambda x: predict(p, x))(p)
+        rng = np.random.default_rng(0)
+        batches = {b: rng.standard_normal((b, 3, args.size, args.size)).astype(np.float32) for b in (1, 32)}
+        rates: dict[str, dict[int, list[float]]] = {e: {1: [], 32: []} for e in engines}
+        for r in range(args.rounds):
+            order = list(engines) if r % 2 == 0 else list(reversed(engines))  # alternate who goes first
+            for b, x in batches.items():
+                for e in order:
+                    rates[e][b].append(img_per_s(engines[e], x, args.seconds))
+    out = {}
+    for vname in variants:
+        for b in (1, 32):
+            ratios = [o / r for o, r in zip(rates[vname][b], rates["ort"][b])]
+            out[f"{vname}/b{b}"] = {"ratio_median": round(statistics.median(ratios), 3),
+                                    "ratio_min": round(min(ratios), 3), "ratio_max": round(max(ratios), 3),
+                                    "onednn_img_per_s": round(statistics.median(rates[vname][b]), 2),
+                                    "ort_img_per_s": round(statistics.median(rates["ort"][b]), 2)}
+    return out
+
+
+def parse_variants(items: list[str], threads: int) -> dict[str, PredictorSettings]:
+    variants = {"shipped": PredictorSettings(threads=threads)}
+    for item in items:
+        vname, _, text = item.partition("=")
+        variants[vname] = PredictorSettings.from_dict({"threads": threads, **json.loads(text)}, f"--variant {vname}")
+    return variants
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="ResNet50,MobileNetV3_large_x1_0")
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--seconds", type=float, default=3.0, help="timed seconds per engine, batch size and round")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
+                    help="another oneDNN predictor configuration (PredictorSettings fields)")
+    args = ap.parse_args()
+    variants = parse_variants(args.variant, args.threads)
+    report = {"cpu": cpu_model(), "load_avg_before": load_average(), "threads": args.threads,
+              "rounds": args.rounds, "variants": {k: v.to_dict() for k, v in variants.items()}, "models": {}}
+    t0 = time.time()
+    for name in args.models.split(","):
+        report["models"][name] = bench_model(name, args, variants)
+        print(name, json.dumps(report["models"][name]), file=sys.stderr, flush=True)
+    report.update(load_avg_after=load_average(), wall_s=round(time.time() - t0, 1))
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

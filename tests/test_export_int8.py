@@ -1,0 +1,111 @@
+"""INT8: post-training quantization to the oneDNN INT8 target, with its accuracy change recorded, and the
+quantization-aware training functions."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import paddle
+import pytest
+
+from ppipe.config.schema import ExportSection
+from ppipe.export import TARGETS
+from ppipe.export.int8 import (INT8_TARGET, convert_after_training, is_quantized_for_training,
+                               quantize_for_training)
+from ppipe.export.run import export_targets, val_batches
+from ppipe.inference import load_settings
+from tests.test_export_targets import _digits_config
+
+
+def _int8_only(monkeypatch):
+    keep = {n: TARGETS.get(n) for n in ("paddle-inference-mkldnn", INT8_TARGET)}
+    monkeypatch.setattr(TARGETS, "_items", keep)
+
+
+def test_ptq_int8_target_records_its_accuracy_change(digits_prepared, tmp_path, monkeypatch):
+    from ppipe.export.calibration import calibration_batches
+    from ppipe.models import create_model
+
+    _int8_only(monkeypatch)
+    cfg = _digits_config(digits_prepared)
+    paddle.seed(0)
+    model = create_model("MobileNetV1_x0_25", num_classes=10)  # no SE block: legacy programs cannot hold one
+    settings = ExportSection(measure_seconds=0.05, int8_max_top1_drop=1.0)
+    summary = export_targets(model, str(tmp_path / "e"), (3, 16, 16),
+                             calibration=lambda: calibration_batches(digits_prepared, cfg, n=40, batch=16),
+                             evaluation=lambda: val_batches(digits_prepared, cfg, 100, batch=32), settings=settings)
+    int8 = summary["targets"][INT8_TARGET]
+    assert int8["status"] == "built", int8["reason"]
+    assert int8["files"] == [f"{INT8_TARGET}/model.pdiparams", f"{INT8_TARGET}/model.pdmodel",
+                             f"{INT8_TARGET}/predictor.json"]
+    c = int8["check"]
+    assert c["calibration_images"] == 40 and c["fp32"]["num_images"] == c["int8"]["num_images"] == 100
+    assert c["top1_change"] == pytest.approx(c["int8"]["top1"] - c["fp32"]["top1"])
+    assert c["top5_change"] == pytest.approx(c["int8"]["top5"] - c["fp32"]["top5"])
+    assert int8["measurements"]["throughput_b32"] > 0
+    assert load_settings(str(tmp_path / "e" / INT8_TARGET)).int8
+
+
+def test_int8_beyond_the_accepted_top1_drop_fails_and_leaves_nothing(digits_prepared, tmp_path, monkeypatch):
+    import ppipe.export.int8 as int8
+
+    _int8_only(monkeypatch)
+    cfg = _digits_config(digits_prepared)
+    # the scoring reports FP32 at 0.9 top-1 and INT8 at 0.5: a 0.4 drop, beyond the default 0.01
+    monkeypatch.setattr(int8, "topk_of", _scored_as({"fp32": 0.9, "int8": 0.5}))
+    summary = export_targets(_mbv1(), str(tmp_path / "e"), (3, 16, 16),
+                             calibration=lambda: iter([np.zeros((4, 3, 16, 16), np.float32)]),
+                             evaluation=lambda: val_batches(digits_prepared, cfg, 8),
+                             settings=ExportSection(measure_seconds=0))
+    r = summary["targets"][INT8_TARGET]
+    assert r["status"] == "failed" and "INT8 loses 0.4000 top-1 (> 0.01)" in r["reason"]
+    assert sorted(os.listdir(tmp_path / "e")) == ["export.json", "paddle-inference-mkldnn"]
+
+
+def _scored_as(top1):
+    calls = []
+
+    def fake(run, batches, ks=(1, 5)):
+        list(batches)
+        which = "fp32" if not calls else "int8"
+        calls.append(which)
+        return {"top1": top1[which], "top5": 1.0, "num_images": 8}
+    return fake
+
+
+def _mbv1():
+    from ppipe.models import create_model
+
+    paddle.seed(0)
+    return create_model("MobileNetV1_x0_25", num_classes=10)
+
+
+def test_int8_without_calibration_images_is_skipped(tmp_path, monkeypatch):
+    _int8_only(monkeypatch)
+    summary = export_targets(_mbv1(), str(tmp_path / "e"), (3, 16, 16), settings=ExportSection(measure_seconds=0))
+    r = summary["targets"][INT8_TARGET]
+    assert r["status"] == "skipped" and "calibration" in r["reason"]
+
+
+def test_qat_model_trains_with_fake_quantization_and_converts():
+    model = _mbv1()
+    qat = quantize_for_training(model)
+    assert is_quantized_for_training(qat) and not is_quantized_for_training(model)
+    x = paddle.to_tensor(np.random.default_rng(0).standard_normal((4, 3, 16, 16)).astype("float32"))
+    y = paddle.to_tensor(np.array([0, 1, 2, 3]))
+    opt = paddle.optimizer.SGD(learning_rate=0.1, parameters=qat.parameters())
+    before = [p.numpy().copy() for p in qat.parameters() if not p.stop_gradient]
+    loss = paddle.nn.functional.cross_entropy(qat(x), y)
+    loss.backward()  # straight-through gradients reach the float weights
+    opt.step()
+    after = [p.numpy() for p in qat.parameters() if not p.stop_gradient]
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after))
+    model.eval()
+    with paddle.no_grad():
+        fp32 = model(x).numpy()
+    converted = convert_after_training(qat)
+    assert not converted.training
+    with paddle.no_grad():
+        out = converted(x).numpy()
+    assert out.shape == fp32.shape and np.isfinite(out).all()
