@@ -111,12 +111,13 @@ def worst_classes_figure(report: EvalReport, limit: int = WORST_CLASSES_SHOWN) -
     ax.set_yticks(rows, [short_label(c.name) for c in worst], fontsize=8)
     ax.invert_yaxis()  # the least accurate class on top
     for row, c in zip(rows, worst):
-        ax.text(min(c.accuracy + 0.01, 0.9), row, f"{_percent(c.accuracy)} of {c.support}", va="center", fontsize=7)
-    ax.axvline(report.top1, color="#c44e00", linestyle="--", label=f"overall top-1 {_percent(report.top1)}")
+        ax.text(min(c.accuracy + 0.01, 0.85), row, f"{_percent(c.accuracy)} of {c.support} images", va="center",
+                fontsize=7, zorder=3, bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
+    ax.axvline(report.top1, color="#c44e00", linestyle="--", zorder=2)
     ax.set(xlim=(0, 1), xlabel="top-1 accuracy of the class")
-    ax.legend(loc="lower right")
     shown = "all" if len(worst) == report.num_classes else f"the {len(worst)} least accurate of"
-    ax.set_title(f"Per-class accuracy: {shown} {report.num_classes} classes")
+    ax.set_title(f"Per-class accuracy: {shown} {report.num_classes} classes\n"
+                 f"(dashed line: overall top-1 {_percent(report.top1)})")
     return fig
 
 
