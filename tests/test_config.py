@@ -1,5 +1,6 @@
 """The recipe loader: PaddleClas YAML in, typed config out, and every mistake named by its key."""
 
+import dataclasses
 import os
 import re
 from pathlib import Path
@@ -196,6 +197,19 @@ def test_googlenet_topk_acc_is_a_known_metric():
     with pytest.raises(ConfigError, match=r"Metric\.Eval\[0\]: unknown metric 'GoogLeNetTopAcc' \(did you mean "
                                           r"GoogLeNetTopkAcc"):
         load_config(data=data)
+
+
+def test_a_loaded_config_is_frozen_and_changed_only_by_copy():
+    cfg = load_config(QUICKSTART)
+    for section, key, value in (("Global", "epochs", 3), ("Optimizer", "lr", None), ("Ray", "use_gpu", True)):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(getattr(cfg, section), key, value)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.Optimizer.lr.learning_rate = 1.0
+    scaled = dataclasses.replace(cfg, Optimizer=dataclasses.replace(
+        cfg.Optimizer, lr=dataclasses.replace(cfg.Optimizer.lr, learning_rate=0.4)))
+    assert scaled.Optimizer.lr.learning_rate == 0.4 and cfg.Optimizer.lr.learning_rate != 0.4
+    assert load_config(data=config_to_data(scaled)) == scaled
 
 
 def test_null_training_metric_means_no_training_metric_as_in_paddleclas():
