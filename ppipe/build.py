@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ppipe.config import Config
-
-DISTILLATION = "DistillationModel"
+from ppipe.models.distillation import DISTILLATION
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Evaluation: top-1/top-5 accuracy and loss of a model on a split of a prepared dataset.
+"""Evaluation: the recipe's `Metric.Eval` (top-1/top-5 accuracy) and loss of a model on a split of a prepared
+dataset.
 
 Used twice with one implementation: inside training (every rank scores its own disjoint part of the val
 split and the counts are summed over workers) and as the `ppipe evaluate` stage on a finished run.
@@ -10,11 +11,10 @@ import json
 import os
 from typing import Any
 
-import numpy as np
 import paddle
 
 from ppipe.config.schema import Config
-from ppipe.metrics import topk_correct
+from ppipe.metrics import TopkAcc, accuracy_values, build_metrics, merged_counts
 
 
 def eval_transform_ops(cfg: Config) -> list:
@@ -30,33 +30,48 @@ def decode_first(ops: list) -> list:
     return list(ops)
 
 
+def eval_metrics(cfg: Config) -> list[TopkAcc]:
+    """The metrics a run is scored with: the recipe's `Metric.Eval`, or TopkAcc [1, 5] where it lists none."""
+    return build_metrics(cfg.Metric.Eval, "Metric.Eval") or [TopkAcc((1, 5))]
+
+
 @paddle.no_grad()
 def score(model, prepared: str, split: str, transform_ops: list, batch_size: int, *, rank: int = 0,
-          world_size: int = 1, loss_fn=None, ks=(1, 5)) -> dict[str, float]:
-    """Raw counts on this rank's part of `split`: {"num_images", "correct@k"..., "loss_sum"}."""
+          world_size: int = 1, loss_fn=None, ks=(1, 5), metrics: list[TopkAcc] | None = None) -> dict[str, float]:
+    """Raw counts on this rank's part of `split`: {"num_images", "loss_sum", and each metric's counts}, to be
+    summed over ranks and given to `summarize`. `metrics`: e.g. `eval_metrics(cfg)`; None: TopkAcc `ks`."""
     from ppipe.data import iter_batches
 
+    metrics = metrics or [TopkAcc(ks)]
+    for metric in metrics:
+        metric.reset()
     was_training = model.training
     model.eval()
-    counts = {"num_images": 0.0, "loss_sum": 0.0, **{f"correct@{k}": 0.0 for k in ks}}
+    num_images, loss_sum = 0, 0.0
     for images, labels in iter_batches(prepared, split, transform_ops, batch_size, rank=rank,
                                        world_size=world_size, shuffle=False, drop_last=False, pad=False):
-        logits = model(paddle.to_tensor(images))
+        outputs = model(paddle.to_tensor(images))
         if loss_fn is not None:
-            counts["loss_sum"] += float(loss_fn(logits, paddle.to_tensor(labels))) * len(labels)
-        for k, c in topk_correct(logits.numpy(), np.asarray(labels), ks).items():
-            counts[f"correct@{k}"] += c
-        counts["num_images"] += len(labels)
+            loss_sum += float(loss_fn(outputs, paddle.to_tensor(labels))) * len(labels)
+        for metric in metrics:
+            metric.update(outputs, labels)
+        num_images += len(labels)
     if was_training:
         model.train()
-    return counts
+    return {"num_images": float(num_images), "loss_sum": loss_sum,
+            **{k: float(v) for k, v in merged_counts(metrics).items()}}
 
 
-def summarize(counts: dict[str, float], ks=(1, 5)) -> dict[str, Any]:
+def summarize(counts: dict[str, float], metrics: list[TopkAcc] | None = None) -> dict[str, Any]:
+    """The reported values from `score`'s counts summed over ranks: `top1`, `top5`... (each metric's, or every
+    top-k counted when `metrics` is None), `loss` (per image) and `num_images`."""
     n = counts["num_images"]
     if n == 0:
         raise ValueError("evaluation saw no images: the split is empty")
-    out: dict[str, Any] = {f"top{k}": counts[f"correct@{k}"] / n for k in ks}
+    if metrics is None:
+        out: dict[str, Any] = accuracy_values(counts)
+    else:
+        out = {name: value for metric in metrics for name, value in metric.values(counts).items()}
     out["loss"] = counts["loss_sum"] / n
     out["num_images"] = int(n)
     return out
@@ -75,9 +90,10 @@ def evaluate_run(cfg: Config, weights: str, prepared: str, *, split: str = "val"
     arch = infer_arch(cfg)
     model = create_model(arch.name, num_classes=arch.num_classes, pretrained=weights, **arch.kwargs)
     batch = (cfg.DataLoader.Eval or cfg.DataLoader.Train).sampler.batch_size
+    scored_with = eval_metrics(cfg)
     counts = score(model, prepared, split, eval_transform_ops(cfg), batch,
-                   loss_fn=CombinedLoss(cfg.Loss.Eval, "Loss.Eval"))
-    metrics = {"model": arch.name, "split": split, **summarize(counts)}
+                   loss_fn=CombinedLoss(cfg.Loss.Eval, "Loss.Eval"), metrics=scored_with)
+    metrics = {"model": arch.name, "split": split, **summarize(counts, scored_with)}
     if out:
         from ppipe.storage import write_bytes_atomic
         write_bytes_atomic(out, json.dumps(metrics, indent=1).encode())

@@ -2,58 +2,97 @@
 
 Schedules step once per iteration, as PaddleClas's do (`by_epoch: false`), so `warmup_epoch` and epoch-based
 boundaries are converted to iterations with the number of steps each epoch takes on this worker. `scale_lr`
-multiplies a whole schedule for the linear scaling rule (Goyal et al., 2017, arXiv:1706.02677).
+multiplies a whole schedule for the linear scaling rule (Goyal et al., 2017, arXiv:1706.02677). Schedules and
+optimizers are looked up by their PaddleClas names in `LR_SCHEDULES` and `OPTIMIZERS` (an unknown name is answered
+with the closest known ones).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import paddle
 
 from ppipe.errors import ConfigError
+from ppipe.registry import Registry
 
 if TYPE_CHECKING:  # the config sections are only annotations here: `config` validates with this module
     from ppipe.config.schema import LRSection, OptimizerSection
 
+# PaddleClas's schedule names -> builder(cfg, steps) -> (scheduler, its peak rate, where a warm-up ends)
+LR_SCHEDULES: Registry = Registry("learning-rate schedule")
+# PaddleClas's optimizer names -> builder(cfg, model, lr_scheduler) -> paddle.optimizer.Optimizer
+OPTIMIZERS: Registry = Registry("optimizer")
+
+
+class Steps(NamedTuple):
+    """A schedule's length in iterations: all of it, its warm-up, and one epoch."""
+    total: int
+    warmup: int
+    per_epoch: int
+
 
 def build_lr(cfg: LRSection, epochs: int, steps_per_epoch: int):
     """A Paddle LRScheduler for `cfg`; `.step()` is to be called after every optimizer step."""
-    steps_per_epoch = max(1, steps_per_epoch)
-    total = epochs * steps_per_epoch
-    warmup = cfg.warmup_epoch * steps_per_epoch
-    base = cfg.learning_rate
-    if cfg.name != "Piecewise" and isinstance(base, list):
-        raise ConfigError(f"Optimizer.lr.learning_rate: a single number is expected for {cfg.name}")
-    if cfg.name == "Cosine":
-        sched = paddle.optimizer.lr.CosineAnnealingDecay(base, T_max=max(1, total - warmup), eta_min=cfg.eta_min)
-    elif cfg.name == "Constant":
-        sched = paddle.optimizer.lr.LambdaDecay(base, lambda _: 1.0)
-    elif cfg.name == "Linear":
-        sched = paddle.optimizer.lr.PolynomialDecay(base, decay_steps=max(1, total - warmup),
-                                                    end_lr=cfg.end_lr, power=cfg.power)
-    elif cfg.name == "Piecewise":
-        if not cfg.decay_epochs or not cfg.values or len(cfg.values) != len(cfg.decay_epochs) + 1:
-            raise ConfigError("Optimizer.lr: Piecewise needs decay_epochs and one more value than boundaries")
-        sched = paddle.optimizer.lr.PiecewiseDecay([e * steps_per_epoch - warmup for e in cfg.decay_epochs],
-                                                   cfg.values)
-        base = cfg.values[0]
-    elif cfg.name == "Step":
-        if not cfg.step_size:
-            raise ConfigError("Optimizer.lr.step_size: required for the Step schedule")
-        sched = paddle.optimizer.lr.StepDecay(base, step_size=cfg.step_size * steps_per_epoch, gamma=cfg.gamma)
-    elif cfg.name == "MultiStepDecay":
-        if not cfg.milestones:
-            raise ConfigError("Optimizer.lr.milestones: required for the MultiStepDecay schedule")
-        sched = paddle.optimizer.lr.MultiStepDecay(base, milestones=[m * steps_per_epoch for m in cfg.milestones],
-                                                   gamma=cfg.gamma)
-    else:  # unreachable: the schema's Literal already limits the names
-        raise ConfigError(f"Optimizer.lr.name: unknown schedule {cfg.name!r}")
-    if warmup > 0:
-        sched = paddle.optimizer.lr.LinearWarmup(sched, warmup_steps=warmup, start_lr=cfg.warmup_start_lr,
-                                                 end_lr=base)
+    per_epoch = max(1, steps_per_epoch)
+    steps = Steps(epochs * per_epoch, cfg.warmup_epoch * per_epoch, per_epoch)
+    sched, peak = LR_SCHEDULES.get(cfg.name, "Optimizer.lr.name")(cfg, steps)
+    if steps.warmup > 0:
+        sched = paddle.optimizer.lr.LinearWarmup(sched, warmup_steps=steps.warmup, start_lr=cfg.warmup_start_lr,
+                                                 end_lr=peak)
     return sched
+
+
+def _single_rate(cfg: LRSection) -> float:
+    if isinstance(cfg.learning_rate, list):
+        raise ConfigError(f"Optimizer.lr.learning_rate: a single number is expected for {cfg.name}")
+    return cfg.learning_rate
+
+
+@LR_SCHEDULES.register(name="Cosine")
+def _cosine(cfg: LRSection, steps: Steps):
+    base = _single_rate(cfg)
+    return paddle.optimizer.lr.CosineAnnealingDecay(base, T_max=max(1, steps.total - steps.warmup),
+                                                    eta_min=cfg.eta_min), base
+
+
+@LR_SCHEDULES.register(name="Constant")
+def _constant(cfg: LRSection, steps: Steps):
+    base = _single_rate(cfg)
+    return paddle.optimizer.lr.LambdaDecay(base, lambda _: 1.0), base
+
+
+@LR_SCHEDULES.register(name="Linear")
+def _linear(cfg: LRSection, steps: Steps):
+    base = _single_rate(cfg)
+    return paddle.optimizer.lr.PolynomialDecay(base, decay_steps=max(1, steps.total - steps.warmup),
+                                               end_lr=cfg.end_lr, power=cfg.power), base
+
+
+@LR_SCHEDULES.register(name="Piecewise")
+def _piecewise(cfg: LRSection, steps: Steps):
+    if not cfg.decay_epochs or not cfg.values or len(cfg.values) != len(cfg.decay_epochs) + 1:
+        raise ConfigError("Optimizer.lr: Piecewise needs decay_epochs and one more value than boundaries")
+    boundaries = [e * steps.per_epoch - steps.warmup for e in cfg.decay_epochs]
+    return paddle.optimizer.lr.PiecewiseDecay(boundaries, cfg.values), cfg.values[0]
+
+
+@LR_SCHEDULES.register(name="Step")
+def _step(cfg: LRSection, steps: Steps):
+    if not cfg.step_size:
+        raise ConfigError("Optimizer.lr.step_size: required for the Step schedule")
+    base = _single_rate(cfg)
+    return paddle.optimizer.lr.StepDecay(base, step_size=cfg.step_size * steps.per_epoch, gamma=cfg.gamma), base
+
+
+@LR_SCHEDULES.register(name="MultiStepDecay")
+def _multi_step(cfg: LRSection, steps: Steps):
+    if not cfg.milestones:
+        raise ConfigError("Optimizer.lr.milestones: required for the MultiStepDecay schedule")
+    base = _single_rate(cfg)
+    return paddle.optimizer.lr.MultiStepDecay(base, milestones=[m * steps.per_epoch for m in cfg.milestones],
+                                              gamma=cfg.gamma), base
 
 
 def lr_fields(cfg: LRSection) -> tuple[str, ...]:
@@ -109,14 +148,22 @@ def gradient_clip(cfg: OptimizerSection):
 
 
 def build_optimizer(cfg: OptimizerSection, model: paddle.nn.Layer, lr_scheduler) -> paddle.optimizer.Optimizer:
+    return OPTIMIZERS.get(cfg.name, "Optimizer.name")(cfg, model, lr_scheduler)
+
+
+@OPTIMIZERS.register(name="AdamW")
+def _adamw(cfg: OptimizerSection, model: paddle.nn.Layer, lr_scheduler):
+    coeff = cfg.weight_decay if cfg.weight_decay is not None else (cfg.regularizer.coeff if cfg.regularizer else 0.01)
+    return paddle.optimizer.AdamW(lr_scheduler, parameters=model.parameters(), beta1=cfg.beta1, beta2=cfg.beta2,
+                                  epsilon=cfg.epsilon, weight_decay=coeff,
+                                  apply_decay_param_fun=_no_decay_filter(cfg, model), grad_clip=gradient_clip(cfg),
+                                  multi_precision=cfg.multi_precision)
+
+
+def _regularized(cfg: OptimizerSection, model: paddle.nn.Layer):
+    """The parameters (in groups where some are exempt from weight decay) and the regularizer of `cfg`."""
     params = model.parameters()
     decay_filter = _no_decay_filter(cfg, model)
-    clip = gradient_clip(cfg)
-    if cfg.name == "AdamW":
-        coeff = cfg.weight_decay if cfg.weight_decay is not None else (cfg.regularizer.coeff if cfg.regularizer else 0.01)
-        return paddle.optimizer.AdamW(lr_scheduler, parameters=params, beta1=cfg.beta1, beta2=cfg.beta2,
-                                      epsilon=cfg.epsilon, weight_decay=coeff, apply_decay_param_fun=decay_filter,
-                                      grad_clip=clip, multi_precision=cfg.multi_precision)
     if decay_filter is not None and cfg.regularizer:
         # Paddle applies an optimizer-level regularizer to every parameter; exclusions go per parameter group.
         decay = [p for p in params if decay_filter(p.name)]
@@ -126,14 +173,26 @@ def build_optimizer(cfg: OptimizerSection, model: paddle.nn.Layer, lr_scheduler)
     if cfg.regularizer and cfg.regularizer.coeff > 0:
         reg = (paddle.regularizer.L2Decay if cfg.regularizer.name == "L2" else paddle.regularizer.L1Decay)(
             cfg.regularizer.coeff)
-    if cfg.name == "Momentum":
-        return paddle.optimizer.Momentum(lr_scheduler, momentum=cfg.momentum, parameters=params, weight_decay=reg,
-                                         grad_clip=clip, use_nesterov=cfg.use_nesterov,
-                                         multi_precision=cfg.multi_precision)
-    if cfg.name == "SGD":
-        return paddle.optimizer.SGD(lr_scheduler, parameters=params, weight_decay=reg, grad_clip=clip,
-                                    multi_precision=cfg.multi_precision)
-    if cfg.name == "RMSProp":
-        return paddle.optimizer.RMSProp(lr_scheduler, rho=cfg.rho, epsilon=cfg.epsilon, momentum=cfg.momentum,
-                                        parameters=params, weight_decay=reg, grad_clip=clip)
-    raise ConfigError(f"Optimizer.name: unknown optimizer {cfg.name!r}")
+    return params, reg
+
+
+@OPTIMIZERS.register(name="Momentum")
+def _momentum(cfg: OptimizerSection, model: paddle.nn.Layer, lr_scheduler):
+    params, reg = _regularized(cfg, model)
+    return paddle.optimizer.Momentum(lr_scheduler, momentum=cfg.momentum, parameters=params, weight_decay=reg,
+                                     grad_clip=gradient_clip(cfg), use_nesterov=cfg.use_nesterov,
+                                     multi_precision=cfg.multi_precision)
+
+
+@OPTIMIZERS.register(name="SGD")
+def _sgd(cfg: OptimizerSection, model: paddle.nn.Layer, lr_scheduler):
+    params, reg = _regularized(cfg, model)
+    return paddle.optimizer.SGD(lr_scheduler, parameters=params, weight_decay=reg, grad_clip=gradient_clip(cfg),
+                                multi_precision=cfg.multi_precision)
+
+
+@OPTIMIZERS.register(name="RMSProp")
+def _rmsprop(cfg: OptimizerSection, model: paddle.nn.Layer, lr_scheduler):
+    params, reg = _regularized(cfg, model)
+    return paddle.optimizer.RMSProp(lr_scheduler, rho=cfg.rho, epsilon=cfg.epsilon, momentum=cfg.momentum,
+                                    parameters=params, weight_decay=reg, grad_clip=gradient_clip(cfg))

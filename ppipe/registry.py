@@ -105,18 +105,22 @@ class Registry(Generic[T]):
                                      f"known: {', '.join(self.names())}") from None
 
     def check_params(self, name: str, params: dict[str, Any], where: str = "") -> Callable:
-        """The factory of `name`, after checking that it accepts every key of `params`."""
+        """The factory of `name`, after checking that it accepts every key of `params`, and its values where it
+        says how (a `check_values(params, where)` class method: losses and metrics refuse values up front)."""
         factory = self.get(name, where)
         valid, takes_any = accepted_params(getattr(factory, "params_factory", factory))
         declared = getattr(factory, "params", None)  # a factory may declare its keys (losses do)
         if declared is not None:
             valid, takes_any = list(declared), False
         unknown = [] if takes_any else [k for k in params if k not in valid]
+        at = f"{where}.{name}" if where else name
         if unknown:
-            at = f"{where}.{name}" if where else name
             raise self.error(f"{at}: unknown parameter{'s' if len(unknown) > 1 else ''} "
                              f"{', '.join(map(repr, unknown))}{closest(unknown[0], valid)}; "
                              f"valid parameters: {', '.join(valid) if valid else '(none)'}")
+        check_values = getattr(factory, "check_values", None)
+        if check_values is not None:
+            check_values(params, at)
         return factory
 
     def build(self, name: str, params: dict[str, Any] | None = None, where: str = "") -> Any:

@@ -1,5 +1,6 @@
 """The recipe loader: PaddleClas YAML in, typed config out, and every mistake named by its key."""
 
+import dataclasses
 import os
 import re
 from pathlib import Path
@@ -52,8 +53,17 @@ def test_unknown_key_is_an_error_naming_the_key():
 def test_wrong_type_is_an_error_naming_the_key():
     with pytest.raises(ConfigError, match=r"Global\.epochs: expected an integer"):
         load_config(QUICKSTART, ["Global.epochs=three"])
-    with pytest.raises(ConfigError, match=r"Optimizer\.name: expected one of"):
-        load_config(QUICKSTART, ["Optimizer.name=Adagrad"])
+    with pytest.raises(ConfigError, match=r"Global\.device: expected one of"):
+        load_config(QUICKSTART, ["Global.device=tpu"])
+
+
+def test_unknown_optimizer_or_schedule_is_answered_with_the_closest_names():
+    with pytest.raises(ConfigError, match=r"Optimizer\.name: unknown optimizer 'Momentun' \(did you mean Momentum\?\); "
+                                          r"known: AdamW, Momentum, RMSProp, SGD"):
+        load_config(QUICKSTART, ["Optimizer.name=Momentun"])
+    with pytest.raises(ConfigError, match=r"Optimizer\.lr\.name: unknown learning-rate schedule 'Cosin' "
+                                          r"\(did you mean Cosine\?\)"):
+        load_config(QUICKSTART, ["Optimizer.lr.name=Cosin"])
 
 
 def test_unknown_transform_operator_is_named():
@@ -62,9 +72,10 @@ def test_unknown_transform_operator_is_named():
 
 
 def test_unknown_loss_and_loss_parameter_are_named():
-    with pytest.raises(ConfigError, match=r"Loss\.Train: unknown loss 'FocalLoss'"):
+    with pytest.raises(ConfigError, match=r"Loss\.Train\[0\]: unknown loss 'FocalLoss'"):
         load_config(QUICKSTART, ["Loss.Train=[{FocalLoss: {weight: 1.0}}]"])
-    with pytest.raises(ConfigError, match=r"Loss\.Train\.CELoss\.epsylon"):
+    with pytest.raises(ConfigError, match=r"Loss\.Train\[0\]\.CELoss: unknown parameter 'epsylon' \(did you mean "
+                                          r"epsilon\?\)"):
         load_config(QUICKSTART, ["Loss.Train=[{CELoss: {weight: 1.0, epsylon: 0.1}}]"])
 
 
@@ -183,8 +194,22 @@ def test_googlenet_topk_acc_is_a_known_metric():
     data["Metric"] = {"Train": metric, "Eval": metric}
     assert load_config(data=data).Metric.Eval == [{"GoogLeNetTopkAcc": {"topk": [1, 5]}}]
     data["Metric"]["Eval"] = [{"GoogLeNetTopAcc": None}]
-    with pytest.raises(ConfigError, match=r"Metric\.Eval: unknown metric 'GoogLeNetTopAcc'; known: GoogLeNetTopkAcc"):
+    with pytest.raises(ConfigError, match=r"Metric\.Eval\[0\]: unknown metric 'GoogLeNetTopAcc' \(did you mean "
+                                          r"GoogLeNetTopkAcc"):
         load_config(data=data)
+
+
+def test_a_loaded_config_is_frozen_and_changed_only_by_copy():
+    cfg = load_config(QUICKSTART)
+    for section, key, value in (("Global", "epochs", 3), ("Optimizer", "lr", None), ("Ray", "use_gpu", True)):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(getattr(cfg, section), key, value)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.Optimizer.lr.learning_rate = 1.0
+    scaled = dataclasses.replace(cfg, Optimizer=dataclasses.replace(
+        cfg.Optimizer, lr=dataclasses.replace(cfg.Optimizer.lr, learning_rate=0.4)))
+    assert scaled.Optimizer.lr.learning_rate == 0.4 and cfg.Optimizer.lr.learning_rate != 0.4
+    assert load_config(data=config_to_data(scaled)) == scaled
 
 
 def test_null_training_metric_means_no_training_metric_as_in_paddleclas():
@@ -272,6 +297,7 @@ def test_distillation_model_arguments_are_checked_per_model_at_load():
                     "models": [{"Teacher": {"name": "PPLCNet_x0_5", "dropout_prob": 0.1}},
                                {"Student": {"name": "PPLCNet_x0_25", "bogus": 1}}], "infer_model_name": "Student"}
     data["Loss"]["Train"] = [{"DistillationGTCELoss": {"weight": 1.0, "model_names": ["Student"]}}]
+    data["Metric"]["Train"] = [{"DistillationTopkAcc": {"model_key": "Student", "topk": [1, 5]}}]
     with pytest.raises(ConfigError, match=r"unknown key Arch\.models\[1\]\.Student\.bogus: not an argument of "
                                           r"PPLCNet_x0_25"):
         load_config(data=data)

@@ -2,6 +2,7 @@
 published weights are the student's alone."""
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from ppipe.losses.distillation import (DistillationCELoss, DistillationDKDLoss, 
 from ppipe.models.distillation import build_distillation_model
 from ppipe.build import build_model, infer_arch
 from ppipe.losses import CombinedLoss, cross_entropy
+from ppipe.metrics import METRICS, DistillationTopkAcc, TopkAcc
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 
@@ -37,6 +39,8 @@ def _cfg(arch, *overrides):
     data["Arch"] = arch
     data["Loss"]["Train"] = [{"DistillationDMLLoss": {"weight": 1.0, "model_name_pairs": [["Student", "Teacher"]]}},
                              {"DistillationGTCELoss": {"weight": 1.0, "model_names": ["Student"]}}]
+    data["Metric"] = {split: [{"DistillationTopkAcc": {"model_key": "Student", "topk": [1, 5]}}]
+                      for split in ("Train", "Eval")}
     return load_config(data=data, overrides=overrides)
 
 
@@ -126,10 +130,17 @@ def test_distillation_recipe_is_checked_at_load():
         bad = _arch()
         bad["models"][1]["Student"]["name"] = "PPLCNet_x0_2"
         _cfg(bad)
-    with pytest.raises(ConfigError, match=r"DistillationGTCELoss"):
+    with pytest.raises(ConfigError, match=r"Loss\.Train\[0\]\.CELoss: takes one logits tensor, but DistillationModel "
+                                          r"in training gives the named outputs of several models; use "
+                                          r"DistillationCELoss or .*DistillationGTCELoss$"):
         _cfg(_arch(), "Loss.Train=[{CELoss: {weight: 1.0}}]")
-    with pytest.raises(ConfigError, match=r"Loss\.Train\.DistillationDMLLoss\.bogus"):
+    with pytest.raises(ConfigError, match=r"Loss\.Train\[0\]\.DistillationDMLLoss: unknown parameter 'bogus'"):
         _cfg(_arch(), "Loss.Train=[{DistillationDMLLoss: {weight: 1.0, bogus: 1}}]")
+    with pytest.raises(ConfigError, match=r"Metric\.Train\[0\]\.TopkAcc: .*; use DistillationTopkAcc$"):
+        _cfg(_arch(), "Metric.Train=[{TopkAcc: {topk: [1, 5]}}]")
+    with pytest.raises(ConfigError, match=r"Loss\.Eval\[0\]\.DistillationDMLLoss: takes the named outputs of "
+                                          r"several models, but the evaluated model gives one logits tensor"):
+        _cfg(_arch(), "Loss.Eval=[{DistillationDMLLoss: {weight: 1.0}}]")
 
 
 def test_distillation_run_publishes_the_student_alone(tmp_path, digits_prepared, local_ray):
@@ -147,3 +158,141 @@ def test_distillation_run_publishes_the_student_alone(tmp_path, digits_prepared,
     assert student(paddle.randn([1, 3, 16, 16])).shape == [1, 10]
     assert stages.evaluate(cfg)["top1"] == pytest.approx(summary["top1"], abs=1e-9)
     assert stages.export(cfg)["max_rel_err"] <= 1e-4
+
+
+def test_distillation_topk_acc_scores_the_named_model_and_passes_a_single_output_through():
+    paddle.seed(0)
+    model = build_distillation_model(_kwargs(_arch()), class_num=10)
+    model.eval()
+    images, labels = paddle.randn([6, 3, 32, 32]), np.array([0, 3, 9, 1, -1, 5])
+    outputs = model(images)
+
+    def counts(metric, out):
+        metric.reset()
+        metric.update(out, labels)
+        return metric.counts()
+
+    student = METRICS.build("DistillationTopkAcc", {"model_key": "Student", "topk": [1, 5]})
+    assert counts(student, outputs) == counts(TopkAcc([1, 5]), outputs["Student"])
+    assert counts(student, outputs) != counts(TopkAcc([1, 5]), outputs["Teacher"])
+    # ppipe evaluates the exported student alone: its single output is scored as it is (as in PaddleClas)
+    assert counts(student, outputs["Student"]) == counts(student, outputs)
+    by_field = DistillationTopkAcc("Student", feature_key="logits", topk=[1, 5])
+    assert counts(by_field, {"Student": {"logits": outputs["Student"]}}) == counts(student, outputs)
+    with pytest.raises(ValueError, match=r"no model named 'Pupil'; the models are \['Student', 'Teacher'\]"):
+        DistillationTopkAcc("Pupil").update(outputs, labels)
+    with pytest.raises(ConfigError, match=r"DistillationTopkAcc: .*model_key"):
+        METRICS.build("DistillationTopkAcc", {"topk": [1, 5]})
+
+
+def test_evaluation_scores_with_the_recipes_metric(digits_prepared):
+    """`score` with the recipe's Metric.Eval (DistillationTopkAcc on a DistillationModel) counts what TopkAcc counts
+    on the student alone; the reported names stay top1/top5/loss."""
+    from ppipe.evaluate import eval_metrics, eval_transform_ops, score, summarize
+
+    cfg = _cfg(_arch(), "DataLoader.Eval.dataset.transform_ops.1.ResizeImage.size=16")
+    paddle.seed(0)
+    model = build_distillation_model(_kwargs(_arch()), class_num=10)
+    metrics = eval_metrics(cfg)
+    assert [type(m).__name__ for m in metrics] == ["DistillationTopkAcc"]
+    ops = eval_transform_ops(cfg)
+    counts = score(model, digits_prepared, "val", ops, 64, metrics=metrics)
+    alone = score(model.Student, digits_prepared, "val", ops, 64)
+    assert counts == alone and counts["labeled"] == counts["num_images"] > 0
+    reported = summarize(counts, metrics)
+    assert set(reported) == {"top1", "top5", "loss", "num_images"}
+    assert reported["top1"] == counts["correct@1"] / counts["num_images"]
+    assert summarize(alone) == reported  # without the metrics: every top-k counted
+
+
+# PaddleClas's ppcls/configs/ImageNet/Distillation/PPLCNet_x2_5_ssld.yaml, key for key (comments and Infer aside),
+# with the student and teacher ppipe's test suite can build quickly.
+PADDLECLAS_SSLD = """
+Global: {checkpoints: null, pretrained_model: null, output_dir: ./output_r50_vd_distill, device: gpu,
+         save_interval: 1, eval_during_train: True, eval_interval: 1, epochs: 100, print_batch_step: 10,
+         use_visualdl: False, image_shape: [3, 224, 224], save_inference_dir: ./inference, to_static: True}
+AMP: {scale_loss: 128.0, use_dynamic_loss_scaling: True, level: O1}
+Arch:
+  name: "DistillationModel"
+  class_num: &class_num 1000
+  pretrained_list:
+  freeze_params_list: [True, False]
+  infer_model_name: "Student"
+  models:
+    - Teacher: {name: PPLCNet_x0_5, class_num: *class_num, pretrained: TEACHER, use_ssld: True}
+    - Student: {name: PPLCNet_x0_25, class_num: *class_num, pretrained: False}
+Loss:
+  Train:
+    - DistillationDMLLoss: {weight: 1.0, model_name_pairs: [["Student", "Teacher"]]}
+  Eval:
+    - CELoss: {weight: 1.0}
+Optimizer:
+  name: Momentum
+  momentum: 0.9
+  lr: {name: Cosine, learning_rate: 0.2, warmup_epoch: 5}
+  regularizer: {name: 'L2', coeff: 0.00004}
+DataLoader:
+  Train:
+    dataset:
+      name: ImageNetDataset
+      image_root: ./dataset/ILSVRC2012/
+      cls_label_path: ./dataset/ILSVRC2012/train_list.txt
+      transform_ops:
+        - DecodeImage: {to_rgb: True, channel_first: False}
+        - RandCropImage: {size: 224}
+        - RandFlipImage: {flip_code: 1}
+        - NormalizeImage: {scale: 1.0/255.0, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], order: ''}
+    sampler: {name: DistributedBatchSampler, batch_size: 128, drop_last: False, shuffle: True}
+    loader: {num_workers: 8, use_shared_memory: True}
+  Eval:
+    dataset:
+      name: ImageNetDataset
+      image_root: ./dataset/ILSVRC2012/
+      cls_label_path: ./dataset/ILSVRC2012/train_list.txt
+      transform_ops:
+        - DecodeImage: {to_rgb: True, channel_first: False}
+        - ResizeImage: {resize_short: 256}
+        - CropImage: {size: 224}
+        - NormalizeImage: {scale: 1.0/255.0, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], order: ''}
+    sampler: {name: DistributedBatchSampler, batch_size: 256, drop_last: False, shuffle: False}
+    loader: {num_workers: 8, use_shared_memory: True}
+Metric:
+    Train:
+    - DistillationTopkAcc:
+        model_key: "Student"
+        topk: [1, 5]
+    Eval:
+    - DistillationTopkAcc:
+        model_key: "Student"
+        topk: [1, 5]
+"""
+
+
+def test_a_paddleclas_distillation_recipe_with_distillation_topk_acc_loads(tmp_path):
+    from ppipe.evaluate import eval_metrics
+
+    recipe = tmp_path / "PPLCNet_x2_5_ssld.yaml"
+    recipe.write_text(PADDLECLAS_SSLD.replace("TEACHER", str(tmp_path / "teacher.pdparams")))
+    cfg = load_config(recipe)
+    assert cfg.Metric.Train == cfg.Metric.Eval == [{"DistillationTopkAcc": {"model_key": "Student", "topk": [1, 5]}}]
+    (metric,) = eval_metrics(cfg)
+    assert (metric.model_key, metric.feature_key, metric.topk) == ("Student", None, (1, 5))
+
+
+PADDLECLAS_SRC = os.environ.get("PADDLECLAS_SRC")
+# PaddleClas's Distillation recipes whose models and losses ppipe has (the others use feature-map losses, other
+# backbones or the pre-2.3 `step_each_epoch` key); their teacher weights are given as a file, never downloaded.
+SUPPORTED_DISTILLATION = ["PPLCNet_x1_0_ssld.yaml", "PPLCNet_x2_5_dml.yaml", "PPLCNet_x2_5_ssld.yaml",
+                          "mv3_large_x1_0_distill_mv3_small_x1_0.yaml"]
+
+
+@pytest.mark.skipif(not PADDLECLAS_SRC, reason="set PADDLECLAS_SRC to a PaddleClas source tree")
+@pytest.mark.parametrize("name", SUPPORTED_DISTILLATION)
+def test_paddleclas_distillation_recipes_load_unchanged(name, tmp_path):
+    path = Path(PADDLECLAS_SRC) / "ppcls" / "configs" / "ImageNet" / "Distillation" / name
+    data = yaml.safe_load(path.read_text())
+    teacher_weights = [f"Arch.models.{i}.{key}.pretrained={tmp_path / 'weights.pdparams'}"
+                       for i, item in enumerate(data["Arch"]["models"]) for key, spec in item.items()
+                       if spec.get("pretrained") is True]
+    cfg = load_config(path, teacher_weights)
+    assert any("DistillationTopkAcc" in item for item in cfg.Metric.Eval)

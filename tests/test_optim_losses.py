@@ -11,7 +11,7 @@ from ppipe.config import load_config
 from ppipe.config.schema import LRSection, OptimizerSection, RegularizerSection
 from ppipe.config.typed import ConfigError
 from ppipe.losses import CELoss, CombinedLoss, GoogLeNetLoss
-from ppipe.metrics import METRICS, top1_counts, topk_correct
+from ppipe.metrics import METRICS, TopkAcc, build_metrics, top1_counts, topk_correct
 from ppipe.optim import build_lr, build_optimizer
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
@@ -126,7 +126,7 @@ def test_googlenet_loss_is_main_plus_0_3_of_each_auxiliary_cross_entropy():
 
 
 def test_googlenet_loss_refuses_label_smoothing_like_paddleclas():
-    with pytest.raises(ConfigError, match=r"Loss\.Train\.GoogLeNetLoss\.epsilon"):
+    with pytest.raises(ConfigError, match=r"Loss\.Train\[0\]\.GoogLeNetLoss\.epsilon"):
         CombinedLoss([{"GoogLeNetLoss": {"weight": 1.0, "epsilon": 0.1}}], "Loss.Train")
     CombinedLoss([{"GoogLeNetLoss": {"weight": 1.0, "epsilon": None}}], "Loss.Train")  # PaddleClas's null
 
@@ -138,15 +138,18 @@ def test_celoss_on_several_outputs_points_to_the_model_loss():
 
 def _googlenet_overrides(*extra):
     return ["Arch.name=GoogLeNet", "Loss.Train=[{GoogLeNetLoss: {weight: 1.0}}]",
-            "Loss.Eval=[{GoogLeNetLoss: {weight: 1.0}}]", *extra]
+            "Loss.Eval=[{GoogLeNetLoss: {weight: 1.0}}]", "Metric.Train=[{GoogLeNetTopkAcc: {topk: [1, 5]}}]", *extra]
 
 
 def test_googlenet_recipe_loads_with_its_loss_and_refuses_celoss():
     cfg = load_config(QUICKSTART, _googlenet_overrides())
     assert cfg.Loss.Train == [{"GoogLeNetLoss": {"weight": 1.0}}]
-    with pytest.raises(ConfigError, match=r"Loss\.Train: .*GoogLeNetLoss"):
+    with pytest.raises(ConfigError, match=r"Loss\.Train\[0\]\.CELoss: takes one logits tensor, but GoogLeNet in "
+                                          r"training gives a list of heads.*; use GoogLeNetLoss$"):
         load_config(QUICKSTART, ["Arch.name=GoogLeNet"])  # the quickstart's CELoss
-    with pytest.raises(ConfigError, match=r"Loss\.Train\.GoogLeNetLoss\.epsilon"):
+    with pytest.raises(ConfigError, match=r"Metric\.Train\[0\]\.TopkAcc: .*; use GoogLeNetTopkAcc$"):
+        load_config(QUICKSTART, _googlenet_overrides("Metric.Train=[{TopkAcc: {topk: [1, 5]}}]"))
+    with pytest.raises(ConfigError, match=r"Loss\.Train\[0\]\.GoogLeNetLoss\.epsilon"):
         load_config(QUICKSTART, _googlenet_overrides("Loss.Train=[{GoogLeNetLoss: {epsilon: 0.1}}]"))
 
 
@@ -164,12 +167,47 @@ def test_googlenet_topk_acc_scores_the_main_head_of_a_list_output_and_a_single_o
     main = paddle.to_tensor([[0.0, 1.0, 0.5], [1.0, 0.0, 0.5], [0.2, 0.3, 0.1]])
     wrong = paddle.to_tensor([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [1.0, 0.3, 0.0]])
     labels = np.array([1, 2, 2])
-    googlenet_topk = METRICS["GoogLeNetTopkAcc"]
-    assert googlenet_topk([main, wrong, wrong], labels, (1, 2)) == {1: 1, 2: 2}
-    assert googlenet_topk([wrong, main, main], labels, (1, 2)) == {1: 0, 2: 1}  # later heads do not count
-    assert googlenet_topk(main, labels, (1, 2)) == METRICS["TopkAcc"](main.numpy(), labels, (1, 2))
+
+    def counts(metric, outputs):
+        metric.reset()
+        metric.update(outputs, labels)
+        return metric.counts()
+
+    googlenet_topk = METRICS.build("GoogLeNetTopkAcc", {"topk": [1, 2]})
+    assert counts(googlenet_topk, [main, wrong, wrong]) == {"labeled": 3, "correct@1": 1, "correct@2": 2}
+    assert counts(googlenet_topk, [wrong, main, main]) == {"labeled": 3, "correct@1": 0, "correct@2": 1}
+    assert counts(googlenet_topk, main) == counts(METRICS.build("TopkAcc", {"topk": [1, 2]}), main)
     with pytest.raises(ValueError, match="no main head"):
-        googlenet_topk({"Student": main}, labels)
+        googlenet_topk.update({"Student": main}, labels)
+    with pytest.raises(ValueError, match="use GoogLeNetTopkAcc"):
+        METRICS.build("TopkAcc").update([main, wrong, wrong], labels)
+
+
+def test_topk_counts_sum_over_ranks_to_the_accuracy_of_the_whole_split():
+    rng = np.random.default_rng(3)
+    logits, labels = rng.normal(size=(23, 7)).astype("float32"), rng.integers(0, 7, 23)
+    labels[[4, 9]] = -1  # unlabeled rows are not scored
+    shards = [slice(0, 5), slice(5, 6), slice(6, 23)]  # unequal ranks: averaging accuracies would be biased
+    per_rank = []
+    for part in shards:
+        metric = TopkAcc([1, 5])
+        metric.update(paddle.to_tensor(logits[part]), labels[part])
+        per_rank.append(metric.counts())
+    summed = {k: sum(c[k] for c in per_rank) for k in per_rank[0]}
+    keep = labels >= 0
+    expected = topk_correct(logits[keep], labels[keep], (1, 5))
+    assert summed == {"labeled": 21, "correct@1": expected[1], "correct@5": expected[5]}
+    assert TopkAcc([1, 5]).values(summed) == {"top1": expected[1] / 21, "top5": expected[5] / 21}
+
+
+def test_metric_list_is_checked_like_paddleclas_names_it():
+    with pytest.raises(ConfigError, match=r"Metric\.Eval\[0\]\.TopkAcc\.topk: expected a positive integer"):
+        build_metrics([{"TopkAcc": {"topk": [0, 5]}}], "Metric.Eval")
+    with pytest.raises(ConfigError, match=r"Metric\.Eval\[0\]\.TopkAcc: unknown parameter 'top_k' \(did you mean topk"):
+        build_metrics([{"TopkAcc": {"top_k": 5}}], "Metric.Eval")
+    with pytest.raises(ConfigError, match=r"Metric\.Eval: top1 is reported by both TopkAcc and GoogLeNetTopkAcc"):
+        build_metrics([{"TopkAcc": {"topk": [1, 5]}}, {"GoogLeNetTopkAcc": {"topk": 1}}], "Metric.Eval")
+    assert [m.topk for m in build_metrics([{"TopkAcc": {"topk": 5}}], "Metric.Eval")] == [(5,)]
 
 
 def test_googlenet_trains_through_the_loop_with_its_weighted_auxiliary_loss(digits_prepared):

@@ -17,7 +17,9 @@ from typing import Any, Iterable
 import yaml
 
 from ppipe.config.schema import ArchSection, Config
-from ppipe.config.typed import ConfigError, from_dict, map_strings, single_key_items, to_dict
+from ppipe.config.typed import ConfigError, from_dict, map_strings, to_dict
+from ppipe.model_outputs import LOGITS, OutputKind, check_accepts
+from ppipe.registry import named_items
 
 # PaddleClas's Arch keys that are settings of the run, not constructor arguments: the typed `ArchSection` fields.
 _ARCH_KEYS = {f.name for f in dataclasses.fields(ArchSection)} - {"kwargs"}
@@ -93,18 +95,26 @@ def _coerce_expressions(node: Any) -> Any:
 
 def validate(cfg: Config) -> Config:
     """Semantic checks that types alone cannot express."""
-    from ppipe.data import create_batch_operators, create_operators
-    from ppipe.models import get_spec
-    from ppipe.losses import LOSSES
-    from ppipe.metrics import METRICS
-    from ppipe.optim import gradient_clip
-
     if cfg.Global.image_channel not in (3, 4):
         raise ConfigError(f"Global.image_channel: expected 3 (RGB) or 4 (RGB and a zero channel, PaddleClas's "
                           f"\"ultra\" configs), got {cfg.Global.image_channel}")
-    if cfg.Arch.name == "DistillationModel":
-        from ppipe.models.distillation import parse_models
+    for key, minimum in (("Global.update_freq", 1), ("Global.epochs", 1), ("Ray.num_workers", 0)):
+        section, name = key.split(".")
+        if getattr(getattr(cfg, section), name) < minimum:
+            raise ConfigError(f"{key}: expected >= {minimum}, got {getattr(getattr(cfg, section), name)}")
+    _validate_arch(cfg)
+    _validate_optimizer(cfg)
+    _validate_amp(cfg)
+    _validate_data_loaders(cfg)
+    _validate_losses_and_metrics(cfg)
+    return cfg
 
+
+def _validate_arch(cfg: Config) -> None:
+    from ppipe.models import get_spec
+    from ppipe.models.distillation import DISTILLATION, parse_models
+
+    if cfg.Arch.name == DISTILLATION:
         for i, (key, model) in enumerate(parse_models(cfg.Arch.kwargs, cfg.Arch.class_num or cfg.Global.class_num)):
             check_arch_arguments(model["name"], model["class_num"] or 1000, model["kwargs"],
                                  f"Arch.models[{i}].{key}")
@@ -119,42 +129,60 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"Arch.{key}: PaddleClas's fused attention/linear GPU kernels (SwinTransformer) are not "
                               f"in ppipe, whose models have only the plain attention and linear layers; set it to "
                               f"false (the published recipes' value)")
+
+
+def _validate_optimizer(cfg: Config) -> None:
+    from ppipe.optim import LR_SCHEDULES, OPTIMIZERS, gradient_clip
+
+    OPTIMIZERS.get(cfg.Optimizer.name, "Optimizer.name")
+    LR_SCHEDULES.get(cfg.Optimizer.lr.name, "Optimizer.lr.name")
     gradient_clip(cfg.Optimizer)
-    _validate_amp(cfg)
-    if cfg.Global.update_freq < 1:
-        raise ConfigError(f"Global.update_freq: expected >= 1, got {cfg.Global.update_freq}")
-    if cfg.Global.epochs < 1:
-        raise ConfigError(f"Global.epochs: expected >= 1, got {cfg.Global.epochs}")
-    if cfg.Ray.num_workers < 0:
-        raise ConfigError(f"Ray.num_workers: expected >= 0, got {cfg.Ray.num_workers}")
+
+
+def _validate_data_loaders(cfg: Config) -> None:
+    from ppipe.data import create_batch_operators, create_operators
+
     for split in ("Train", "Eval"):
         loader = getattr(cfg.DataLoader, split)
         if loader is None:
             continue
-        where = f"DataLoader.{split}.dataset.transform_ops"
+        where = f"DataLoader.{split}.dataset"
         try:
             create_operators(loader.dataset.transform_ops)
         except (KeyError, ValueError, TypeError) as e:
-            raise ConfigError(f"{where}: {e}") from None
+            raise ConfigError(f"{where}.transform_ops: {e}") from None
         try:
             create_batch_operators(loader.dataset.batch_transform_ops, class_num=cfg.num_classes)
         except (KeyError, ValueError, TypeError) as e:
-            raise ConfigError(f"DataLoader.{split}.dataset.batch_transform_ops: {e}") from None
+            raise ConfigError(f"{where}.batch_transform_ops: {e}") from None
         if loader.sampler.batch_size < 1:
             raise ConfigError(f"DataLoader.{split}.sampler.batch_size: expected >= 1")
-    for split in ("Train", "Eval"):
-        for name, params in single_key_items(getattr(cfg.Loss, split), f"Loss.{split}"):
-            if split == "Train" and cfg.Arch.name == "DistillationModel" and name == "CELoss":
-                raise ConfigError("Loss.Train: CELoss needs one model's output, but a DistillationModel gives "
-                                  "several: use DistillationGTCELoss (model_names: [Student])")
-            if split == "Train" and cfg.Arch.name == "GoogLeNet" and name == "CELoss":
-                raise ConfigError("Loss.Train: CELoss needs one output, but GoogLeNet trains with its main and two "
-                                  "auxiliary heads' logits: use GoogLeNetLoss (as PaddleClas's GoogLeNet recipe does)")
-            LOSSES.get(name, f"Loss.{split}").check_params(params, f"Loss.{split}.{name}")
-        for name, params in single_key_items(getattr(cfg.Metric, split), f"Metric.{split}"):
-            if name not in METRICS:
-                raise ConfigError(f"Metric.{split}: unknown metric {name!r}; known: {', '.join(sorted(METRICS))}")
-    return cfg
+
+
+def _train_outputs(cfg: Config) -> OutputKind:
+    """What the recipe's model returns in training (`ppipe.model_outputs`), as the model declares it."""
+    from ppipe.models import get_spec
+    from ppipe.models.distillation import DISTILLATION, DistillationModel
+
+    return DistillationModel.train_outputs if cfg.Arch.name == DISTILLATION else get_spec(cfg.Arch.name).train_outputs
+
+
+def _validate_losses_and_metrics(cfg: Config) -> None:
+    """Build every loss and metric of the recipe (names, keys and values checked) and ask each whether it reads
+    what the model gives: the training model's outputs in `Train`, one logits tensor in `Eval` (evaluation
+    scores the exported model, in eval mode)."""
+    from ppipe.losses import LOSSES, CombinedLoss
+    from ppipe.metrics import METRICS, build_metrics
+
+    kinds = {"Train": (_train_outputs(cfg), f"{cfg.Arch.name} in training"),
+             "Eval": (LOGITS, "the evaluated model")}
+    for split, (kind, model) in kinds.items():
+        CombinedLoss(getattr(cfg.Loss, split), f"Loss.{split}")
+        build_metrics(getattr(cfg.Metric, split), f"Metric.{split}")
+        for section, registry in (("Loss", LOSSES), ("Metric", METRICS)):
+            where = f"{section}.{split}"
+            for i, (name, _) in enumerate(named_items(getattr(getattr(cfg, section), split), where)):
+                check_accepts(registry, name, kind, f"{where}[{i}]", model)
 
 
 def check_arch_arguments(name: str, num_classes: int, kwargs: dict[str, Any], where: str = "Arch") -> None:

@@ -5,6 +5,9 @@ PaddleClas's key names so its ImageNet configs load as they are. ppipe adds `Dat
 from), `Ray` (where training runs), `Tracking`, `Export` and `Publish`. Keys PaddleClas has but ppipe does
 not act on yet are accepted where they are harmless at their defaults and rejected with a reason otherwise
 (see `ppipe.config.loader.validate`).
+
+Every section is frozen: a loaded recipe is what the run was asked to do, and derived values (a scaled learning
+rate, absolute weight paths) are computed where they are used (`dataclasses.replace` for a changed copy).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 
-@dataclass
+@dataclass(frozen=True)
 class GlobalSection:
     epochs: int = 1
     output_dir: str = "./output/"
@@ -53,7 +56,7 @@ class GlobalSection:
     image_channel: int = 3
 
 
-@dataclass
+@dataclass(frozen=True)
 class AMPSection:
     """PaddleClas's mixed precision (float16, GPUs only; see `ppipe.train.amp`). `level`: O1 (float16 compute on
     float32 weights) or O2 (float16 weights, float32 master weights and normalisation layers); `scale_loss`: the
@@ -67,7 +70,7 @@ class AMPSection:
     level: Literal["O1", "O2"] = "O1"
 
 
-@dataclass
+@dataclass(frozen=True)
 class ArchSection:
     name: str
     class_num: int | None = None
@@ -85,15 +88,15 @@ class ArchSection:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(frozen=True)
 class LossSection:
     Train: list[Any] = field(default_factory=lambda: [{"CELoss": {"weight": 1.0}}])
     Eval: list[Any] = field(default_factory=lambda: [{"CELoss": {"weight": 1.0}}])
 
 
-@dataclass
+@dataclass(frozen=True)
 class LRSection:
-    name: Literal["Cosine", "Piecewise", "Step", "MultiStepDecay", "Constant", "Linear"] = "Cosine"
+    name: str = "Cosine"  # a schedule of `ppipe.optim.LR_SCHEDULES`
     learning_rate: float | list[float] = 0.1
     warmup_epoch: int = 0
     warmup_start_lr: float = 0.0
@@ -109,15 +112,15 @@ class LRSection:
     by_epoch: bool = False
 
 
-@dataclass
+@dataclass(frozen=True)
 class RegularizerSection:
     name: Literal["L2", "L1"] = "L2"
     coeff: float = 0.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class OptimizerSection:
-    name: Literal["Momentum", "SGD", "AdamW", "RMSProp"] = "Momentum"
+    name: str = "Momentum"  # an optimizer of `ppipe.optim.OPTIMIZERS`
     momentum: float = 0.9
     lr: LRSection = field(default_factory=LRSection)
     regularizer: RegularizerSection | None = None
@@ -138,7 +141,7 @@ class OptimizerSection:
     clip_norm: float | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class DatasetSection:
     name: Literal["ImageNetDataset", "PreparedDataset"] = "PreparedDataset"
     # PreparedDataset: the OUT of `ppipe data prepare` (local path or fsspec URL).
@@ -153,7 +156,7 @@ class DatasetSection:
     batch_transform_ops: list[Any] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
 class SamplerSection:
     name: str = "DistributedBatchSampler"
     batch_size: int = 64
@@ -161,26 +164,26 @@ class SamplerSection:
     shuffle: bool = True
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoaderSection:
     num_workers: int = 0
     use_shared_memory: bool = True
 
 
-@dataclass
+@dataclass(frozen=True)
 class SplitLoaderSection:
     dataset: DatasetSection = field(default_factory=DatasetSection)
     sampler: SamplerSection = field(default_factory=SamplerSection)
     loader: LoaderSection = field(default_factory=LoaderSection)
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataLoaderSection:
     Train: SplitLoaderSection = field(default_factory=SplitLoaderSection)
     Eval: SplitLoaderSection | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class MetricSection:
     # PaddleClas leaves `Train:` empty (YAML null) where training accuracy means nothing (Mixup's soft labels) and
     # builds no training metric then (ppcls/engine/engine.py); null is read as that empty list.
@@ -188,11 +191,11 @@ class MetricSection:
     Eval: list[Any] = field(default_factory=lambda: [{"TopkAcc": {"topk": [1, 5]}}])
 
     def __post_init__(self):
-        if self.Train is None:
-            self.Train = []
+        if self.Train is None:  # the one normalisation of a frozen section, made while it is being built
+            object.__setattr__(self, "Train", [])
 
 
-@dataclass
+@dataclass(frozen=True)
 class InferSection:
     infer_imgs: str | None = None
     batch_size: int = 10
@@ -200,12 +203,12 @@ class InferSection:
     PostProcess: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(frozen=True)
 class EMASection:
     decay: float = 0.9999
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataSection:
     """Where the dataset comes from. `source`: an ImageNet-layout folder (or fsspec URL), or `digits-demo`
     for the embedded scikit-learn digits. `prepared`: where `ppipe data prepare` writes (and train reads)."""
@@ -215,7 +218,7 @@ class DataSection:
     demo_image_size: int = 32
 
 
-@dataclass
+@dataclass(frozen=True)
 class RaySection:
     address: str | None = None          # None: a local Ray instance; "auto" or "ray://host:10001": a cluster
     num_workers: int = 2
@@ -230,14 +233,14 @@ class RaySection:
     max_failures: int = 2
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrackingSection:
     wandb_project: str = "ppipe"
     wandb_mode: Literal["offline", "online", "disabled"] = "offline"
     metrics_file: str | None = None     # DVC metrics JSON; None: <output_dir>/metrics.json
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExportSection:
     input_shape: list[int] | None = None  # None: Global.image_shape
     rtol: float = 1e-4
@@ -253,7 +256,7 @@ class ExportSection:
     int8_eval_images: int | None = 1000   # val images the INT8 accuracy change is measured on; None: all
 
 
-@dataclass
+@dataclass(frozen=True)
 class QuantizationSection:
     """INT8 quantization (`ppipe.quantization`). `mode: qat` trains with fake-quantized weights and activations
     (PaddleClas's `Slim.quant` through PaddleSlim), and the INT8 export then uses the scales learnt; `ptq`
@@ -264,14 +267,14 @@ class QuantizationSection:
     moving_rate: float = 0.9              # QAT: moving average of the activation abs-max
 
 
-@dataclass
+@dataclass(frozen=True)
 class PublishSection:
     store: str | None = None            # None: $PPIPE_STORE, else ./artifacts
     name: str | None = None             # None: the architecture name
     aliases: list[str] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TuneSection:
     """`ppipe tune` settings (ppipe.tune); a search file's own `Tune:` block overrides these keys."""
     num_samples: int = 4                # samples of the search space (times each grid() combination)
@@ -286,7 +289,7 @@ class TuneSection:
     name: str | None = None             # experiment name; None: <run name>-tune
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
     Arch: ArchSection
     Global: GlobalSection = field(default_factory=GlobalSection)

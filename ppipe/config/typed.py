@@ -16,8 +16,6 @@ from typing import Any, Literal, Union
 
 from ppipe.errors import ConfigError
 
-
-
 # A decimal number as PaddleClas recipes write them: `1e-8`, `5e-4`, `1.0e-5`, `.5`, `-2`. YAML 1.1 (PyYAML) reads
 # the exponent forms without a dot or a sign as strings, and PaddleClas `literal_eval`s them; ppipe parses exactly
 # this grammar instead of evaluating anything (so no `inf`, `nan`, `0x10`, `1_000` or expressions).
@@ -142,20 +140,3 @@ def to_dict(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: to_dict(v) for k, v in obj.items()}
     return obj
-
-
-def single_key_items(items: list[dict[str, Any]] | None, where: str) -> list[tuple[str, dict[str, Any]]]:
-    """PaddleClas's operator lists (`- CELoss: {weight: 1.0}`) as (name, params) pairs."""
-    out = []
-    for i, item in enumerate(items or []):
-        if isinstance(item, str):
-            out.append((item, {}))
-            continue
-        if not isinstance(item, dict) or len(item) != 1:
-            raise ConfigError(f"{where}[{i}]: expected a single-key mapping like '- Name: {{param: value}}', "
-                              f"got {item!r}")
-        (name, params), = item.items()
-        if params is not None and not isinstance(params, dict):
-            raise ConfigError(f"{where}[{i}].{name}: expected a mapping of parameters, got {params!r}")
-        out.append((name, dict(params or {})))
-    return out

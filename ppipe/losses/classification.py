@@ -1,9 +1,10 @@
 """Training losses, named and parameterised as in PaddleClas's `Loss` section.
 
 A recipe lists weighted terms (`- CELoss: {weight: 1.0, epsilon: 0.1}`); the total loss is their weighted
-sum. Each loss declares its parameters so the config loader can reject unknown ones before training starts.
-A loss receives what the model returned: one logits tensor, or for models with auxiliary heads in training
-(GoogLeNet's `[main, aux1, aux2]`) the list, which only a loss written for it (`GoogLeNetLoss`) accepts.
+sum. Each loss declares its parameters (`params`), so an unknown one is refused before training starts, and the
+model outputs it reads (`accepts`, see `ppipe.model_outputs`): one logits tensor, or for models with auxiliary
+heads in training (GoogLeNet's `[main, aux1, aux2]`) the list, which only a loss written for it
+(`GoogLeNetLoss`) accepts; the config loader compares that with what the recipe's model gives.
 """
 
 from __future__ import annotations
@@ -14,17 +15,20 @@ import paddle
 import paddle.nn.functional as F
 
 from ppipe.errors import ConfigError
-from ppipe.registry import Registry, named_items
+from ppipe.model_outputs import HEADS, LOGITS, OutputKind
+from ppipe.registry import Registry
 
 
 class Loss:
+    """One term of a recipe's loss. `params`: the keys a recipe may give it; `accepts`: the model outputs it reads."""
+
     params: ClassVar[tuple[str, ...]] = ("weight",)
+    accepts: ClassVar[frozenset[OutputKind]] = frozenset({LOGITS})
 
     @classmethod
-    def check_params(cls, params: dict[str, Any], where: str) -> None:
-        for key in params:
-            if key not in cls.params:
-                raise ConfigError(f"unknown key {where}.{key}; valid keys: {', '.join(cls.params)}")
+    def check_values(cls, params: dict[str, Any], where: str) -> None:
+        """Refuse parameter values this loss cannot honour, before it is built (`Registry.check_params` calls it
+        after checking the keys); `where` names the loss in the recipe."""
 
     def __init__(self, weight: float = 1.0):
         self.weight = float(weight)
@@ -89,18 +93,18 @@ class GoogLeNetLoss(Loss):
     """
 
     params = ("weight", "epsilon")
+    accepts = frozenset({LOGITS, HEADS})
     AUX_WEIGHT = 0.3
 
     @classmethod
-    def check_params(cls, params: dict[str, Any], where: str) -> None:
-        super().check_params(params, where)
+    def check_values(cls, params: dict[str, Any], where: str) -> None:
         epsilon = params.get("epsilon")
         if epsilon is not None and 0.0 < float(epsilon) < 1.0:
             raise ConfigError(f"{where}.epsilon: GoogLeNetLoss has no label smoothing (as in PaddleClas); "
                               f"got {epsilon}, expected null or 0")
 
     def __init__(self, weight: float = 1.0, epsilon: float | None = None):
-        self.check_params({"epsilon": epsilon}, "GoogLeNetLoss")
+        self.check_values({"epsilon": epsilon}, "GoogLeNetLoss")
         super().__init__(weight)
 
     def __call__(self, outputs, labels):
@@ -124,10 +128,7 @@ class CombinedLoss:
     """The weighted sum of a recipe's loss terms."""
 
     def __init__(self, items: list[Any], where: str):
-        self.terms = []
-        for name, params in named_items(items, where):
-            LOSSES.get(name, where).check_params(params, f"{where}.{name}")
-            self.terms.append(LOSSES.get(name)(**params))
+        self.terms = LOSSES.build_all(items, where)
         if not self.terms:
             raise ConfigError(f"{where}: at least one loss is needed")
 

@@ -19,12 +19,14 @@ import paddle.nn.functional as F
 
 from ppipe.errors import ConfigError
 from ppipe.losses.classification import LOSSES, Loss, cross_entropy
+from ppipe.model_outputs import LOGITS, NAMED
 
 
 class _PairLoss(Loss):
     """Base for losses over pairs of named outputs; `key` picks a field when outputs are dicts themselves."""
 
     params = ("weight", "model_name_pairs", "key", "name")
+    accepts = frozenset({NAMED})
 
     def __init__(self, weight: float = 1.0, model_name_pairs=None, key=None, name=None):
         super().__init__(weight)
@@ -91,7 +93,10 @@ class DistillationDMLLoss(_PairLoss):
 
 
 class DistillationGTCELoss(Loss):
+    """Also takes a single model's logits (PaddleClas's recipes use it in `Loss.Eval`, which scores the student)."""
+
     params = ("weight", "model_names", "epsilon", "key", "name")
+    accepts = frozenset({NAMED, LOGITS})
 
     def __init__(self, weight=1.0, model_names=None, epsilon=None, key=None, name=None):
         super().__init__(weight)

@@ -23,7 +23,9 @@ import paddle
 import paddle.nn as nn
 
 from ppipe.errors import ConfigError
+from ppipe.model_outputs import NAMED
 
+DISTILLATION = "DistillationModel"  # the Arch name, which no zoo architecture takes
 ARCH_KEYS = ("models", "freeze_params_list", "pretrained_list", "infer_model_name")
 _MODEL_KEYS = ("name", "class_num", "pretrained", "use_ssld")
 
@@ -72,6 +74,8 @@ def parse_models(kwargs: dict[str, Any], class_num: int | None, where: str = "Ar
 
 
 class DistillationModel(nn.Layer):
+    train_outputs = NAMED  # {model key: logits}, in training and evaluation alike
+
     def __init__(self, models: list[tuple[str, nn.Layer]], frozen: list[bool], infer_model_name: str):
         super().__init__()
         self.names = [k for k, _ in models]

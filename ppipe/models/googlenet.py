@@ -160,6 +160,6 @@ INCEPTIONS = {
 
 
 @register_model(spec(family="Inception", params_m=11.54, flops_g=1.44, top1=0.707, input_size=224, fixed_input=True,
-                     name="GoogLeNet"))
+                     name="GoogLeNet", train_outputs="heads"))
 def googlenet(**kw):
     return GoogLeNet(**kw)
