@@ -82,7 +82,7 @@ def prepare_dataset(source: str, out: str, *, shard_size: int = 1024, num_worker
     source, out = str(source), str(out)
     workers = (os.cpu_count() or 1) if num_workers is None else int(num_workers)
     _source_fs.cache_clear()  # credentials or endpoints may have changed since a previous call
-    src = Source(source)
+    src = Source(source, out)
     plan = discover(src)
     fingerprint = _fingerprint(src, plan, shard_size)
     done = _unchanged_dataset(out, fingerprint)
@@ -104,6 +104,7 @@ def prepare_dataset(source: str, out: str, *, shard_size: int = 1024, num_worker
             split_meta[split], split_rejected = run.write(split, items, bar)
             split_meta[split]["layout"] = plan.layout[split]
             rejected += split_rejected
+    rejected += plan.rejected
     rejected.sort(key=lambda r: r["path"])
     if sum(m["num_images"] for m in split_meta.values()) == 0:
         raise DatasetError(f"dataset source {source!r}: none of its {total} image files could be decoded "
@@ -202,10 +203,7 @@ def _fingerprint(src: Source, plan: Plan, shard_size: int) -> str:
     """What the output depends on: settings, and every planned file's path, label, size and stamp."""
     import hashlib
 
-    stats = {}
-    for full, info in src.fs.find(src.root, detail=True).items():
-        stamp = info.get("ETag") or info.get("mtime") or info.get("LastModified") or info.get("created")
-        stats[src.rel(full)] = (info.get("size"), str(stamp))
+    stats = src.file_stats([rel for items in plan.splits.values() for rel, _ in items])
     h = hashlib.sha256(json.dumps([FORMAT_VERSION, shard_size, ORDER_SEED, plan.classes]).encode())
     for split in sorted(plan.splits):
         for rel, label in sorted(plan.splits[split]):
