@@ -116,6 +116,14 @@ def test_names_that_are_not_utf8_are_rejected_with_escaped_paths(src, tmp_path):
         assert json.load(f)["rejected"] == summary["rejected"]
 
 
+def test_a_source_path_that_is_not_utf8_is_recorded_escaped(src, tmp_path):
+    odd = os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9")
+    os.rename(src, odd)
+    summary = prepare_dataset(odd, str(tmp_path / "out"), num_workers=0, progress=False)
+    assert summary["splits"]["train"] == {"num_images": 2}
+    assert load_manifest(str(tmp_path / "out"))["source"] == f"{tmp_path}/caf\\xe9"
+
+
 def test_a_list_file_that_is_not_utf8_is_an_error_naming_it(tmp_path):
     root = tmp_path / "src"
     _image(root / "images" / "a.jpg")

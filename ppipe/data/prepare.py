@@ -23,6 +23,7 @@ from typing import Any, Callable
 from ppipe import storage
 from ppipe.data._pool import ordered_map
 from ppipe.data.image_check import IMAGE_EXTENSIONS, check_image
+from ppipe.data.local_tree import printable
 from ppipe.data.manifest import FORMAT, FORMAT_VERSION, DatasetError, load_manifest, manifest_url
 from ppipe.data.shards import SCHEMA_FIELDS, Journal, ShardWriter, remove_stale_shards
 from ppipe.data.sources import SPLITS, UNLABELED, Plan, Source, discover
@@ -181,7 +182,7 @@ def _manifest(source: str, fingerprint: str, plan: Plan, splits: dict[str, Any],
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "source": source,
+        "source": printable(source),  # the manifest is UTF-8; a local path may not be
         "fingerprint": fingerprint,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "schema": dict(SCHEMA_FIELDS),
