@@ -16,7 +16,6 @@ from ppipe import storage
 from ppipe.data import DatasetError, iter_batches, load_manifest, prepare_dataset, verify_prepared
 from ppipe.data import prepare as prepare_mod
 from ppipe.data import shards as shards_mod
-from ppipe.data import sources as sources_mod
 
 UNICODE_NAME = "ñandú_été_鳥.jpg"
 RED, BLUE = (255, 0, 0), (0, 0, 255)
@@ -292,22 +291,6 @@ def test_failure_mid_way_leaves_no_manifest_even_over_a_previous_run(awkward, tm
         load_manifest(str(out))
     with pytest.raises(DatasetError, match="has no manifest.json"):
         next(iter_batches(str(out), "train", [{"ToCHWImage": None}], 2))
-
-
-def test_unreadable_class_folder_fails_without_manifest(awkward, tmp_path, monkeypatch):
-    src, _ = awkward
-    out = tmp_path / "out"
-    real_walk = sources_mod.Source.files_under
-
-    def walk(self, *parts):
-        if parts == ("train", "n02"):
-            raise PermissionError(f"[Errno 13] Permission denied: '{self.path(*parts)}'")
-        return real_walk(self, *parts)
-
-    monkeypatch.setattr(sources_mod.Source, "files_under", walk)
-    with pytest.raises(PermissionError):
-        prepare_dataset(str(src), str(out), num_workers=0, progress=False)
-    assert not (out / "manifest.json").exists()
 
 
 def test_missing_source_is_an_error_naming_the_path(tmp_path):

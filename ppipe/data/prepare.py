@@ -23,6 +23,7 @@ from typing import Any, Callable
 from ppipe import storage
 from ppipe.data._pool import ordered_map
 from ppipe.data.image_check import IMAGE_EXTENSIONS, check_image
+from ppipe.data.local_tree import printable
 from ppipe.data.manifest import FORMAT, FORMAT_VERSION, DatasetError, load_manifest, manifest_url
 from ppipe.data.shards import SCHEMA_FIELDS, Journal, ShardWriter, remove_stale_shards
 from ppipe.data.sources import SPLITS, UNLABELED, Plan, Source, discover
@@ -82,7 +83,7 @@ def prepare_dataset(source: str, out: str, *, shard_size: int = 1024, num_worker
     source, out = str(source), str(out)
     workers = (os.cpu_count() or 1) if num_workers is None else int(num_workers)
     _source_fs.cache_clear()  # credentials or endpoints may have changed since a previous call
-    src = Source(source)
+    src = Source(source, out)
     plan = discover(src)
     fingerprint = _fingerprint(src, plan, shard_size)
     done = _unchanged_dataset(out, fingerprint)
@@ -104,6 +105,7 @@ def prepare_dataset(source: str, out: str, *, shard_size: int = 1024, num_worker
             split_meta[split], split_rejected = run.write(split, items, bar)
             split_meta[split]["layout"] = plan.layout[split]
             rejected += split_rejected
+    rejected += plan.rejected
     rejected.sort(key=lambda r: r["path"])
     if sum(m["num_images"] for m in split_meta.values()) == 0:
         raise DatasetError(f"dataset source {source!r}: none of its {total} image files could be decoded "
@@ -180,7 +182,7 @@ def _manifest(source: str, fingerprint: str, plan: Plan, splits: dict[str, Any],
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "source": source,
+        "source": printable(source),  # the manifest is UTF-8; a local path may not be
         "fingerprint": fingerprint,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "schema": dict(SCHEMA_FIELDS),
@@ -202,10 +204,7 @@ def _fingerprint(src: Source, plan: Plan, shard_size: int) -> str:
     """What the output depends on: settings, and every planned file's path, label, size and stamp."""
     import hashlib
 
-    stats = {}
-    for full, info in src.fs.find(src.root, detail=True).items():
-        stamp = info.get("ETag") or info.get("mtime") or info.get("LastModified") or info.get("created")
-        stats[src.rel(full)] = (info.get("size"), str(stamp))
+    stats = src.file_stats([rel for items in plan.splits.values() for rel, _ in items])
     h = hashlib.sha256(json.dumps([FORMAT_VERSION, shard_size, ORDER_SEED, plan.classes]).encode())
     for split in sorted(plan.splits):
         for rel, label in sorted(plan.splits[split]):

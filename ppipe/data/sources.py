@@ -8,6 +8,8 @@ Accepted sources (a local path or any fsspec URL):
     (used for a split that has no class folders).
   Class names come from `LOC_synset_mapping.txt` (first column, file order) when present, else the sorted
   class-folder names (or `0..max_label` for list files).
+A local source is listed by `ppipe.data.local_tree` (links followed, loops refused, undecodable names rejected);
+it must not overlap the output folder.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
 import posixpath
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from ppipe import storage
 from ppipe.data.image_check import IMAGE_EXTENSIONS, is_image_name
+from ppipe.data.local_tree import LocalTree, inside, printable
 from ppipe.data.manifest import DatasetError
 
 __all__ = ["EXPECTED", "Plan", "SPLITS", "Source", "UNLABELED", "discover"]
@@ -44,17 +49,42 @@ class Plan:
     descriptions: dict[str, str] = field(default_factory=dict)
     splits: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     layout: dict[str, str] = field(default_factory=dict)  # split -> "folders", "flat" or "list"
+    rejected: list[dict[str, str]] = field(default_factory=list)  # {"path", "reason"} of entries not planned
 
 
 class Source:
-    """A dataset source folder (local path or fsspec URL) and the reads discovery needs."""
+    """A dataset source folder (local path or fsspec URL) and the reads discovery needs.
 
-    def __init__(self, source: str) -> None:
+    `out`, the folder the prepared dataset goes to, is refused when it overlaps a local source, and a local
+    source's links into it are refused (`ppipe.data.local_tree`).
+    """
+
+    def __init__(self, source: str, out: str | None = None) -> None:
         self.url = str(source)
         try:
             self.fs, self.root = storage.filesystem(self.url)
         except Exception as exc:  # noqa: BLE001
             raise DatasetError(f"dataset source {self.url!r} cannot be opened: {exc}; {EXPECTED}") from exc
+        out_path = self._check_apart(str(out)) if out is not None else None
+        self.tree = LocalTree(self.root, out_path) if storage.is_local(self.fs) else None
+
+    def _check_apart(self, out: str) -> str | None:
+        """OUT's local path when OUT and this source are both local and apart; DatasetError when they overlap
+        (after resolving links): a re-run would read OUT as part of the source, or shards would land in it."""
+        out_fs, out_root = storage.filesystem(out)
+        if not (storage.is_local(self.fs) and storage.is_local(out_fs)):
+            return None
+        src_real, out_real = os.path.realpath(self.root), os.path.realpath(out_root)
+        if src_real == out_real:
+            raise DatasetError(f"OUT {out!r} is the dataset source {self.url!r} itself; write the prepared "
+                               f"dataset to a folder outside the source")
+        if inside(out_real, src_real):
+            raise DatasetError(f"OUT {out!r} is inside the dataset source {self.url!r}: a later run would read it "
+                               f"as part of the source; choose an OUT outside the source")
+        if inside(src_real, out_real):
+            raise DatasetError(f"dataset source {self.url!r} is inside OUT {out!r}: shards would be written "
+                               f"among its files; choose an OUT outside the source")
+        return out_root
 
     def path(self, *parts: str) -> str:
         return posixpath.join(self.root, *parts) if parts else self.root
@@ -66,23 +96,61 @@ class Source:
         return self.fs.isfile(self.path(*parts))
 
     def read_text(self, *parts: str) -> str:
-        with self.fs.open(self.path(*parts), "rb") as f:
-            return f.read().decode("utf-8-sig")
+        try:
+            with self.fs.open(self.path(*parts), "rb") as f:
+                return f.read().decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise DatasetError(f"{printable(self.path(*parts))} is not UTF-8 text (byte {exc.start}); "
+                               f"expected a UTF-8 text file") from None
+        except OSError as exc:
+            raise DatasetError(f"cannot read {printable(self.path(*parts))}: {exc.strerror or exc}") from None
 
     def entries(self, *parts: str) -> list[tuple[str, bool]]:
-        """(name, is_dir) of a folder's children, sorted; errors propagate."""
+        """(name, is_dir) of a folder's children, sorted; an unreadable folder is a DatasetError."""
+        if self.tree is not None:
+            return self.tree.entries(posixpath.join(*parts) if parts else "")
+        with self._listing(*parts):
+            listing = self.fs.ls(self.path(*parts), detail=True)
         out = []
-        for e in self.fs.ls(self.path(*parts), detail=True):
+        for e in listing:
             name = posixpath.basename(str(e["name"]).rstrip("/"))
             out.append((name, e.get("type") == "directory"))
         return sorted(out)
 
     def files_under(self, *parts: str) -> list[str]:
         """Image files below a folder (recursive), as paths relative to the source root."""
+        if self.tree is not None:
+            return self.tree.files_under(posixpath.join(*parts) if parts else "")
         rels = []
-        for dirpath, _dirs, files in self.fs.walk(self.path(*parts), on_error="raise"):
-            rels += [self.rel(posixpath.join(str(dirpath), name)) for name in files if is_image_name(name)]
+        with self._listing(*parts):
+            for dirpath, _dirs, files in self.fs.walk(self.path(*parts), on_error="raise"):
+                rels += [self.rel(posixpath.join(str(dirpath), name)) for name in files if is_image_name(name)]
         return sorted(rels)
+
+    @contextmanager
+    def _listing(self, *parts: str):
+        """Listing a folder of a remote source: a refused read is a DatasetError naming the folder."""
+        try:
+            yield
+        except PermissionError as exc:
+            raise DatasetError(f"cannot read dataset source folder {self.path(*parts)!r}: permission denied "
+                               f"({exc})") from None
+
+    @property
+    def rejected(self) -> list[dict[str, str]]:
+        """Entries listing came across and left out ({"path", "reason"}): broken links, undecodable names."""
+        found = self.tree.rejected if self.tree is not None else {}
+        return [{"path": path, "reason": reason} for path, reason in sorted(found.items())]
+
+    def file_stats(self, rels: list[str]) -> dict[str, tuple[Any, str]]:
+        """(size, modification stamp) of the files `rels`, links followed (missing ones are left out)."""
+        if self.tree is not None:
+            return {rel: st for rel in rels if (st := self.tree.stat(rel)) is not None}
+        stats = {}
+        for full, info in self.fs.find(self.root, detail=True).items():
+            stamp = info.get("ETag") or info.get("mtime") or info.get("LastModified") or info.get("created")
+            stats[self.rel(full)] = (info.get("size"), str(stamp))
+        return stats
 
     def rel(self, full: str) -> str:
         root, full = self.root.rstrip("/"), str(full)
@@ -110,6 +178,7 @@ def discover(src: Source) -> Plan:
         plan.layout[split] = kind
     if not plan.classes:
         plan.classes = _classes_from_labels(src, plan)
+    plan.rejected = src.rejected
     _check_labels(src, plan)
     return plan
 
