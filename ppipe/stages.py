@@ -1,8 +1,8 @@
 """The pipeline's stages as plain functions of a validated `Config`: prepare, train, evaluate, export, publish.
 
 One implementation each: the `ppipe` CLI calls these, `dvc.yaml` calls the CLI, and the Prefect flow's
-tasks call these. A run's files live in its run folder, `<Global.output_dir>/<run name>/`:
-`model.pdparams` (train), `eval.json` (evaluate), `inference/` + `export.json` (export).
+tasks call these. A run's files live in its run folder, `<Global.output_dir>/<run name>/`, whose file names
+`ppipe.train.run_dir.RunDir` owns.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 from ppipe.config import Config, config_to_yaml
 from ppipe.storage import write_bytes_atomic
+from ppipe.train.run_dir import RunDir
 
 log = logging.getLogger("ppipe.stages")
 
@@ -21,8 +22,9 @@ log = logging.getLogger("ppipe.stages")
 TARGETS = ["paddle-inference-mkldnn", "paddle-inference-cpu"]
 
 
-def run_dir(cfg: Config) -> str:
-    return os.path.abspath(os.path.join(cfg.Global.output_dir, cfg.run_name))
+def run_dir(cfg: Config) -> RunDir:
+    """The run's folder (`os.fspath` gives its path): every stage's files are named there."""
+    return RunDir.for_config(cfg)
 
 
 def prepared_path(cfg: Config) -> str:
@@ -45,65 +47,62 @@ def prepare(cfg: Config) -> dict[str, Any]:
     return prepare_dataset(source, out, shard_size=cfg.Data.shard_size)
 
 
-def train(cfg: Config, **kwargs) -> dict[str, Any]:
+def train(cfg: Config, *, data: str | None = None, resume: str | bool | None = None) -> dict[str, Any]:
+    """Distributed training on Ray (`ppipe.train.trainer`); returns the CONTRACT's `ppipe train --json` document.
+
+    `data`: a prepared dataset that overrides the config's; `resume`: a run name, or True for the latest run of
+    this config.
+    """
     from ppipe.train.trainer import train as run_training
 
-    return run_training(cfg, data=prepared_path(cfg), **kwargs).summary()
-
-
-def _weights(cfg: Config) -> str:
-    from ppipe.train.checkpoint import MODEL_FILE
-
-    path = os.path.join(run_dir(cfg), MODEL_FILE)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} does not exist: train the run first (`ppipe train`)")
-    return path
+    return run_training(cfg, data=data, resume=resume).summary()
 
 
 def evaluate(cfg: Config) -> dict[str, Any]:
     from ppipe.evaluate import evaluate_run
 
-    return evaluate_run(cfg, _weights(cfg), prepared_path(cfg), out=os.path.join(run_dir(cfg), "eval.json"))
+    rdir = run_dir(cfg)
+    return evaluate_run(cfg, rdir.trained_model(), prepared_path(cfg), out=rdir.eval)
 
 
 def export(cfg: Config) -> dict[str, Any]:
     """The inference model of the trained run, checked against the dygraph model in a oneDNN predictor."""
+    from ppipe.build import infer_arch, inference_kwargs
     from ppipe.export import export_inference_model
     from ppipe.models import create_model
-    from ppipe.build import infer_arch, inference_kwargs
 
+    rdir = run_dir(cfg)
     arch = infer_arch(cfg)
-    model = create_model(arch.name, num_classes=arch.num_classes, pretrained=_weights(cfg),
+    model = create_model(arch.name, num_classes=arch.num_classes, pretrained=rdir.trained_model(),
                          **inference_kwargs(arch.kwargs))
     shape = tuple(cfg.Export.input_shape or cfg.Global.image_shape)
-    info = export_inference_model(model, os.path.join(run_dir(cfg), "inference"), shape, rtol=cfg.Export.rtol)
-    write_bytes_atomic(os.path.join(run_dir(cfg), "export.json"), json.dumps(info, indent=1, default=str).encode())
+    info = export_inference_model(model, rdir.inference, shape, rtol=cfg.Export.rtol)
+    write_bytes_atomic(rdir.export_report, json.dumps(info, indent=1, default=str).encode())
     return info
+
+
+def _run_metrics(rdir: RunDir) -> dict[str, Any]:
+    """The numbers of the run's training summary and evaluation, as the published version's metrics."""
+    metrics: dict[str, Any] = {}
+    for path in (rdir.summary, rdir.eval):
+        if os.path.isfile(path):
+            with open(path) as f:
+                metrics.update({k: v for k, v in json.load(f).items() if isinstance(v, (int, float))})
+    return metrics
 
 
 def publish(cfg: Config) -> dict[str, Any]:
     """Weights, inference model, config and metrics of the run -> the artifact store, as one new version."""
-    from ppipe.artifacts import publish as publish_artifact
-
-    rdir = run_dir(cfg)
-    write_bytes_atomic(os.path.join(rdir, "config.yaml"), config_to_yaml(cfg).encode())
-    files = {"model.pdparams": _weights(cfg), "config.yaml": os.path.join(rdir, "config.yaml")}
-    for name in ("inference/model.json", "inference/model.pdiparams", "eval.json", "train.json", "export.json",
-                 "curves.csv"):
-        path = os.path.join(rdir, name)
-        if os.path.isfile(path):
-            files[name] = path
-    if "inference/model.json" not in files:
-        raise FileNotFoundError(f"{rdir}/inference has no exported model: run `ppipe export` first")
-    metrics: dict[str, Any] = {}
-    for name in ("train.json", "eval.json"):
-        if name in files:
-            with open(files[name]) as f:
-                metrics.update({k: v for k, v in json.load(f).items() if isinstance(v, (int, float))})
+    from ppipe.artifacts import ArtifactStore
     from ppipe.build import infer_arch
 
+    rdir = run_dir(cfg)
+    rdir.trained_model()  # the first thing missing is named first
+    write_bytes_atomic(rdir.config, config_to_yaml(cfg).encode())
+    files = rdir.published_files()
     arch = infer_arch(cfg)
-    return publish_artifact(cfg.Publish.store, cfg.Publish.name or arch.name, files, metrics=metrics,
-                            targets=TARGETS, aliases=cfg.Publish.aliases,
-                            metadata={"model": arch.name, "num_classes": arch.num_classes,
-                                      "input_shape": list(cfg.Export.input_shape or cfg.Global.image_shape)})
+    return ArtifactStore(cfg.Publish.store).publish(
+        cfg.Publish.name or arch.name, files, metrics=_run_metrics(rdir), targets=TARGETS,
+        aliases=cfg.Publish.aliases,
+        metadata={"model": arch.name, "num_classes": arch.num_classes,
+                  "input_shape": list(cfg.Export.input_shape or cfg.Global.image_shape)})

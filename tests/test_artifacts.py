@@ -11,7 +11,7 @@ import pytest
 
 from ppipe import storage
 from ppipe.artifacts import ArtifactError, default_store, list_artifacts, publish, pull, resolve, set_alias
-from ppipe.artifacts import store as store_mod
+from ppipe.artifacts import claim as claim_mod
 
 
 @pytest.fixture
@@ -171,7 +171,7 @@ def test_publish_in_progress_is_skipped(tmp_path, src, monkeypatch):
     assert (busy / "model.pdparams").read_bytes() == b"half"
     assert [r["version"] for r in list_artifacts(store)] == ["v1", "v3"]
     # once the claim is stale it is cleaned up by the next publish
-    monkeypatch.setattr(store_mod, "STALE_PUBLISH_S", 0.0)
+    monkeypatch.setattr(claim_mod, "STALE_PUBLISH_S", 0.0)
     assert publish(store, "m", src)["version"] == "v4"
     assert not busy.exists()
 
