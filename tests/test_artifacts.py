@@ -263,3 +263,18 @@ def test_failed_publish_cleans_up(tmp_path, src, monkeypatch):
     assert [r["version"] for r in list_artifacts(store)] == ["v1"]
     monkeypatch.setattr(storage, "upload_file_atomic", real)
     assert publish(store, "m", src)["version"] == "v2"
+
+
+def test_one_store_object_serves_every_operation_as_the_module_functions_do(tmp_path, src):
+    from ppipe.artifacts import ArtifactStore
+
+    store = ArtifactStore(str(tmp_path / "store"))
+    assert store.url == str(tmp_path / "store") and "store" in repr(store)
+    first = store.publish("m", src, metrics={"top1": 0.5})
+    store.publish("m", {"model.pdparams": src["model.pdparams"]}, aliases=["candidate"])
+    store.set_alias("m", "production", first["version"])
+    assert store.list() == list_artifacts(str(tmp_path / "store"))
+    assert [(r["version"], r["aliases"]) for r in store.versions("m")] == [("v1", ["production"]),
+                                                                          ("v2", ["latest", "candidate"])]
+    assert store.resolve("m@production")["metrics"] == {"top1": 0.5}
+    assert store.pull("m@candidate", str(tmp_path / "d"))["version"] == "v2"
