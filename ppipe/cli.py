@@ -57,11 +57,11 @@ def cmd_data_prepare(args):
 
 
 def cmd_train(args):
-    from ppipe.train.trainer import train
+    from ppipe import stages
 
-    resume = args.resume if args.resume not in (None, "") else (True if args.resume == "" else None)
-    result = train(_config(args), data=args.data, resume=resume)
-    _emit(result.summary(), args.json)
+    # --resume RUN: that run; --resume alone (""): the latest run of this config
+    resume = True if args.resume == "" else args.resume
+    _emit(stages.train(_config(args), data=args.data, resume=resume), args.json)
 
 
 def cmd_tune(args):
@@ -86,9 +86,9 @@ def cmd_export(args):
 
 
 def cmd_artifacts_list(args):
-    from ppipe.artifacts import list_artifacts
+    from ppipe.artifacts import ArtifactStore
 
-    rows = list_artifacts(args.store)
+    rows = ArtifactStore(args.store).list()
     if args.json:
         _emit(rows, True)
     else:
@@ -98,9 +98,9 @@ def cmd_artifacts_list(args):
 
 
 def cmd_artifacts_pull(args):
-    from ppipe.artifacts import pull
+    from ppipe.artifacts import ArtifactStore
 
-    _emit(pull(args.store, args.ref, args.dest), args.json)
+    _emit(ArtifactStore(args.store).pull(args.ref, args.dest), args.json)
 
 
 def cmd_pipeline(args):

@@ -1,8 +1,8 @@
 """The pipeline's stages as plain functions of a validated `Config`: prepare, train, evaluate, export, publish.
 
 One implementation each: the `ppipe` CLI calls these, `dvc.yaml` calls the CLI, and the Prefect flow's
-tasks call these. A run's files live in its run folder, `<Global.output_dir>/<run name>/`:
-`model.pdparams` (train), `eval.json` (evaluate), `inference/` + `export.json` (export).
+tasks call these. A run's files live in its run folder, `<Global.output_dir>/<run name>/`, whose file names
+`ppipe.train.run_dir.RunDir` owns.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 from ppipe.config import Config, config_to_yaml
 from ppipe.storage import write_bytes_atomic
+from ppipe.train.run_dir import RunDir
 
 log = logging.getLogger("ppipe.stages")
 
@@ -22,22 +23,16 @@ log = logging.getLogger("ppipe.stages")
 TARGETS = ["paddle-inference-mkldnn", "paddle-inference-cpu"]
 
 
-def run_dir(cfg: Config) -> str:
-    return os.path.abspath(os.path.join(cfg.Global.output_dir, cfg.run_name))
-
-
-def prepared_path(cfg: Config) -> str:
-    path = cfg.DataLoader.Train.dataset.path or cfg.Data.prepared
-    if not path:
-        raise ValueError("config has no prepared dataset location: set Data.prepared")
-    return path
+def run_dir(cfg: Config) -> RunDir:
+    """The run's folder (`os.fspath` gives its path): every stage's files are named there."""
+    return RunDir.for_config(cfg)
 
 
 def prepare(cfg: Config) -> dict[str, Any]:
     """Data.source -> Data.prepared. `Data.source: digits-demo` first writes the embedded digits folder."""
-    from ppipe.data import prepare_dataset, write_digits_demo
+    from ppipe.data import prepare_dataset, resolve_prepared, write_digits_demo
 
-    source, out = cfg.Data.source, prepared_path(cfg)
+    source, out = cfg.Data.source, resolve_prepared(cfg)
     if not source:
         raise ValueError("Data.source: no dataset source configured (an ImageNet-layout folder or digits-demo)")
     if source == "digits-demo":
@@ -46,25 +41,23 @@ def prepare(cfg: Config) -> dict[str, Any]:
     return prepare_dataset(source, out, shard_size=cfg.Data.shard_size)
 
 
-def train(cfg: Config, **kwargs) -> dict[str, Any]:
+def train(cfg: Config, *, data: str | None = None, resume: str | bool | None = None) -> dict[str, Any]:
+    """Distributed training on Ray (`ppipe.train.trainer`); returns the CONTRACT's `ppipe train --json` document.
+
+    `data`: a prepared dataset that overrides the config's; `resume`: a run name, or True for the latest run of
+    this config.
+    """
     from ppipe.train.trainer import train as run_training
 
-    return run_training(cfg, data=prepared_path(cfg), **kwargs).summary()
-
-
-def _weights(cfg: Config) -> str:
-    from ppipe.train.checkpoint import MODEL_FILE
-
-    path = os.path.join(run_dir(cfg), MODEL_FILE)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} does not exist: train the run first (`ppipe train`)")
-    return path
+    return run_training(cfg, data=data, resume=resume).summary()
 
 
 def evaluate(cfg: Config) -> dict[str, Any]:
+    from ppipe.data import resolve_prepared
     from ppipe.evaluate import evaluate_run
 
-    return evaluate_run(cfg, _weights(cfg), prepared_path(cfg), out=os.path.join(run_dir(cfg), "eval.json"))
+    rdir = run_dir(cfg)
+    return evaluate_run(cfg, rdir.trained_model(), resolve_prepared(cfg), out=rdir.eval)
 
 
 def export(cfg: Config, targets: list[str] | str | None = None) -> dict[str, Any]:
@@ -73,56 +66,57 @@ def export(cfg: Config, targets: list[str] | str | None = None) -> dict[str, Any
     `targets`: names (or "a,b"); None: `Export.targets`, else every registered target."""
     from ppipe.export.run import export_run
 
-    summary = export_run(cfg, _weights(cfg), _optional_prepared(cfg), run_dir(cfg), targets=targets)
-    write_bytes_atomic(os.path.join(run_dir(cfg), "export.json"), json.dumps(summary, indent=1).encode())
+    rdir = run_dir(cfg)
+    summary = export_run(cfg, rdir.trained_model(), _optional_prepared(cfg), os.fspath(rdir), targets=targets)
+    write_bytes_atomic(rdir.export_report, json.dumps(summary, indent=1).encode())
     return summary
 
 
 def _optional_prepared(cfg: Config) -> str | None:
+    """The prepared dataset INT8 calibration draws from, when the recipe names one."""
+    from ppipe.data import resolve_prepared
+
     try:
-        return prepared_path(cfg)
+        return resolve_prepared(cfg)
     except ValueError:
         return None
 
 
+def _run_metrics(rdir: RunDir) -> dict[str, Any]:
+    """The numbers of the run's training summary and evaluation, as the published version's metrics."""
+    metrics: dict[str, Any] = {}
+    for path in (rdir.summary, rdir.eval):
+        if os.path.isfile(path):
+            with open(path) as f:
+                metrics.update({k: v for k, v in json.load(f).items() if isinstance(v, (int, float))})
+    return metrics
+
+
 def publish(cfg: Config) -> dict[str, Any]:
     """Weights, inference model, config and metrics of the run -> the artifact store, as one new version."""
-    from ppipe.artifacts import publish as publish_artifact
-
-    rdir = run_dir(cfg)
-    write_bytes_atomic(os.path.join(rdir, "config.yaml"), config_to_yaml(cfg).encode())
-    files = {"model.pdparams": _weights(cfg), "config.yaml": os.path.join(rdir, "config.yaml")}
-    for name in ("inference/model.json", "inference/model.pdiparams", "inference/predictor.json", "eval.json",
-                 "train.json", "export.json", "curves.csv"):
-        path = os.path.join(rdir, name)
-        if os.path.isfile(path):
-            files[name] = path
-    if "inference/model.json" not in files:
-        raise FileNotFoundError(f"{rdir}/inference has no exported model: run `ppipe export` first")
-    targets = published_targets(rdir, files)
-    metrics: dict[str, Any] = {}
-    for name in ("train.json", "eval.json"):
-        if name in files:
-            with open(files[name]) as f:
-                metrics.update({k: v for k, v in json.load(f).items() if isinstance(v, (int, float))})
+    from ppipe.artifacts import ArtifactStore
     from ppipe.build import infer_arch
 
+    rdir = run_dir(cfg)
+    rdir.trained_model()  # the first thing missing is named first
+    write_bytes_atomic(rdir.config, config_to_yaml(cfg).encode())
+    files = rdir.published_files()
     arch = infer_arch(cfg)
-    return publish_artifact(cfg.Publish.store, cfg.Publish.name or arch.name, files, metrics=metrics,
-                            targets=targets, aliases=cfg.Publish.aliases,
-                            metadata={"model": arch.name, "num_classes": arch.num_classes,
-                                      "input_shape": list(cfg.Export.input_shape or cfg.Global.image_shape)})
+    return ArtifactStore(cfg.Publish.store).publish(
+        cfg.Publish.name or arch.name, files, metrics=_run_metrics(rdir), targets=published_targets(rdir, files),
+        aliases=cfg.Publish.aliases,
+        metadata={"model": arch.name, "num_classes": arch.num_classes,
+                  "input_shape": list(cfg.Export.input_shape or cfg.Global.image_shape)})
 
 
-def published_targets(rdir: str, files: dict[str, str]) -> list[str]:
+def published_targets(rdir: RunDir, files: dict[str, str]) -> list[str]:
     """`TARGETS` plus every other target `<run>/export.json` records as built, whose files are added to
     `files` as `export/<target>/...`."""
-    path = os.path.join(rdir, "export.json")
     built = {}
-    if os.path.isfile(path):
-        with open(path) as f:
+    if os.path.isfile(rdir.export_report):
+        with open(rdir.export_report) as f:
             built = {k: v for k, v in json.load(f).get("targets", {}).items() if v.get("status") == "built"}
     for name, result in built.items():
         if name not in TARGETS:
-            files.update({f"export/{rel}": os.path.join(rdir, "export", rel) for rel in result["files"]})
+            files.update({f"export/{rel}": os.path.join(rdir.exports, rel) for rel in result["files"]})
     return TARGETS + sorted(n for n in built if n not in TARGETS)

@@ -21,6 +21,7 @@ from ppipe.config.loader import config_to_data
 from ppipe.config.schema import AMPSection
 from ppipe.train.amp import MixedPrecision, for_evaluation, sync_batchnorm
 from ppipe.train.checkpoint import load_checkpoint, save_checkpoint
+from ppipe.train.state import TrainState
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 GPU_RECIPE = ["Global.device=gpu", "Ray.use_gpu=true"]
@@ -209,7 +210,7 @@ def test_loss_scaler_state_round_trips_through_a_checkpoint(enabled_scaler_on_cp
     _changed_scaler_state(trained)
     saved = trained.state_dict()
     assert float(saved["scale"][0]) == 32768.0 and saved["incr_count"] == 3 and saved["decr_count"] == 0
-    save_checkpoint(str(tmp_path), model, optimizer, lr, {"epochs_completed": 1}, amp=trained)
+    save_checkpoint(str(tmp_path), model, optimizer, lr, TrainState(epochs_completed=1), amp=trained)
 
     resumed = MixedPrecision(cfg, gpu=True)
     assert float(resumed.state_dict()["scale"][0]) == 65536.0
@@ -225,7 +226,7 @@ def test_resuming_with_amp_from_a_float32_checkpoint_keeps_the_configured_scale(
     model = paddle.nn.Linear(4, 2)
     optimizer = paddle.optimizer.Momentum(learning_rate=0.1, parameters=model.parameters())
     lr = paddle.optimizer.lr.StepDecay(0.1, step_size=1)
-    save_checkpoint(str(tmp_path), model, optimizer, lr, {})  # no AMP
+    save_checkpoint(str(tmp_path), model, optimizer, lr, TrainState())  # no AMP
     precision = MixedPrecision(AMPSection(use_amp=True, scale_loss=1024.0, use_dynamic_loss_scaling=True), gpu=True)
     with caplog.at_level(logging.WARNING, logger="ppipe.train"):
         load_checkpoint(str(tmp_path), model, optimizer, lr, amp=precision)

@@ -11,7 +11,7 @@ import pytest
 
 from ppipe import storage
 from ppipe.artifacts import ArtifactError, default_store, list_artifacts, publish, pull, resolve, set_alias
-from ppipe.artifacts import store as store_mod
+from ppipe.artifacts import claim as claim_mod
 
 
 @pytest.fixture
@@ -171,7 +171,7 @@ def test_publish_in_progress_is_skipped(tmp_path, src, monkeypatch):
     assert (busy / "model.pdparams").read_bytes() == b"half"
     assert [r["version"] for r in list_artifacts(store)] == ["v1", "v3"]
     # once the claim is stale it is cleaned up by the next publish
-    monkeypatch.setattr(store_mod, "STALE_PUBLISH_S", 0.0)
+    monkeypatch.setattr(claim_mod, "STALE_PUBLISH_S", 0.0)
     assert publish(store, "m", src)["version"] == "v4"
     assert not busy.exists()
 
@@ -263,3 +263,18 @@ def test_failed_publish_cleans_up(tmp_path, src, monkeypatch):
     assert [r["version"] for r in list_artifacts(store)] == ["v1"]
     monkeypatch.setattr(storage, "upload_file_atomic", real)
     assert publish(store, "m", src)["version"] == "v2"
+
+
+def test_one_store_object_serves_every_operation_as_the_module_functions_do(tmp_path, src):
+    from ppipe.artifacts import ArtifactStore
+
+    store = ArtifactStore(str(tmp_path / "store"))
+    assert store.url == str(tmp_path / "store") and "store" in repr(store)
+    first = store.publish("m", src, metrics={"top1": 0.5})
+    store.publish("m", {"model.pdparams": src["model.pdparams"]}, aliases=["candidate"])
+    store.set_alias("m", "production", first["version"])
+    assert store.list() == list_artifacts(str(tmp_path / "store"))
+    assert [(r["version"], r["aliases"]) for r in store.versions("m")] == [("v1", ["production"]),
+                                                                          ("v2", ["latest", "candidate"])]
+    assert store.resolve("m@production")["metrics"] == {"top1": 0.5}
+    assert store.pull("m@candidate", str(tmp_path / "d"))["version"] == "v2"

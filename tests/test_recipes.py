@@ -62,13 +62,13 @@ def test_every_architecture_has_exactly_one_recipe_and_every_recipe_names_a_regi
 
 @pytest.mark.parametrize("name", list_models())
 def test_recipe_loads_and_validates_with_the_prepared_data_given(name, digits_prepared):
-    from ppipe.train.trainer import prepared_data
+    from ppipe.data import resolve_prepared
 
     path = _recipe(name)
     cfg = load_config(path, _data_override(digits_prepared))
     assert cfg.Arch.name == name
-    assert prepared_data(cfg, None) == digits_prepared                   # -o DataLoader.Train.dataset.path=...
-    assert prepared_data(load_config(path), digits_prepared) == digits_prepared  # ppipe train --data ...
+    assert resolve_prepared(cfg) == digits_prepared                   # -o DataLoader.Train.dataset.path=...
+    assert resolve_prepared(load_config(path), digits_prepared) == digits_prepared  # ppipe train --data ...
     # Tuned for 8 GPUs, and says so: ppipe scales the learning rate when it runs on another number of workers.
     assert cfg.Global.recipe_workers == cfg.Ray.num_workers == 8 and cfg.Ray.use_gpu
     # The evaluation crop is what the model is exported at (RegNet's published recipe trains at 224, evaluates 256).

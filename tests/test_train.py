@@ -29,6 +29,49 @@ def _local_checkpoint_copies() -> set[Path]:
     return set(Path(tempfile.gettempdir()).glob("ppipe-checkpoint-*"))
 
 
+def _last_rank_dies_once(monkeypatch, *, epoch: int, step: int, marker: Path, delay_s: float = 5.0) -> None:
+    """Make the last rank die like an OOM-killed process at batch `step` of `epoch` (1-based), once per run (the
+    marker file remembers that it did).
+
+    The workers run `ppipe.train.loop.train_loop` in their own processes, so the patch travels with the worker
+    function: Ray pickles this closure by value, and in the worker it wraps the loop's `train_step`.
+    """
+    import ppipe.train.loop as loop
+
+    real_loop = loop.train_loop
+
+    def dying_worker(loop_config):
+        import os
+        import time
+
+        import ray.train
+
+        import ppipe.train.loop as worker_loop
+
+        real_step = worker_loop.train_step
+        ctx = ray.train.get_context()
+
+        def train_step(run, batch, *args, **kwargs):
+            if (run.state.epochs_completed + 1 == epoch and batch == step
+                    and ctx.get_world_rank() == ctx.get_world_size() - 1 and not os.path.exists(marker)):
+                with open(marker, "w") as f:
+                    f.write(f"killed rank {ctx.get_world_rank()} at epoch {epoch} step {step}\n")
+                # Ray Train registers a reported checkpoint when its controller next polls the workers; a
+                # failure inside that window restarts from the checkpoint before. Waiting past it makes the
+                # test exercise the resume-from-last-checkpoint path deterministically.
+                time.sleep(delay_s)
+                os._exit(1)
+            return real_step(run, batch, *args, **kwargs)
+
+        worker_loop.train_step = train_step
+        try:
+            real_loop(loop_config)
+        finally:
+            worker_loop.train_step = real_step
+
+    monkeypatch.setattr(loop, "train_loop", dying_worker)
+
+
 def _checkpoints(result):
     run = Path(result.checkpoint).parent
     return sorted(p.name for p in run.iterdir() if p.name.startswith("checkpoint_"))
@@ -130,8 +173,8 @@ def test_checkpoint_reports_leave_no_local_copy_and_all_arrive_through_the_faste
     from ppipe.train.checkpoint import load_state
 
     state = load_state(result.checkpoint)
-    assert state["epochs_completed"] == 2 and state["batch_in_epoch"] == 0
-    assert state["global_step"] == 2 * 23  # ceil(1437 / 64) steps an epoch, none lost to a pending upload
+    assert state.epochs_completed == 2 and state.batch_in_epoch == 0
+    assert state.global_step == 2 * 23  # ceil(1437 / 64) steps an epoch, none lost to a pending upload
     kept = [p for p in Path(result.checkpoint).parent.iterdir() if p.is_dir() and p.name.startswith("checkpoint_")]
     assert len(kept) == 2  # num_to_keep: the older of 11 reports' checkpoints were deleted in order
     workers = [json.loads(p.read_text()) for p in Path(result.checkpoint).parent.glob("workers/*/*.json")]
@@ -149,7 +192,7 @@ def test_in_process_mode_keeps_only_the_latest_checkpoint_which_is_the_result(tm
     result = train(_cfg(tmp_path, "Global.epochs=2", "Ray.num_workers=0"), data=digits_prepared)
     left = _local_checkpoint_copies() - before
     assert [str(p) for p in left] == [result.checkpoint]
-    assert load_state(result.checkpoint)["epochs_completed"] == 2 and result.epochs_completed == 2
+    assert load_state(result.checkpoint).epochs_completed == 2 and result.epochs_completed == 2
     assert Path(result.run_dir, "model.pdparams").exists()
     shutil.rmtree(result.checkpoint)
 
@@ -165,20 +208,21 @@ def test_resume_continues_a_named_run_from_its_last_epoch(tmp_path, digits_prepa
     assert latest.run_name == first.run_name and latest.epochs_completed == 2
 
 
-def test_worker_killed_mid_epoch_restarts_from_last_checkpoint(tmp_path, digits_prepared, local_ray):
+def test_worker_killed_mid_epoch_restarts_from_last_checkpoint(tmp_path, digits_prepared, local_ray, monkeypatch):
     marker = tmp_path / "killed"
-    result = train(_cfg(tmp_path, "Global.epochs=2", "Ray.max_failures=1"), data=digits_prepared,
-                   fail_at={"epoch": 2, "step": 5, "marker": str(marker)})
+    _last_rank_dies_once(monkeypatch, epoch=2, step=5, marker=marker)
+    result = train(_cfg(tmp_path, "Global.epochs=2", "Ray.max_failures=1"), data=digits_prepared)
     assert marker.exists()  # the worker really died
     assert result.restarts == 1
     assert [h["epoch"] for h in result.history] == [1, 2]  # nothing repeated, nothing skipped
     assert [h["restarts"] for h in result.history] == [0, 1]  # epoch 2 was finished by the restarted group
 
 
-def test_failure_before_the_first_checkpoint_still_counts_as_a_restart(tmp_path, digits_prepared, local_ray):
+def test_failure_before_the_first_checkpoint_still_counts_as_a_restart(tmp_path, digits_prepared, local_ray,
+                                                                     monkeypatch):
     marker = tmp_path / "killed"
-    result = train(_cfg(tmp_path, "Global.epochs=1", "Ray.max_failures=1"), data=digits_prepared,
-                   fail_at={"epoch": 1, "step": 2, "marker": str(marker), "delay_s": 0.0})
+    _last_rank_dies_once(monkeypatch, epoch=1, step=2, marker=marker, delay_s=0.0)
+    result = train(_cfg(tmp_path, "Global.epochs=1", "Ray.max_failures=1"), data=digits_prepared)
     assert marker.exists() and result.restarts == 1 and result.epochs_completed == 1
 
 
@@ -194,12 +238,13 @@ def test_resume_without_an_earlier_run_is_an_error(tmp_path, digits_prepared):
         train(_cfg(tmp_path), data=digits_prepared, resume=True)
 
 
-def test_mid_epoch_checkpoint_resumes_at_its_batch_after_a_failure(tmp_path, digits_prepared, local_ray):
+def test_mid_epoch_checkpoint_resumes_at_its_batch_after_a_failure(tmp_path, digits_prepared, local_ray, monkeypatch):
     """1437 images, 2 workers, batch 64: 12 batches per epoch. Checkpoints every 4 steps; the last worker dies
     at batch 9 of epoch 2, after the checkpoint at batch 8, so the restart trains only batches 8..11."""
     marker = tmp_path / "killed"
+    _last_rank_dies_once(monkeypatch, epoch=2, step=9, marker=marker)
     result = train(_cfg(tmp_path, "Global.epochs=2", "Ray.max_failures=1", "Global.checkpoint_every_steps=4"),
-                   data=digits_prepared, fail_at={"epoch": 2, "step": 9, "marker": str(marker)})
+                   data=digits_prepared)
     assert marker.exists() and result.restarts == 1
     assert [h["epoch"] for h in result.history] == [1, 2]
     assert result.history[-1]["global_step"] == 24  # every batch of both epochs stepped exactly once

@@ -1,12 +1,13 @@
-"""Versioned, checksummed artifacts (weights, inference models, configs, metrics) in a local or fsspec store."""
+"""Versioned, checksummed artifacts (weights, inference models, configs, metrics) in a local or fsspec store:
+`ArtifactStore(url)`, and one function per operation for scripts that hold only the store's URL."""
 
+from ppipe.artifacts.refs import ArtifactError, parse_ref
 from ppipe.artifacts.store import (
-    ArtifactError,
+    ArtifactStore,
     default_store,
     get_manifest,
     list_artifacts,
     list_versions,
-    parse_ref,
     publish,
     pull,
     resolve,
@@ -15,6 +16,7 @@ from ppipe.artifacts.store import (
 
 __all__ = [
     "ArtifactError",
+    "ArtifactStore",
     "default_store",
     "get_manifest",
     "list_artifacts",

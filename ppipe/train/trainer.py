@@ -14,11 +14,12 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from ppipe.config import Config, ConfigError, config_to_data, config_to_yaml
-from ppipe.storage import join, write_bytes_atomic
+from ppipe.config import Config, ConfigError, config_to_yaml
+from ppipe.storage import write_bytes_atomic
+from ppipe.train.run_dir import CheckpointDir, RunDir, RunStorage
 
 log = logging.getLogger("ppipe.train")
 
@@ -60,7 +61,7 @@ def _latest_run(storage: str, base: str) -> str | None:
     return names[-1] if names else None
 
 
-# Ray Train reads it in its controller; "0" leaves the preemption watcher actor out (`_init_ray`).
+# Ray Train reads it in its controller; "0" leaves the preemption watcher actor out (`init_ray`).
 _PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 # How often Ray Train's controller polls the workers (default 2 s). Each poll takes at most one training report
 # off each worker, so it also caps how often a run can report: quickstart epochs (~1.2 s), reported each, fell
@@ -84,7 +85,7 @@ def _controller_settings():
         os.environ.pop(_POLL_INTERVAL_ENV, None)
 
 
-def _init_ray(cfg: Config) -> None:
+def init_ray(cfg: Config) -> None:
     import ray
 
     if ray.is_initialized():
@@ -140,57 +141,69 @@ def resolve_use_gpu(cfg: Config, cluster_resources: dict[str, float]) -> tuple[b
                    "Ray.use_gpu: true to wait for GPU nodes instead (an autoscaling cluster)")
 
 
-def prepared_data(cfg: Config, data: str | None) -> str:
-    path = data or cfg.DataLoader.Train.dataset.path or cfg.Data.prepared
-    if not path:
-        ds = cfg.DataLoader.Train.dataset
-        if ds.name == "ImageNetDataset":
-            raise ConfigError(
-                f"DataLoader.Train.dataset: ImageNetDataset (image_root={ds.image_root}) must be prepared into "
-                "shards first: run `ppipe data prepare SOURCE OUT` and pass `--data OUT`")
-        raise ConfigError("no training data: pass --data PREPARED or set DataLoader.Train.dataset.path")
-    from ppipe.data import load_manifest
-
-    load_manifest(path)  # fail here, with the path in the message, rather than on every worker
-    # Ray workers run in their own working directory: local paths must be absolute.
-    return path if "://" in path else os.path.abspath(path)
+def _run_name(cfg: Config, storage: str, resume: str | bool | None) -> str:
+    """A fresh `<run_name>-<UTC time>`, or the run `resume` names (True: the latest run of this config)."""
+    base = cfg.run_name
+    if not resume:
+        return f"{base}-{dt.datetime.now(dt.timezone.utc).strftime('%Y%m%d-%H%M%S-%f')}"
+    run_name = resume if isinstance(resume, str) else _latest_run(storage, base)
+    if not run_name:
+        raise ConfigError(f"--resume: no earlier run of {base!r} under {storage}")
+    return run_name
 
 
-def train(cfg: Config, *, data: str | None = None, resume: str | bool | None = None,
-          fail_at: dict | None = None) -> TrainResult:
-    """Train `cfg` on Ray; returns where the final checkpoint is and what it scored.
+def _absolute(path):
+    """Ray workers run in their own working directory: weight paths given relative to ours must be absolute."""
+    return os.path.abspath(path) if isinstance(path, str) and path and "://" not in path else path
 
-    `fail_at` ({"epoch", "step", "marker"}) makes one worker die once at that point (failure tests).
-    """
+
+def _absolute_arch_weights(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`Arch` arguments with every weight path absolute (a distillation run's `models`, `pretrained_list`)."""
+    out = dict(kwargs)
+    if kwargs.get("models"):
+        out["models"] = [
+            {name: {**spec, "pretrained": _absolute(spec["pretrained"])}
+             if isinstance(spec, dict) and "pretrained" in spec else spec for name, spec in item.items()}
+            if isinstance(item, dict) else item for item in kwargs["models"]]
+    if kwargs.get("pretrained_list"):
+        out["pretrained_list"] = [_absolute(p) for p in kwargs["pretrained_list"]]
+    return out
+
+
+def resolved_for_workers(cfg: Config, use_gpu: bool) -> Config:
+    """The config the workers train with: weight paths absolute and the GPU placement decided. A new Config; `cfg`
+    is left as it was."""
+    return replace(cfg, Global=replace(cfg.Global, pretrained_model=_absolute(cfg.Global.pretrained_model)),
+                   Arch=replace(cfg.Arch, kwargs=_absolute_arch_weights(cfg.Arch.kwargs)),
+                   Ray=replace(cfg.Ray, use_gpu=use_gpu))
+
+
+def _place_workers(cfg: Config) -> bool:
+    """Whether the workers take GPUs, said in the log (a warning when a GPU recipe gets none)."""
     import ray
+
+    asked_for_gpus = cfg.Ray.use_gpu is None and cfg.Global.device == "gpu"
+    from ppipe.train.capacity import check_capacity, has_autoscaler
+
+    use_gpu, placement = resolve_use_gpu(cfg, ray.cluster_resources())
+    (log.warning if asked_for_gpus and not use_gpu else log.info)(placement)
+    # A run the cluster can never hold fails now, naming the settings, instead of retrying its start forever.
+    check_capacity(cfg.Ray, ray.cluster_resources(), has_autoscaler(), use_gpu=use_gpu)
+    return use_gpu
+
+
+def _fit(job, run_name: str, storage: str):
+    """Run `job` on Ray Train workers (restarting failed ones from the last checkpoint); returns Ray's result."""
     import ray.train
+
     from ppipe.train.backend import PaddleBackendConfig
-    from ppipe.train.checkpoint import INFER_MODEL_FILE, MODEL_FILE, load_state
     from ppipe.train.loop import train_loop
 
-    prepared = prepared_data(cfg, data)
-    _absolute_weight_paths(cfg)
-    storage = _storage_path(cfg)
-    base = cfg.run_name
-    if resume:
-        run_name = resume if isinstance(resume, str) else _latest_run(storage, base)
-        if not run_name:
-            raise ConfigError(f"--resume: no earlier run of {base!r} under {storage}")
-    else:
-        run_name = f"{base}-{dt.datetime.now(dt.timezone.utc).strftime('%Y%m%d-%H%M%S-%f')}"
-
-    invocation = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S-%f")  # this call's attempts
-    _init_ray(cfg)
-    asked_for_gpus = cfg.Ray.use_gpu is None and cfg.Global.device == "gpu"
-    cfg.Ray.use_gpu, placement = resolve_use_gpu(cfg, ray.cluster_resources())
-    (log.warning if asked_for_gpus and not cfg.Ray.use_gpu else log.info)(placement)
+    cfg = job.config
     threads = str(cfg.Ray.threads_per_worker or max(1, int(cfg.Ray.cpus_per_worker)))
     trainer = _trainer_class(cfg)(
         train_loop,
-        train_loop_config={"config": config_to_data(cfg), "prepared": prepared,
-                           "fail_at": fail_at,
-                           "attempts_dir": join(storage, run_name, "attempts", invocation),
-                           "workers_dir": join(storage, run_name, "workers", invocation)},
+        train_loop_config={"job": job},
         backend_config=PaddleBackendConfig(backend="nccl" if cfg.Ray.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.Ray.num_workers, use_gpu=cfg.Ray.use_gpu,
@@ -205,41 +218,47 @@ def train(cfg: Config, *, data: str | None = None, resume: str | bool | None = N
         result = trainer.fit()
     if result.checkpoint is None:
         raise RuntimeError(f"training run {run_name} finished without a checkpoint")
+    return result
 
-    # The run's local copy: what evaluate/export/publish (and DVC) read.
-    run_dir = os.path.join(cfg.Global.output_dir, base)
+
+def train(cfg: Config, *, data: str | None = None, resume: str | bool | None = None) -> TrainResult:
+    """Train `cfg` on Ray; returns where the final checkpoint is and what it scored. `cfg` is not changed."""
+    from ppipe.train.loop import WorkerJob
+
+    from ppipe.data import open_prepared, resolve_prepared
+
+    # Opened here, so a wrong path fails at once with its name rather than on every worker.
+    prepared = open_prepared(resolve_prepared(cfg, data)).url
+    storage = _storage_path(cfg)
+    run_name = _run_name(cfg, storage, resume)
+    invocation = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S-%f")  # this call's attempts
+    init_ray(cfg)
+    resolved = resolved_for_workers(cfg, _place_workers(cfg))
+    run_storage = RunStorage(storage, run_name)
+    job = WorkerJob(config=resolved, prepared=prepared, attempts_dir=run_storage.attempts(invocation),
+                    workers_dir=run_storage.workers(invocation))
+    result = _fit(job, run_name, storage)
+    return _collect(resolved, result, run_name)
+
+
+def _collect(cfg: Config, result, run_name: str) -> TrainResult:
+    """The run's local copy of its published weights and reports (what evaluate/export/publish and DVC read)."""
+    from ppipe.build import infer_arch
+    from ppipe.train.checkpoint import load_state
+
+    run_dir = RunDir.for_config(cfg)
     with result.checkpoint.as_directory() as ckpt_dir:
         state = load_state(ckpt_dir)
-        os.makedirs(run_dir, exist_ok=True)
-        tmp = os.path.join(run_dir, f".{MODEL_FILE}.tmp")
-        # The published weights: the model itself, or a distillation run's student alone.
-        source = os.path.join(ckpt_dir, INFER_MODEL_FILE)
-        shutil.copyfile(source if os.path.exists(source) else os.path.join(ckpt_dir, MODEL_FILE), tmp)
-        os.replace(tmp, os.path.join(run_dir, MODEL_FILE))
-    final = state["history"][-1] if state["history"] else {}
-    from ppipe.build import infer_arch
-
-    res = TrainResult(model=infer_arch(cfg).name, epochs_completed=state["epochs_completed"], top1=final.get("top1"),
-                      checkpoint=_uri(result.checkpoint), restarts=state.get("restarts", 0),
-                      train_img_per_s=_steady_throughput(state["history"]), run_name=run_name,
-                      run_dir=os.path.abspath(run_dir), history=state["history"],
-                      precision=state.get("precision", "float32"))
-    _write_outputs(cfg, res)
+        os.makedirs(run_dir.root, exist_ok=True)
+        tmp = os.path.join(run_dir.root, f".{os.path.basename(run_dir.model)}.tmp")
+        shutil.copyfile(CheckpointDir(ckpt_dir).published_weights(), tmp)
+        os.replace(tmp, run_dir.model)
+    res = TrainResult(model=infer_arch(cfg).name, epochs_completed=state.epochs_completed,
+                      top1=state.final_metrics.get("top1"), checkpoint=_uri(result.checkpoint),
+                      restarts=state.restarts, train_img_per_s=_steady_throughput(state.history), run_name=run_name,
+                      run_dir=run_dir.root, history=state.history, precision=state.precision)
+    _write_outputs(cfg, run_dir, res)
     return res
-
-
-def _absolute_weight_paths(cfg: Config) -> None:
-    """Ray workers run in their own working directory: weight paths given relative to ours must be absolute."""
-    def fix(path):
-        return os.path.abspath(path) if isinstance(path, str) and path and "://" not in path else path
-
-    cfg.Global.pretrained_model = fix(cfg.Global.pretrained_model)
-    for item in cfg.Arch.kwargs.get("models") or []:
-        for spec in (item.values() if isinstance(item, dict) else []):
-            if isinstance(spec, dict) and "pretrained" in spec:
-                spec["pretrained"] = fix(spec["pretrained"])
-    if cfg.Arch.kwargs.get("pretrained_list"):
-        cfg.Arch.kwargs["pretrained_list"] = [fix(p) for p in cfg.Arch.kwargs["pretrained_list"]]
 
 
 def _uri(checkpoint) -> str:
@@ -255,20 +274,18 @@ def _steady_throughput(history: list[dict]) -> float:
     return float(sum(later) / len(later)) if later else 0.0
 
 
-def _write_outputs(cfg: Config, res: TrainResult) -> None:
-    """DVC metrics (JSON), per-epoch curves for `dvc plots`, and the run summary, all written atomically."""
+def _write_outputs(cfg: Config, run_dir: RunDir, res: TrainResult) -> None:
+    """DVC metrics (JSON), per-epoch curves for `dvc plots`, the run summary and the resolved config the workers
+    trained with, all written atomically."""
     from ppipe.tracking import log_run
 
-    run_dir = res.run_dir
-    write_bytes_atomic(os.path.join(run_dir, "train.json"), json.dumps(res.summary(), indent=1).encode())
-    metrics_file = cfg.Tracking.metrics_file or os.path.join(run_dir, "metrics.json")
+    write_bytes_atomic(run_dir.summary, json.dumps(res.summary(), indent=1).encode())
     final = res.history[-1] if res.history else {}
-    write_bytes_atomic(metrics_file, json.dumps(
+    write_bytes_atomic(run_dir.metrics, json.dumps(
         {"train": {k: final.get(k) for k in ("top1", "top5", "train_loss", "val_loss")} |
          {"epochs": res.epochs_completed, "train_img_per_s": res.train_img_per_s}}, indent=1).encode())
-    rows = ["epoch,train_loss,val_loss,top1,top5,lr"] + [
-        ",".join(str(h.get(k, "")) for k in ("epoch", "train_loss", "val_loss", "top1", "top5", "lr"))
-        for h in res.history]
-    write_bytes_atomic(os.path.join(run_dir, "curves.csv"), ("\n".join(rows) + "\n").encode())
-    write_bytes_atomic(os.path.join(run_dir, "config.yaml"), config_to_yaml(cfg).encode())
+    columns = ("epoch", "train_loss", "val_loss", "top1", "top5", "lr")
+    rows = [",".join(columns)] + [",".join(str(h.get(k, "")) for k in columns) for h in res.history]
+    write_bytes_atomic(run_dir.curves, ("\n".join(rows) + "\n").encode())
+    write_bytes_atomic(run_dir.config, config_to_yaml(cfg).encode())
     log_run(cfg, res)

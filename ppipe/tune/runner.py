@@ -129,14 +129,15 @@ def summarize(cfg: Config, space: SearchSpace, results) -> dict[str, Any]:
 
 def run_tune(cfg: Config, space: SearchSpace, *, data: str | None = None, resume: bool = False) -> dict[str, Any]:
     """Run (or with `resume`, continue) the search of `space` over the recipe `cfg`; returns the summary."""
-    from ppipe.train.trainer import _init_ray, prepared_data
+    from ppipe.data import open_prepared, resolve_prepared
+    from ppipe.train.trainer import init_ray
 
     if space.settings.metric in EVAL_METRICS and (cfg.DataLoader.Eval is None or not cfg.Global.eval_during_train):
         raise ConfigError(f"Tune.metric: {space.settings.metric} is a validation metric, but the recipe does not "
                           "evaluate during training (DataLoader.Eval and Global.eval_during_train)")
     cfg = load_config(data=config_to_data(cfg), overrides=[override("Tune", _as_data(space.settings))])
-    prepared = prepared_data(cfg, data)
-    _init_ray(cfg)
+    prepared = open_prepared(resolve_prepared(cfg, data)).url
+    init_ray(cfg)
     results = _tuner(cfg, space, prepared, resume).fit()
     return summarize(cfg, space, results)
 

@@ -187,6 +187,7 @@ def check_amp_o2_nhwc_ultra(args) -> str:
 
 def check_amp_o2_exact_resume(args) -> str:
     from ppipe.train.checkpoint import load_checkpoint, save_checkpoint
+    from ppipe.train.state import TrainState
 
     # Each run in its own name scope, as each start of a Ray worker is a new process: optimizer state is keyed by
     # generated accumulator names, which a second optimizer in one process would get with other suffixes.
@@ -196,7 +197,7 @@ def check_amp_o2_exact_resume(args) -> str:
         model, optimizer = precision.decorate(model, optimizer)
         _train(model, optimizer, precision, criterion, images, labels, max(2, args.steps // 2))
     with tempfile.TemporaryDirectory() as d:
-        save_checkpoint(d, model, optimizer, lr, {"epochs_completed": 0}, amp=precision)
+        save_checkpoint(d, model, optimizer, lr, TrainState(), amp=precision)
         original = _train(model, optimizer, precision, criterion, images, labels, 2)
         after_original = {k: v.numpy() for k, v in model.state_dict().items()}
 

@@ -1,0 +1,149 @@
+"""The names of a run's files: its local run folder, its checkpoints, and its folders in Ray's run storage.
+
+Everything that reads or writes a run asks these classes for the path; nothing else joins file names:
+
+    <Global.output_dir>/<run name>/          RunDir: what evaluate, export, publish and DVC read
+        model.pdparams                       the published weights (a distillation run's student, an EMA run's
+                                             averaged weights)
+        train.json  metrics.json  curves.csv the training summary, DVC metrics, per-epoch curves
+        config.yaml                          the resolved recipe the run trained with
+        eval.json                            `ppipe evaluate`
+        inference/model.json  .pdiparams     `ppipe export`, and export.json beside it
+    <checkpoint>/                            CheckpointDir: one training checkpoint (ppipe.train.checkpoint)
+    <Ray.storage_path>/<run name>-<time>/    RunStorage: Ray Train's checkpoints, plus ppipe's per-start records
+        attempts/<invocation>/  workers/<invocation>/
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ppipe.storage import join
+
+MODEL_FILE = "model.pdparams"
+
+
+@dataclass(frozen=True)
+class CheckpointDir:
+    """One checkpoint folder (local or the local view Ray gives of a stored one)."""
+
+    path: str
+
+    @property
+    def model(self) -> str:
+        return os.path.join(self.path, MODEL_FILE)
+
+    @property
+    def infer_model(self) -> str:
+        """A DistillationModel's student alone, or an EMA run's averaged weights: what is published."""
+        return os.path.join(self.path, "infer_model.pdparams")
+
+    @property
+    def ema(self) -> str:
+        return os.path.join(self.path, "ema.pdparams")
+
+    @property
+    def optimizer(self) -> str:
+        return os.path.join(self.path, "optimizer.pdopt")
+
+    @property
+    def state(self) -> str:
+        return os.path.join(self.path, "state.json")
+
+    def published_weights(self) -> str:
+        """The weights a run publishes: the infer model where the run saved one, else the model itself."""
+        return self.infer_model if os.path.exists(self.infer_model) else self.model
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """A run's local folder, `<Global.output_dir>/<run name>/` (absolute). `os.fspath(run_dir)` is its root."""
+
+    root: str
+    # Tracking.metrics_file: where DVC reads the training metrics, when the recipe puts them elsewhere
+    metrics_file: str | None = None
+
+    @classmethod
+    def for_config(cls, cfg) -> RunDir:
+        return cls(os.path.abspath(os.path.join(cfg.Global.output_dir, cfg.run_name)),
+                   metrics_file=cfg.Tracking.metrics_file)
+
+    def __fspath__(self) -> str:
+        return self.root
+
+    def _file(self, *parts: str) -> str:
+        return os.path.join(self.root, *parts)
+
+    @property
+    def model(self) -> str:
+        return self._file(MODEL_FILE)
+
+    @property
+    def summary(self) -> str:
+        """The `ppipe train --json` document of the run."""
+        return self._file("train.json")
+
+    @property
+    def metrics(self) -> str:
+        return self.metrics_file or self._file("metrics.json")
+
+    @property
+    def curves(self) -> str:
+        return self._file("curves.csv")
+
+    @property
+    def config(self) -> str:
+        return self._file("config.yaml")
+
+    @property
+    def eval(self) -> str:
+        return self._file("eval.json")
+
+    @property
+    def inference(self) -> str:
+        return self._file("inference")
+
+    @property
+    def exports(self) -> str:
+        """The folder of the deployment targets, one sub-folder each."""
+        return self._file("export")
+
+    @property
+    def export_report(self) -> str:
+        return self._file("export.json")
+
+    def trained_model(self) -> str:
+        """The run's weights; a clear error when the run has not been trained here."""
+        if not os.path.isfile(self.model):
+            raise FileNotFoundError(f"{self.model} does not exist: train the run first (`ppipe train`)")
+        return self.model
+
+    def published_files(self) -> dict[str, str]:
+        """{name inside the published artifact: local path} of the run's files that exist; the exported model
+        is required."""
+        files = {MODEL_FILE: self.trained_model(), "config.yaml": self.config}
+        inference = {f"inference/{name}": os.path.join(self.inference, name) for name in ("model.json",
+                                                                                          "model.pdiparams",
+                                                                                          "predictor.json")}
+        reports = {"eval.json": self.eval, "train.json": self.summary, "export.json": self.export_report,
+                   "curves.csv": self.curves}
+        files.update({rel: path for rel, path in {**inference, **reports}.items() if os.path.isfile(path)})
+        if "inference/model.json" not in files:
+            raise FileNotFoundError(f"{self.inference} has no exported model: run `ppipe export` first")
+        return files
+
+
+@dataclass(frozen=True)
+class RunStorage:
+    """A training run's folder in Ray's run storage (a local path or an s3:// URL): Ray Train's checkpoints and
+    ppipe's records of each start of the worker group."""
+
+    storage: str
+    name: str
+
+    def attempts(self, invocation: str) -> str:
+        return join(self.storage, self.name, "attempts", invocation)
+
+    def workers(self, invocation: str) -> str:
+        return join(self.storage, self.name, "workers", invocation)
