@@ -15,7 +15,10 @@ Contestants, each in a fresh process per round so that OpenMP runtimes and alloc
 All use the same number of math threads (default: every core). Rounds alternate the contestants so that other
 load on the machine hits all of them; the medians' ratios against torch are the result.
 
-    python benchmarks/train_throughput.py [--models resnet50,mobilenet_v3_large] [--rounds 3] [--steps 4]
+    python benchmarks/train_throughput.py [--models resnet50,mobilenet_v3_large] [--rounds 5] [--steps 4]
+
+It prints the medians, each contestant's ratio to torch (medians' ratio, and the median and range of the
+per-round ratios), the CPU model and the load average over the run.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import statistics
 import subprocess
 import sys
 import time
+
+import machine
 
 # benchmark name -> (ppipe zoo name, torchvision constructor)
 MODELS = {
@@ -129,7 +134,7 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -149,28 +154,38 @@ def main(argv=None) -> int:
         p.error(f"--contestants: choose from {CONTESTANTS + OPTIONAL_CONTESTANTS}")
     results: dict[str, dict[str, list[float]]] = {m: {c: [] for c in contestants} for m in models}
     notes: dict[tuple[str, str], str] = {}
+    load = machine.LoadSampler()
     for r in range(args.rounds):
         for m in models:
             order = contestants if r % 2 == 0 else contestants[::-1]
             for c in order:
                 args.contestant_, args.model_ = c, m
+                load.sample()
                 res = _child(args)
                 results[m][c].append(res["img_per_s"])
                 notes[(m, c)] = res["note"]
                 print(f"round {r + 1} {m:20s} {c:7s} {res['img_per_s']:7.2f} img/s", file=sys.stderr, flush=True)
 
+    load.sample()
     summary = {"batch": args.batch, "size": args.size, "threads": args.threads, "rounds": args.rounds,
-               "steps": args.steps, "models": {}}
-    print(f"\nbatch {args.batch} at {args.size}x{args.size}, {args.threads} threads, median of {args.rounds} "
+               "steps": args.steps, "cpu": machine.cpu_model(), "load_average": load.samples, "models": {}}
+    print(f"\n{machine.cpu_model()}; {load.describe()}")
+    print(f"batch {args.batch} at {args.size}x{args.size}, {args.threads} threads, median of {args.rounds} "
           f"rounds x {args.steps} steps (img/s)")
     print(f"{'model':20s} " + " ".join(f"{c:>8s}" for c in contestants) + "   ratios vs torch")
     for m in models:
         med = {c: statistics.median(v) for c, v in results[m].items()}
         ratios = {c: med[c] / med["torch"] for c in contestants if "torch" in med and c != "torch"}
+        # Each round's ratio (contestants of one round ran minutes apart, under similar load): their range is
+        # the spread to quote beside the medians' ratio.
+        per_round = {c: [a / b for a, b in zip(results[m][c], results[m]["torch"])]
+                     for c in contestants if "torch" in med and c != "torch"}
         summary["models"][m] = {"median_img_per_s": med, "ratio_vs_torch": ratios, "runs": results[m],
+                                "round_ratios_vs_torch": per_round,
                                 "notes": {c: notes[(m, c)] for c in contestants}}
         print(f"{m:20s} " + " ".join(f"{med[c]:8.2f}" for c in contestants) + "   "
-              + " ".join(f"{c}={v:.2f}x" for c, v in ratios.items()))
+              + " ".join(f"{c}={v:.2f}x (rounds {machine.median_and_spread(per_round[c])})"
+                         for c, v in ratios.items()))
     # What each side ran on (ppipe: which layers went to oneDNN, or why not): a fallback is not ppipe's path.
     for m in models:
         for c in contestants:
