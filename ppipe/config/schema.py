@@ -227,7 +227,7 @@ class RaySection:
     # GPUs waits for GPU nodes, e.g. from an autoscaler).
     use_gpu: bool | None = None
     cpus_per_worker: float = 1.0
-    threads_per_worker: int | None = None  # math threads per worker; None: cpus_per_worker
+    threads_per_worker: int | None = None  # math threads per worker; None: the embedded instance shares the machine's CPUs among the workers, a cluster uses cpus_per_worker
     storage_path: str | None = None     # run storage (local path or s3://); None: <output_dir>/ray
     run_name: str | None = None         # None: the architecture name
     max_failures: int = 2
