@@ -81,7 +81,7 @@ def _child(override: Override, depth: int, parent: _Target) -> _Target:
         return _Target(typing.get_type_hints(tp)[part], fields[part].metadata)
     if typing.get_origin(tp) is list:
         if not part.isdigit():
-            raise override.error(f"{where}.{part}: {where} is a list, indexed by item number")
+            raise override.error(f"{where} is a list, indexed by item number, not by {part!r}")
         return _Target(args[0] if args else Any, parent.metadata)  # an item is held to its list's range
     return _Target(args[1] if len(args) == 2 else Any, {})
 
