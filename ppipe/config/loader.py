@@ -7,7 +7,6 @@ honour), so a bad recipe fails in a second with the key's name instead of minute
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import inspect
 import os
@@ -16,55 +15,15 @@ from typing import Any, Iterable
 
 import yaml
 
-from ppipe.config.schema import ArchSection, Config
-from ppipe.config.typed import ConfigError, from_dict, map_strings, to_dict
+from ppipe.config.overrides import apply_overrides
+from ppipe.config.ranges import check_range
+from ppipe.config.schema import COUNT, ArchSection, Config
+from ppipe.config.typed import ConfigError, coerce_expressions, convert, from_dict, to_dict
 from ppipe.model_outputs import LOGITS, OutputKind, check_accepts
 from ppipe.registry import named_items
 
 # PaddleClas's Arch keys that are settings of the run, not constructor arguments: the typed `ArchSection` fields.
 _ARCH_KEYS = {f.name for f in dataclasses.fields(ArchSection)} - {"kwargs"}
-
-
-def _parse_override(text: str) -> tuple[list[str], Any]:
-    if "=" not in text:
-        raise ConfigError(f"override {text!r}: expected Section.key=value")
-    key, raw = text.split("=", 1)
-    parts = [p for p in key.strip().split(".") if p]
-    if not parts:
-        raise ConfigError(f"override {text!r}: empty key")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"override {text!r}: value is not valid YAML ({e})") from None
-    return parts, value
-
-
-def apply_overrides(data: dict, overrides: Iterable[str]) -> dict:
-    """Set `Section.key.sub=value` paths (list items by index, as PaddleClas's `-o` does)."""
-    data = copy.deepcopy(data)
-    for text in overrides or ():
-        parts, value = _parse_override(text)
-        node: Any = data
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            where = ".".join(parts[: i + 1])
-            if isinstance(node, list):
-                if not part.isdigit() or int(part) >= len(node):
-                    raise ConfigError(f"override {text!r}: {where} is not an index of a {len(node)}-item list")
-                if last:
-                    node[int(part)] = value
-                else:
-                    node = node[int(part)]
-            elif isinstance(node, dict):
-                if last:
-                    node[part] = value
-                else:
-                    if node.get(part) is None:
-                        node[part] = {}
-                    node = node[part]
-            else:
-                raise ConfigError(f"override {text!r}: {'.'.join(parts[:i])} is a value, not a section")
-    return data
 
 
 def _split_arch(data: dict) -> dict:
@@ -75,33 +34,12 @@ def _split_arch(data: dict) -> dict:
     return data
 
 
-def _expression_value(text: str) -> Any:
-    for op in ("/", "*"):
-        left, sep, right = text.partition(op)
-        if sep:
-            try:
-                a, b = float(left), float(right)
-            except ValueError:
-                return text
-            return a / b if op == "/" else a * b
-    return text
-
-
-def _coerce_expressions(node: Any) -> Any:
-    # PaddleClas recipes write numbers as expressions (`scale: 1.0/255.0`), which PaddleClas evaluates;
-    # accept exactly that form (two numbers and one operator), nothing more general.
-    return map_strings(node, _expression_value)
-
-
 def validate(cfg: Config) -> Config:
     """Semantic checks that types alone cannot express."""
     if cfg.Global.image_channel not in (3, 4):
         raise ConfigError(f"Global.image_channel: expected 3 (RGB) or 4 (RGB and a zero channel, PaddleClas's "
                           f"\"ultra\" configs), got {cfg.Global.image_channel}")
-    for key, minimum in (("Global.update_freq", 1), ("Global.epochs", 1), ("Ray.num_workers", 0)):
-        section, name = key.split(".")
-        if getattr(getattr(cfg, section), name) < minimum:
-            raise ConfigError(f"{key}: expected >= {minimum}, got {getattr(getattr(cfg, section), name)}")
+    # (numeric ranges are declared on the schema's fields and checked as each section is built: ppipe.config.ranges)
     _validate_arch(cfg)
     _validate_optimizer(cfg)
     _validate_amp(cfg)
@@ -114,10 +52,16 @@ def _validate_arch(cfg: Config) -> None:
     from ppipe.models import get_spec
     from ppipe.models.distillation import DISTILLATION, parse_models
 
+    arch_num, global_num = cfg.Arch.class_num, cfg.Global.class_num
+    if arch_num is not None and global_num is not None and arch_num != global_num:
+        raise ConfigError(f"Arch.class_num: {arch_num}, but Global.class_num: {global_num}; the model's outputs and "
+                          f"the labels' classes must agree: give one count (Arch.class_num is the model's)")
     if cfg.Arch.name == DISTILLATION:
         for i, (key, model) in enumerate(parse_models(cfg.Arch.kwargs, cfg.Arch.class_num or cfg.Global.class_num)):
-            check_arch_arguments(model["name"], model["class_num"] or 1000, model["kwargs"],
-                                 f"Arch.models[{i}].{key}")
+            where = f"Arch.models[{i}].{key}"
+            if model["class_num"] is not None:  # a free-form entry: typed and ranged here
+                check_range(COUNT, convert(int, model["class_num"], f"{where}.class_num"), f"{where}.class_num")
+            check_arch_arguments(model["name"], model["class_num"] or 1000, model["kwargs"], where)
     else:
         try:
             get_spec(cfg.Arch.name)
@@ -132,10 +76,12 @@ def _validate_arch(cfg: Config) -> None:
 
 
 def _validate_optimizer(cfg: Config) -> None:
-    from ppipe.optim import LR_SCHEDULES, OPTIMIZERS, gradient_clip
+    from ppipe.optim import OPTIMIZERS, build_lr, gradient_clip
 
     OPTIMIZERS.get(cfg.Optimizer.name, "Optimizer.name")
-    LR_SCHEDULES.get(cfg.Optimizer.lr.name, "Optimizer.lr.name")
+    # the schedule as training builds it (pure Python, no tensors), so what it needs (Piecewise's values, Step's
+    # step_size, one rate) is checked now rather than on the workers; one step per epoch is as good as any count
+    build_lr(cfg.Optimizer.lr, cfg.Global.epochs, steps_per_epoch=1)
     gradient_clip(cfg.Optimizer)
 
 
@@ -263,8 +209,6 @@ def _validate_amp(cfg: Config) -> None:
         raise ConfigError("AMP.use_amp: mixed precision (float16) runs on GPUs only, and this recipe says "
                           "Global.device: cpu; set Global.device: gpu (the workers then train on GPUs where the Ray "
                           "cluster has them; Ray.use_gpu: true waits for GPU nodes), or AMP.use_amp: false")
-    if amp.scale_loss <= 0:
-        raise ConfigError(f"AMP.scale_loss: expected > 0, got {amp.scale_loss}")
     if amp.level == "O2" and cfg.EMA is not None:
         raise ConfigError("EMA with AMP.level O2 is not supported: the averaged float32 weights cannot be swapped "
                           "into the float16 model for evaluation; use AMP.level O1 with EMA")
@@ -286,7 +230,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] 
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path!s}: expected a mapping of sections at the top level")
     data = apply_overrides(data, overrides)
-    data = _split_arch(_coerce_expressions(data))
+    data = _split_arch(coerce_expressions(data))
     return validate(from_dict(Config, data))
 
 

@@ -15,34 +15,48 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ppipe.config.ranges import within
+
+# The ranges most fields share (see ppipe.config.ranges); a field with its own reason states it inline.
+COUNT = within(low=1)                           # epochs, intervals, sizes, class counts
+NON_NEGATIVE = within(low=0)
+POSITIVE = within(above=0)
+FRACTION = within(low=0, below=1)               # a decay or momentum coefficient
+RATE = within(low=0, what="a learning rate")
+SHAPE = within(low=1, length=3, what="a size")  # [channels, height, width]
+
 
 @dataclass(frozen=True)
 class GlobalSection:
-    epochs: int = 1
+    epochs: int = field(default=1, metadata=COUNT)
     output_dir: str = "./output/"
     device: Literal["cpu", "gpu"] = "cpu"
     checkpoints: str | None = None
     pretrained_model: str | None = None
-    class_num: int | None = None
-    save_interval: int = 1
+    class_num: int | None = field(default=None, metadata=COUNT)
+    # ppipe: the prepared dataset may hold fewer classes than class_num (fine-tuning on a subset of the
+    # model's classes); without it a dataset whose class count differs from class_num is refused when training
+    # starts (`ppipe.config.check_class_num`). More dataset classes than outputs is never accepted.
+    allow_class_subset: bool = False
+    save_interval: int = field(default=1, metadata=COUNT)
     eval_during_train: bool = True
-    eval_interval: int = 1
-    print_batch_step: int = 10
+    eval_interval: int = field(default=1, metadata=COUNT)
+    print_batch_step: int = field(default=10, metadata=COUNT)
     use_visualdl: bool = False
-    image_shape: list[int] = field(default_factory=lambda: [3, 224, 224])
+    image_shape: list[int] = field(default_factory=lambda: [3, 224, 224], metadata=SHAPE)
     save_inference_dir: str = "./inference"
     # PaddleClas's NVIDIA DALI input pipeline (GPU decoding). ppipe always reads its prepared shards with its own
     # loader and the same operators; a run that asks for DALI says so in its log.
     use_dali: bool = False
     to_static: bool = False
-    seed: int = 0
-    update_freq: int = 1
+    seed: int = field(default=0, metadata=NON_NEGATIVE)  # numpy's seeds are non-negative
+    update_freq: int = field(default=1, metadata=COUNT)
     # ppipe: also checkpoint every N optimizer steps inside an epoch (with the data position), not only at
     # epoch end; a restart resumes mid-epoch.
-    checkpoint_every_steps: int | None = None
+    checkpoint_every_steps: int | None = field(default=None, metadata=COUNT)
     # ppipe: the worker count the recipe's learning rate was tuned for (PaddleClas's ImageNet recipes: 8
     # GPUs); with another count the learning rate is scaled linearly (Goyal et al., 2017). None: no scaling.
-    recipe_workers: int | None = None
+    recipe_workers: int | None = field(default=None, metadata=COUNT)
     # ppipe: CPU training path. "onednn": ppipe's operators (ppipe.ops: oneDNN convolutions and activations,
     # fused BatchNorm + activation, depthwise weight gradients) and malloc keeping freed memory for the next
     # step; falls back to Paddle's kernels with a warning where the operators cannot be built. "paddle":
@@ -64,7 +78,7 @@ class AMPSection:
     (always so at O2)."""
     use_amp: bool = False
     use_fp16_test: bool = False
-    scale_loss: float = 1.0
+    scale_loss: float = field(default=1.0, metadata=POSITIVE)
     use_dynamic_loss_scaling: bool = False
     use_promote: bool = False
     level: Literal["O1", "O2"] = "O1"
@@ -73,7 +87,7 @@ class AMPSection:
 @dataclass(frozen=True)
 class ArchSection:
     name: str
-    class_num: int | None = None
+    class_num: int | None = field(default=None, metadata=COUNT)
     pretrained: bool | str = False
     use_ssld: bool = False
     # PaddleClas's synchronized BatchNorm across GPU workers (ignored with a log line on CPU runs).
@@ -97,38 +111,38 @@ class LossSection:
 @dataclass(frozen=True)
 class LRSection:
     name: str = "Cosine"  # a schedule of `ppipe.optim.LR_SCHEDULES`
-    learning_rate: float | list[float] = 0.1
-    warmup_epoch: int = 0
-    warmup_start_lr: float = 0.0
-    eta_min: float = 0.0
-    step_size: int | None = None
-    gamma: float = 0.1
-    decay_epochs: list[int] | None = None
-    values: list[float] | None = None
-    milestones: list[int] | None = None
-    end_lr: float = 0.0
-    power: float = 1.0
-    last_epoch: int = -1
+    learning_rate: float | list[float] = field(default=0.1, metadata=RATE)
+    warmup_epoch: int = field(default=0, metadata=NON_NEGATIVE)
+    warmup_start_lr: float = field(default=0.0, metadata=RATE)
+    eta_min: float = field(default=0.0, metadata=RATE)
+    step_size: int | None = field(default=None, metadata=COUNT)
+    gamma: float = field(default=0.1, metadata=POSITIVE)
+    decay_epochs: list[int] | None = field(default=None, metadata=NON_NEGATIVE)
+    values: list[float] | None = field(default=None, metadata=RATE)
+    milestones: list[int] | None = field(default=None, metadata=NON_NEGATIVE)
+    end_lr: float = field(default=0.0, metadata=RATE)
+    power: float = field(default=1.0, metadata=POSITIVE)
+    last_epoch: int = field(default=-1, metadata=within(low=-1))  # -1: the schedule starts from its beginning
     by_epoch: bool = False
 
 
 @dataclass(frozen=True)
 class RegularizerSection:
     name: Literal["L2", "L1"] = "L2"
-    coeff: float = 0.0
+    coeff: float = field(default=0.0, metadata=within(low=0, what="a weight decay"))
 
 
 @dataclass(frozen=True)
 class OptimizerSection:
     name: str = "Momentum"  # an optimizer of `ppipe.optim.OPTIMIZERS`
-    momentum: float = 0.9
+    momentum: float = field(default=0.9, metadata=FRACTION)
     lr: LRSection = field(default_factory=LRSection)
     regularizer: RegularizerSection | None = None
-    weight_decay: float | None = None
-    beta1: float = 0.9
-    beta2: float = 0.999
-    epsilon: float = 1e-8
-    rho: float = 0.95
+    weight_decay: float | None = field(default=None, metadata=within(low=0, what="a weight decay"))
+    beta1: float = field(default=0.9, metadata=FRACTION)
+    beta2: float = field(default=0.999, metadata=FRACTION)
+    epsilon: float = field(default=1e-8, metadata=POSITIVE)
+    rho: float = field(default=0.95, metadata=FRACTION)
     no_weight_decay_name: str | None = None
     one_dim_param_no_weight_decay: bool = False
     multi_precision: bool = False
@@ -136,9 +150,9 @@ class OptimizerSection:
     # PaddleClas's `clip_grad`: before each step, scale all gradients together so that their global norm (over
     # every parameter) is at most this value (paddle.nn.ClipGradByGlobalNorm; PVTv2's B3-B5 recipes: 1.0).
     # None (YAML null): no clipping.
-    clip_grad: float | None = None
+    clip_grad: float | None = field(default=None, metadata=within(above=0, what="a norm"))
     # PaddleClas's `clip_norm`: clip each parameter's gradient to this norm separately (paddle.nn.ClipGradByNorm).
-    clip_norm: float | None = None
+    clip_norm: float | None = field(default=None, metadata=within(above=0, what="a norm"))
 
 
 @dataclass(frozen=True)
@@ -159,14 +173,14 @@ class DatasetSection:
 @dataclass(frozen=True)
 class SamplerSection:
     name: str = "DistributedBatchSampler"
-    batch_size: int = 64
+    batch_size: int = field(default=64, metadata=COUNT)
     drop_last: bool = False
     shuffle: bool = True
 
 
 @dataclass(frozen=True)
 class LoaderSection:
-    num_workers: int = 0
+    num_workers: int = field(default=0, metadata=NON_NEGATIVE)  # 0: read in the training process
     use_shared_memory: bool = True
 
 
@@ -198,14 +212,14 @@ class MetricSection:
 @dataclass(frozen=True)
 class InferSection:
     infer_imgs: str | None = None
-    batch_size: int = 10
+    batch_size: int = field(default=10, metadata=COUNT)
     transforms: list[Any] = field(default_factory=list)
     PostProcess: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class EMASection:
-    decay: float = 0.9999
+    decay: float = field(default=0.9999, metadata=FRACTION)
 
 
 @dataclass(frozen=True)
@@ -214,23 +228,25 @@ class DataSection:
     for the embedded scikit-learn digits. `prepared`: where `ppipe data prepare` writes (and train reads)."""
     source: str | None = None
     prepared: str | None = None
-    shard_size: int = 1024
-    demo_image_size: int = 32
+    shard_size: int = field(default=1024, metadata=COUNT)
+    demo_image_size: int = field(default=32, metadata=COUNT)
 
 
 @dataclass(frozen=True)
 class RaySection:
     address: str | None = None          # None: a local Ray instance; "auto" or "ray://host:10001": a cluster
-    num_workers: int = 2
+    num_workers: int = field(default=2, metadata=NON_NEGATIVE)  # 0: Ray Train's in-process mode
     # None: GPU workers when Global.device is gpu (every PaddleClas recipe) and the Ray cluster has GPUs, CPU
     # workers otherwise; decided when the run starts, and logged. true/false: as said (true on a cluster without
     # GPUs waits for GPU nodes, e.g. from an autoscaler).
     use_gpu: bool | None = None
-    cpus_per_worker: float = 1.0
-    threads_per_worker: int | None = None  # math threads per worker; None: the embedded instance shares the machine's CPUs among the workers, a cluster uses cpus_per_worker
+    cpus_per_worker: float = field(default=1.0, metadata=POSITIVE)
+    # math threads per worker; None: the embedded instance shares the machine's CPUs among the workers, a cluster
+    # uses cpus_per_worker
+    threads_per_worker: int | None = field(default=None, metadata=COUNT)
     storage_path: str | None = None     # run storage (local path or s3://); None: <output_dir>/ray
     run_name: str | None = None         # None: the architecture name
-    max_failures: int = 2
+    max_failures: int = field(default=2, metadata=within(low=-1))  # Ray's -1: retry without limit
 
 
 @dataclass(frozen=True)
@@ -242,18 +258,22 @@ class TrackingSection:
 
 @dataclass(frozen=True)
 class ExportSection:
-    input_shape: list[int] | None = None  # None: Global.image_shape
-    rtol: float = 1e-4
+    input_shape: list[int] | None = field(default=None, metadata=SHAPE)  # None: Global.image_shape
+    rtol: float = field(default=1e-4, metadata=NON_NEGATIVE)
     # ppipe.export.TARGETS names to build; None: every registered target (those that cannot be built here are
     # recorded as skipped, with the reason).
     targets: list[str] | None = None
-    threads: int = 1                      # CPU threads in the shipped predictor configuration (predictor.json)
-    measure_seconds: float = 1.0          # timed seconds per measured batch size; 0: no measurements
-    calibration_images: int = 256         # INT8 calibration: images drawn from the prepared train split
-    calibration_batch: int = 32
+    # CPU threads in the shipped predictor configuration (predictor.json)
+    threads: int = field(default=1, metadata=COUNT)
+    # timed seconds per measured batch size; 0: no measurements
+    measure_seconds: float = field(default=1.0, metadata=NON_NEGATIVE)
+    # INT8 calibration: images drawn from the prepared train split
+    calibration_images: int = field(default=256, metadata=COUNT)
+    calibration_batch: int = field(default=32, metadata=COUNT)
     # INT8 targets: largest accepted top-1 drop (fraction) on the val split; beyond it the target fails.
-    int8_max_top1_drop: float = 0.01
-    int8_eval_images: int | None = 1000   # val images the INT8 accuracy change is measured on; None: all
+    int8_max_top1_drop: float = field(default=0.01, metadata=within(low=0, high=1))
+    # val images the INT8 accuracy change is measured on; None: all
+    int8_eval_images: int | None = field(default=1000, metadata=COUNT)
 
 
 @dataclass(frozen=True)
@@ -262,9 +282,9 @@ class QuantizationSection:
     (PaddleClas's `Slim.quant` through PaddleSlim), and the INT8 export then uses the scales learnt; `ptq`
     calibrates a trained FP32 model on `Export.calibration_images` images instead."""
     mode: Literal["ptq", "qat"] = "ptq"
-    weight_bits: int = 8
-    activation_bits: int = 8
-    moving_rate: float = 0.9              # QAT: moving average of the activation abs-max
+    weight_bits: int = field(default=8, metadata=COUNT)
+    activation_bits: int = field(default=8, metadata=COUNT)
+    moving_rate: float = field(default=0.9, metadata=FRACTION)  # QAT: moving average of the activation abs-max
 
 
 @dataclass(frozen=True)
@@ -277,14 +297,16 @@ class PublishSection:
 @dataclass(frozen=True)
 class TuneSection:
     """`ppipe tune` settings (ppipe.tune); a search file's own `Tune:` block overrides these keys."""
-    num_samples: int = 4                # samples of the search space (times each grid() combination)
+    num_samples: int = field(default=4, metadata=COUNT)  # samples of the search space (times each grid() combination)
     scheduler: Literal["asha", "pbt"] = "asha"
     metric: str = "top1"                # an epoch metric of the training loop (top1, top5, val_loss, train_loss)
     mode: Literal["max", "min"] = "max"
-    max_concurrent_trials: int | None = None  # None: as many as the cluster's CPUs hold trials' workers
-    grace_period: int = 1               # ASHA: epochs every trial runs before it can be stopped
-    reduction_factor: int = 2           # ASHA: keep the top 1/reduction_factor at each rung
-    perturbation_interval: int = 2      # PBT: epochs between exploit/explore steps
+    # None: as many as the cluster's CPUs hold trials' workers
+    max_concurrent_trials: int | None = field(default=None, metadata=COUNT)
+    grace_period: int = field(default=1, metadata=COUNT)  # ASHA: epochs every trial runs before it can be stopped
+    # ASHA: keep the top 1/reduction_factor at each rung
+    reduction_factor: int = field(default=2, metadata=within(low=2))
+    perturbation_interval: int = field(default=2, metadata=COUNT)  # PBT: epochs between exploit/explore steps
     storage_path: str | None = None     # experiment storage (local path or s3://); None: <output_dir>/tune
     name: str | None = None             # experiment name; None: <run name>-tune
 

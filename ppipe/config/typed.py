@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
-from typing import Any, Literal, Union
+from typing import Any, Iterable, Literal, Union
 
+from ppipe.config.ranges import check_range
 from ppipe.errors import ConfigError
 
 # A decimal number as PaddleClas recipes write them: `1e-8`, `5e-4`, `1.0e-5`, `.5`, `-2`. YAML 1.1 (PyYAML) reads
@@ -50,11 +52,38 @@ def _numbers_in(node: Any) -> Any:
     return map_strings(node, _as_number)
 
 
+def _expression_value(text: str) -> Any:
+    for op in ("/", "*"):
+        left, sep, right = text.partition(op)
+        if sep:
+            try:
+                a, b = float(left), float(right)
+            except ValueError:
+                return text
+            return a / b if op == "/" else a * b
+    return text
+
+
+def coerce_expressions(node: Any) -> Any:
+    """`node` with PaddleClas's number expressions (`scale: 1.0/255.0`, which PaddleClas evaluates) computed:
+    exactly that form (two numbers and one operator), nothing more general."""
+    return map_strings(node, _expression_value)
+
+
+def _shown(value: Any) -> str:
+    return "null (no value)" if value is None else repr(value)
+
+
+def _is_list_type(tp: Any) -> bool:
+    return typing.get_origin(tp) in (list, tuple)
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def _convert(tp: Any, value: Any, where: str) -> Any:
+def convert(tp: Any, value: Any, where: str) -> Any:
+    """`value` (plain YAML data) as type `tp`; a ConfigError naming `where` when it is not one."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is Any:
@@ -62,48 +91,54 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
+        members = [a for a in args if a is not type(None)]
+        # where one alternative alone has the value's shape (a number for `float | list[float]`), its own error
+        # says best what is wrong ("expected a finite number")
+        shaped = [a for a in members if _is_list_type(a) == isinstance(value, (list, tuple))]
+        if len(shaped) == 1:
+            return convert(shaped[0], value, where)
+        for arg in members:
             try:
-                return _convert(arg, value, where)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(f"{where}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
+                return convert(arg, value, where)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{where}: expected {' or '.join(_type_name(a) for a in args)}, got {_shown(value)}")
     if origin is Literal:
         if value not in args:
-            raise ConfigError(f"{where}: expected one of {list(args)}, got {value!r}")
+            raise ConfigError(f"{where}: expected one of {list(args)}, got {_shown(value)}")
         return value
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where)
-    if origin in (list, tuple):
+    if _is_list_type(tp):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {_shown(value)}")
         item = args[0] if args else Any
-        return [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {_shown(value)}")
         vt = args[1] if len(args) == 2 else Any
-        return {k: _convert(vt, v, f"{where}.{k}") for k, v in value.items()}
+        return {k: convert(vt, v, f"{where}.{k}") for k, v in value.items()}
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        raise ConfigError(f"{where}: expected true/false, got {_shown(value)}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        raise ConfigError(f"{where}: expected an integer, got {_shown(value)}")
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        number = parse_number(value) if isinstance(value, str) else None
-        if number is not None:
-            return number
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+        number = (float(value) if isinstance(value, (int, float)) and not isinstance(value, bool)
+                  else parse_number(value) if isinstance(value, str) else None)
+        if number is None:
+            raise ConfigError(f"{where}: expected a number, got {_shown(value)}")
+        if not math.isfinite(number):  # YAML's .inf and .nan: no setting of a run works with them
+            raise ConfigError(f"{where}: expected a finite number, got {number}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
+        raise ConfigError(f"{where}: expected a string, got {_shown(value)}")
     raise TypeError(f"unsupported config type {tp!r} at {where}")
 
 
@@ -111,8 +146,17 @@ def _sub(where: str, key: Any) -> str:
     return f"{where}.{key}" if where else str(key)
 
 
+def unknown_key(key: Any, where: str, known: Iterable[str]) -> ConfigError:
+    """The error for `key` under section `where`, suggesting the closest of the `known` keys (or listing them)."""
+    known = list(known)
+    close = difflib.get_close_matches(str(key), known, n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; valid keys: {', '.join(known)}"
+    return ConfigError(f"unknown key {_sub(where, key)}{hint}")
+
+
 def from_dict(cls: type, data: Any, where: str = "") -> Any:
-    """Build dataclass `cls` from `data`; unknown keys, missing required keys and wrong types are errors."""
+    """Build dataclass `cls` from `data`; unknown keys, missing required keys, wrong types and values outside a
+    field's declared range (`ppipe.config.ranges`) are errors."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -121,14 +165,15 @@ def from_dict(cls: type, data: Any, where: str = "") -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in data:
         if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else f"; valid keys: {', '.join(fields)}"
-            raise ConfigError(f"unknown key {_sub(where, key)}{hint}")
+            raise unknown_key(key, where, fields)
     missing = [n for n, f in fields.items() if n not in data
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
         raise ConfigError(f"missing required key {_sub(where, missing[0])}")
-    return cls(**{k: _convert(hints[k], v, _sub(where, k)) for k, v in data.items()})
+    values = {k: convert(hints[k], v, _sub(where, k)) for k, v in data.items()}
+    for k, v in values.items():
+        check_range(fields[k].metadata, v, _sub(where, k))
+    return cls(**values)
 
 
 def to_dict(obj: Any) -> Any:

@@ -242,10 +242,14 @@ def train(cfg: Config, *, data: str | None = None, resume: str | bool | None = N
     """Train `cfg` on Ray; returns where the final checkpoint is and what it scored. `cfg` is not changed."""
     from ppipe.train.loop import WorkerJob
 
+    from ppipe.config import check_class_num
     from ppipe.data import open_prepared, resolve_prepared
 
-    # Opened here, so a wrong path fails at once with its name rather than on every worker.
-    prepared = open_prepared(resolve_prepared(cfg, data)).url
+    # Opened here, so a wrong path or a class count the data does not have fails at once, naming them, rather than
+    # on every worker.
+    dataset = open_prepared(resolve_prepared(cfg, data))
+    check_class_num(cfg, dataset.num_classes)
+    prepared = dataset.url
     storage = _storage_path(cfg)
     run_name = _run_name(cfg, storage, resume)
     invocation = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S-%f")  # this call's attempts
