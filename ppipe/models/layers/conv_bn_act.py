@@ -27,7 +27,8 @@ class ConvBNAct(nn.Layer):
     parameterised as timm's `ConvNormAct` is.
 
     `padding` defaults to 'same' for odd kernels ((k - 1) // 2 * dilation per side); a tuple `kernel_size` with an
-    explicit `padding` gives Inception's asymmetric 1x7 / 7x1 convs. The BatchNorm's affine parameters are exempt
+    explicit `padding` gives Inception's asymmetric 1x7 / 7x1 convs, a 4-tuple (top, bottom, left, right) pads
+    unevenly (EfficientNet's TensorFlow 'SAME'). The BatchNorm's affine parameters are exempt
     from weight decay (PaddleClas's `ConvBNLayer`) unless `bn_weight_decay`, as in PaddleClas's older families
     whose recipes decay them. `data_format` "NHWC" lays activations out channels-last (input and output), which
     suits float16 tensor-core convolutions on GPUs; the parameters and their shapes are the same in both layouts.
@@ -40,7 +41,7 @@ class ConvBNAct(nn.Layer):
     def __init__(self, in_chs: int, out_chs: int, kernel_size: int | tuple[int, int], stride: int = 1,
                  groups: int = 1, act: str | None = None, lr_mult: float = 1.0,
                  weight_init: nn.initializer.Initializer | None = None, data_format: str = "NCHW", *,
-                 padding: int | tuple[int, int] | None = None, dilation: int = 1, bn_eps: float = 1e-5,
+                 padding: int | tuple[int, ...] | None = None, dilation: int = 1, bn_eps: float = 1e-5,
                  bn_momentum: float = 0.9, bn_weight_decay: bool = False):
         super().__init__()
         if padding is None:
