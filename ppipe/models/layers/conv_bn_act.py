@@ -59,6 +59,11 @@ class ConvBNAct(nn.Layer):
         return self.act(self.bn(self.conv(x)))
 
 
+# Inception's factorised kernels: 1x7 and 7x1 (1x3 and 3x1) convs padded to keep the map's size
+ROW7, COL7 = dict(kernel_size=(1, 7), padding=(0, 3)), dict(kernel_size=(7, 1), padding=(3, 0))
+ROW3, COL3 = dict(kernel_size=(1, 3), padding=(0, 1)), dict(kernel_size=(3, 1), padding=(1, 0))
+
+
 def conv_bn_relu(in_chs: int, out_chs: int, kernel_size: int | tuple[int, int], stride: int = 1,
                  padding: int | tuple[int, int] = 0) -> ConvBNAct:
     """Inception's unit: a conv, unpadded unless `padding` says otherwise (its grid reductions rely on it), BatchNorm
