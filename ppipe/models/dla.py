@@ -138,7 +138,6 @@ class DLA(ClassifierHeads, nn.Layer):
     `levels`: number of convs of level0/1 and depths of the trees; `channels`: widths of level0..5.
     """
 
-    classifier_name = "fc"
     classifier_layer = staticmethod(_conv_classifier)
 
     def __init__(self, levels, channels, block=Bottleneck, cardinality: int = 1, base_width: int = 64,

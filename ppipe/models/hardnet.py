@@ -99,8 +99,6 @@ class HarDNet(ClassifierHeads, nn.Layer):
     Downsampling is max pooling, or a strided 3x3 depthwise conv-BN when `depthwise`.
     """
 
-    classifier_name = "fc"
-
     def __init__(self, cfg: HarDNetCfg, depthwise: bool = False, num_classes: int = 1000,
                  drop_rate: float | None = None):
         super().__init__()

@@ -48,8 +48,6 @@ class RedNet(ClassifierHeads, nn.Layer):
     """Stem (stride 2) -> max pool -> four stages of involution bottlenecks (`depths` blocks; stride 2 from the
     second stage on) (features) -> pool -> `fc`."""
 
-    classifier_name = "fc"
-
     def __init__(self, depths, num_classes: int = 1000):
         super().__init__()
         half = STEM_CHS // 2
