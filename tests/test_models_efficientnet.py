@@ -1,5 +1,5 @@
 """EfficientNet's static TensorFlow-'SAME' padding: strided convs pad for the variant's nominal feature size,
-asymmetrically (through pad-and-crop) where TensorFlow would."""
+asymmetrically (as PaddleClas's pad-and-crop does) where TensorFlow would."""
 
 from __future__ import annotations
 
@@ -8,24 +8,24 @@ import paddle
 import paddle.nn.functional as F
 import pytest
 
-from ppipe.models.efficientnet import ConvBN, _padding
+from ppipe.models.efficientnet import _padding, conv_bn
 
 
 @pytest.mark.parametrize("kernel, stride, nominal, expected", [
-    (3, 2, 224, (2, True)),    # 'SAME' pads 0 before, 1 after: emulated by padding 2 and cropping one row/column
-    (5, 2, 56, (3, True)),     # 1 before, 2 after
-    (5, 2, 65, (2, False)),    # odd size: symmetric 2 and 2
-    (3, 1, 112, (1, False)),
-    (1, 1, 7, (0, False)),
-    (5, 2, None, (2, False)),  # B0_small: symmetric ((s - 1) + (k - 1)) // 2
+    (3, 2, 224, (0, 2, 0, 2)),  # 'SAME' pads 0 before, 1 after: PaddleClas pads 2 and crops one row/column
+    (5, 2, 56, (1, 3, 1, 3)),   # 1 before, 2 after
+    (5, 2, 65, 2),              # odd size: symmetric 2 and 2
+    (3, 1, 112, 1),
+    (1, 1, 7, 0),
+    (5, 2, None, 2),            # B0_small: symmetric ((s - 1) + (k - 1)) // 2
 ])
 def test_padding_follows_tensorflow_same_for_the_nominal_size(kernel, stride, nominal, expected):
     assert _padding(kernel, stride, nominal) == expected
 
 
-def test_pad_and_crop_equals_tensorflow_asymmetric_same_padding():
+def test_strided_conv_equals_tensorflow_asymmetric_same_padding():
     paddle.seed(0)
-    layer = ConvBN(4, 6, 5, stride=2, nominal_size=56)
+    layer = conv_bn(4, 6, 5, stride=2, nominal_size=56)
     layer.eval()
     x = paddle.randn([1, 4, 56, 56])
     # TensorFlow 'SAME' for k=5, s=2 on 56 px: 1 row/column before, 2 after

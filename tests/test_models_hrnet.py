@@ -15,7 +15,7 @@ def test_se_hrnet_has_se_in_every_residual_block_and_plain_hrnet_none():
     assert not any(".se." in k for k in plain)
     # 4 layer1 bottlenecks + 4 head bottlenecks + 4 basic blocks per branch per module (1x2 + 4x3 + 3x4 branches)
     assert len(se_keys) == 4 * (4 + 4 + 4 * (1 * 2 + 4 * 3 + 3 * 4))
-    assert "layer1.0.se.fc_squeeze.weight" in se_keys
+    assert "layer1.0.se.conv1.weight" in se_keys  # SEModule's names; PaddleClas's `fc_squeeze` renames by rule
 
 
 def test_branches_fuse_at_input_sizes_not_divisible_by_32():

@@ -54,3 +54,28 @@ def test_paddleclas_googlenet_checkpoint_gives_paddleclas_auxiliary_logits(tmp_p
     got = [model.forward_head(feats).numpy(), model.aux1(ince4a).numpy(), model.aux2(ince4d).numpy()]
     for w, g in zip(want, got):
         assert np.linalg.norm(g - w) / np.linalg.norm(w) < 1e-4
+
+
+class _Counting(paddle.nn.Layer):
+    """Multiplies by `factor`, counting its calls."""
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor, self.calls = factor, 0
+
+    def forward(self, x):
+        self.calls += 1
+        return x * self.factor
+
+
+def test_concat_branches_chains_in_order_concatenates_in_branch_order_and_runs_a_shared_prefix_once():
+    from ppipe.models.layers.concat_branches import ConcatBranches
+
+    layers = dict(stem=_Counting(2.0), a=_Counting(3.0), b=_Counting(5.0), c=_Counting(7.0))
+    block = ConcatBranches(layers, (("c",), ("stem", "a"), ("stem", "b")))
+    x = paddle.ones([1, 1, 2, 2])
+    out = block(x).numpy()
+    assert out.shape == (1, 3, 2, 2)
+    np.testing.assert_allclose(out[0, :, 0, 0], [7.0, 6.0, 10.0])
+    assert [layer.calls for layer in layers.values()] == [1, 1, 1, 1]
+    assert [name for name, _ in block.named_sublayers()] == ["stem", "a", "b", "c"]  # checkpoint names, in order

@@ -7,7 +7,8 @@ import paddle
 import pytest
 
 from ppipe.models import create_model, load_pretrained
-from ppipe.models.mobilevit import paddleclas_key_to_ppipe
+from ppipe.models.layers.checkpoint_keys import rename_key
+from ppipe.models.mobilevit import PADDLECLAS_KEYS
 
 pytest.importorskip("paddleclas", reason="paddleclas (the test oracle) is not installed")
 
@@ -20,6 +21,10 @@ def _oracle():
         model = MobileViT_XXS()
     model.eval()
     return model
+
+
+def paddleclas_key_to_ppipe(key: str) -> str:
+    return rename_key(key, PADDLECLAS_KEYS)
 
 
 def test_paddleclas_keys_map_one_to_one_onto_ours_and_ours_map_to_themselves():

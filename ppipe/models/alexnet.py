@@ -8,12 +8,12 @@ the conv-pool units; `remap_checkpoint` maps those keys onto the plain names use
 from __future__ import annotations
 
 import math
-import re
 
 import paddle.nn as nn
 from paddle import ParamAttr
 from paddle.nn.initializer import Uniform
 
+from ppipe.models.layers import ClassifierHeads
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -27,13 +27,21 @@ def _fan_in_uniform(fan_in: int) -> dict:
                 bias_attr=ParamAttr(initializer=Uniform(-bound, bound)))
 
 
-class AlexNet(nn.Layer):
+def _fc_layer(in_features: int, out_features: int) -> nn.Linear:
+    # PaddleClas initialises all three fully connected layers with the bound of fc6's fan-in.
+    return nn.Linear(in_features, out_features, **_fan_in_uniform(256 * 6 * 6))
+
+
+class AlexNet(ClassifierHeads, nn.Layer):
     """conv1-conv5 (ReLU, max-pool after 1, 2 and 5) -> features [N, 256, 6, 6] -> fc6, fc7 -> `fc8`.
 
     fc6 flattens the 6x6 map of a 224 px input, so the network runs at 224 px only, as PaddleClas's does.
     """
 
     classifier_name = "fc8"
+    classifier_layer = staticmethod(_fc_layer)
+    # PaddleClas's `_conv1._conv.weight`, `_fc8.bias` -> `conv1.weight`, `fc8.bias`
+    paddleclas_key_rules = ((r"^_(\w+?)\.(_conv\.)?", r"\1."),)
 
     def __init__(self, num_classes: int = 1000, dropout_prob: float = _DROPOUT):
         super().__init__()
@@ -50,15 +58,9 @@ class AlexNet(nn.Layer):
         # "downscale_in_infer" scales by (1 - p) at inference, as PaddleClas does: its weights expect it.
         self.drop6 = nn.Dropout(p=dropout_prob, mode="downscale_in_infer")
         self.drop7 = nn.Dropout(p=dropout_prob, mode="downscale_in_infer")
-        # PaddleClas initialises all three fully connected layers with the bound of fc6's fan-in.
-        self.fc6 = nn.Linear(256 * 6 * 6, 4096, **_fan_in_uniform(256 * 6 * 6))
-        self.fc7 = nn.Linear(4096, 4096, **_fan_in_uniform(256 * 6 * 6))
+        self.fc6 = _fc_layer(256 * 6 * 6, 4096)
+        self.fc7 = _fc_layer(4096, 4096)
         self.reset_classifier(num_classes)
-
-    @staticmethod
-    def remap_checkpoint(state: dict) -> dict:
-        """PaddleClas keys (`_conv1._conv.weight`, `_fc8.bias`) -> ours (`conv1.weight`, `fc8.bias`)."""
-        return {re.sub(r"^_(\w+?)\.(_conv\.)?", r"\1.", k): v for k, v in state.items()}
 
     def forward_features(self, x):
         x = self.pool(self.relu(self.conv1(x)))
@@ -72,14 +74,6 @@ class AlexNet(nn.Layer):
         x = self.relu(self.fc7(self.drop7(x)))
         return x if pre_logits else self.fc8(x)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """A freshly initialised classifier with `num_classes` outputs (0: identity, returning fc7's features)."""
-        self.num_classes = num_classes
-        self.fc8 = (nn.Linear(4096, num_classes, **_fan_in_uniform(256 * 6 * 6)) if num_classes > 0
-                    else nn.Identity())
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model(spec(family="AlexNet", params_m=61.1, flops_g=0.71, top1=0.567, input_size=224, fixed_input=True,

@@ -134,8 +134,6 @@ class CSwinTransformer(TokenMeanHead, nn.Layer):
     """`patch_embedding` -> four `stages` -> `norm`; `forward_features` returns the final tokens
     [N, (img_size / 32)^2, num_features], `forward_head` averages them and classifies with `head`."""
 
-    classifier_name = "head"
-
     def __init__(self, img_size: int = 224, patch_stride: int = 4, in_chans: int = 3, num_classes: int = 1000,
                  embed_dim: int = 96, depths=(2, 4, 32, 2), splits=(1, 2, 7, 7), num_heads=(4, 8, 16, 32),
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, qk_scale: float | None = None, drop_rate: float = 0.0,

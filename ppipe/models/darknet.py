@@ -9,12 +9,10 @@ A 3x3 stem, then five stages, each a stride-2 3x3 conv followed by residual bloc
 
 from __future__ import annotations
 
-import re
-
 import paddle
 import paddle.nn as nn
 
-from ppipe.models.layers import ConvBNAct, PooledClassifierNet
+from ppipe.models.layers import PADDLECLAS_CONV_BN, ConvBNAct, PooledClassifierNet, classifier_rule
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -35,6 +33,13 @@ class DarkNet(PooledClassifierNet):
     """`stem` -> `stages` (stride-2 conv + `depths[i]` residual blocks, 64-1024 channels) -> features
     [N, 1024, h, w] -> global average pool -> `fc`."""
 
+    # PaddleClas's `_downsample_1._bn._mean`, `_basic_block_28._conv1._conv.weight`, `_out.bias` -> our
+    # `stages.2.0.bn._mean`, `stages.2.8.conv1.conv.weight`, `fc.bias`
+    paddleclas_key_rules = ((r"^_conv1\.", "stem."), (r"^_conv2\.", "stages.0.0."),
+                            (r"^_downsample_(\d)\.", lambda m: f"stages.{int(m[1]) + 1}.0."),
+                            (r"^_basic_block_(\d)(\d)\.", r"stages.\1.\2."), classifier_rule("_out"),
+                            (r"\._conv([12])\.", r".conv\1."), *PADDLECLAS_CONV_BN)
+
     def __init__(self, depths: tuple[int, ...] = (1, 2, 8, 8, 4), stem_chs: int = 32, num_classes: int = 1000):
         super().__init__()
         self.stem = ConvBNAct(3, stem_chs, 3, act="relu")
@@ -46,22 +51,6 @@ class DarkNet(PooledClassifierNet):
             in_chs = out_chs
         self.stages = nn.Sequential(*stages)
         self._init_head(in_chs, num_classes, use_last_conv=False)
-
-    @staticmethod
-    def remap_checkpoint(state: dict) -> dict:
-        """PaddleClas keys (`_downsample_1._bn._mean`, `_basic_block_28._conv1._conv.weight`, `_out.bias`) -> ours
-        (`stages.2.0.bn._mean`, `stages.2.8.conv1.conv.weight`, `fc.bias`)."""
-
-        def rename(key: str) -> str:
-            key = re.sub(r"^_conv1\.", "stem.", key)
-            key = re.sub(r"^_conv2\.", "stages.0.0.", key)
-            key = re.sub(r"^_downsample_(\d)\.", lambda m: f"stages.{int(m[1]) + 1}.0.", key)
-            key = re.sub(r"^_basic_block_(\d)(\d)\.", r"stages.\1.\2.", key)
-            key = re.sub(r"^_out\.", "fc.", key)
-            return key.replace("._conv1.", ".conv1.").replace("._conv2.", ".conv2.").replace(
-                "._conv.", ".conv.").replace("._bn.", ".bn.")
-
-        return {rename(k): v for k, v in state.items()}
 
     def forward_features(self, x):
         return self.stages(self.stem(x))

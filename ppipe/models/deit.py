@@ -36,10 +36,6 @@ class DistilledVisionTransformer(VisionTransformer):
             return (cls_token + dist_token) / 2
         return (self.head(cls_token) + self.head_dist(dist_token)) / 2
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace both classifiers by freshly initialised ones with `num_classes` outputs (0: identities)."""
-        super().reset_classifier(num_classes)
-        self.head_dist = self._new_classifier(num_classes)
 
 
 def _create(distilled: bool, **kw) -> VisionTransformer:

@@ -15,6 +15,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 from paddle.nn.initializer import Normal
 
+from ppipe.models.layers import ClassifierHeads
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -124,14 +125,20 @@ def _init_conv(conv: nn.Conv2D) -> None:
     Normal(0.0, math.sqrt(2.0 / fan_out))(conv.weight)
 
 
-class DLA(nn.Layer):
+def _conv_classifier(in_chs: int, num_classes: int) -> nn.Conv2D:
+    conv = nn.Conv2D(in_chs, num_classes, 1)
+    _init_conv(conv)
+    return conv
+
+
+class DLA(ClassifierHeads, nn.Layer):
     """7x7 stem `base_layer` -> `level0`, `level1` (plain 3x3 convs, the second at stride 2) -> trees `level2` ..
     `level5`, each at stride 2 (features) -> pool -> dropout `drop_rate` -> 1x1 conv `fc`.
 
     `levels`: number of convs of level0/1 and depths of the trees; `channels`: widths of level0..5.
     """
 
-    classifier_name = "fc"
+    classifier_layer = staticmethod(_conv_classifier)
 
     def __init__(self, levels, channels, block=Bottleneck, cardinality: int = 1, base_width: int = 64,
                  residual_root: bool = False, drop_rate: float = 0.0, num_classes: int = 1000):
@@ -163,15 +170,6 @@ class DLA(nn.Layer):
             x = F.dropout(x, p=self.drop_rate, training=self.training)
         return x.flatten(1) if pre_logits else self.fc(x).flatten(1)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """A fresh 1x1-conv `fc` with `num_classes` outputs (0: none, the model returns pooled features)."""
-        self.num_classes = num_classes
-        self.fc = nn.Conv2D(self.num_features, num_classes, 1) if num_classes > 0 else nn.Identity()
-        if num_classes > 0:
-            _init_conv(self.fc)
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
 
 
 def _create(levels, channels, block=Bottleneck, **kw) -> DLA:

@@ -4,8 +4,8 @@ EfficientNetB0_small.
 MBConv blocks (1x1 expand -> kxk depthwise -> SE -> 1x1 project, with drop-connect on the residual), scaled in
 width and depth per variant. PaddleClas ports TensorFlow's 'SAME' padding statically: each strided conv pads for
 the feature size the variant has at its nominal resolution (`NOMINAL_SIZES`), padding both sides and cropping the
-first row and column where TensorFlow would pad asymmetrically; this is reproduced here, so logits match at any
-input size. B0_small drops SE and pads symmetrically.
+first row and column where TensorFlow would pad asymmetrically; this is reproduced here (as the equivalent
+asymmetric padding), so logits match at any input size. B0_small drops SE and pads symmetrically.
 
 PaddleClas's keys (`_ef._blocks.1.._dcn._conv._conv._conv.weight`, `_ef.block.2.._se._conv1._conv.bias`,
 `_conv._bn._mean`, `_fc.weight`) are mapped by `remap_checkpoint` onto `blocks.1.depthwise.conv.weight`,
@@ -15,48 +15,33 @@ PaddleClas's keys (`_ef._blocks.1.._dcn._conv._conv._conv.weight`, `_ef.block.2.
 from __future__ import annotations
 
 import math
-import re
 
 import paddle
 import paddle.nn as nn
 
-from ppipe.models.layers import DropPath, PooledClassifierNet, SEModule, create_act, make_divisible
+from ppipe.models.layers import ConvBNAct, DropPath, PooledClassifierNet, SEModule, classifier_rule, make_divisible
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
-BN = dict(momentum=0.99, epsilon=1e-3)  # TensorFlow's batch-norm settings, which the weights come from
-
-
-def _padding(kernel_size: int, stride: int, nominal_size: int | None) -> tuple[int, bool]:
-    """(padding per side, crop) of a conv: TensorFlow 'SAME' for a `nominal_size` input when given (PaddleClas's
-    static emulation: pad `top + stride` both sides and crop the first row/column when 'SAME' is asymmetric), else
-    the symmetric ((stride - 1) + (kernel_size - 1)) // 2."""
+def _padding(kernel_size: int, stride: int, nominal_size: int | None) -> int | tuple[int, int, int, int]:
+    """A conv's padding: TensorFlow 'SAME' for a `nominal_size` input when given, else the symmetric
+    ((stride - 1) + (kernel_size - 1)) // 2. Where 'SAME' is asymmetric, PaddleClas pads `top + stride` on both sides
+    and crops the first output row and column, which equals padding (top, top + stride) rows (and columns): that
+    4-tuple is returned (Paddle's [top, bottom, left, right])."""
     if nominal_size is None:
-        return ((stride - 1) + (kernel_size - 1)) // 2, False
+        return ((stride - 1) + (kernel_size - 1)) // 2
     total = max(kernel_size - (stride if nominal_size % stride == 0 else nominal_size % stride), 0)
     top, bottom = total // 2, total - total // 2
-    return (top + stride, True) if top != bottom else (bottom, False)
+    return (top, top + stride, top, top + stride) if top != bottom else bottom
 
 
-class ConvBN(nn.Layer):
-    """Bias-free conv (padding from `_padding`) -> BatchNorm -> `act`; keys `conv.weight`, `bn.*`."""
-
-    bn_act_pairs = (("bn", "act"),)  # `act` applies to `bn`'s output only: fusable in CPU training
-
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, groups: int = 1,
-                 act: str | None = None, nominal_size: int | None = None):
-        super().__init__()
-        padding, self.crop = _padding(kernel_size, stride, nominal_size)
-        self.conv = nn.Conv2D(in_chs, out_chs, kernel_size, stride=stride, padding=padding, groups=groups,
-                              bias_attr=False)
-        self.bn = nn.BatchNorm2D(out_chs, **BN)
-        self.act = create_act(act)
-
-    def forward(self, x):
-        x = self.conv(x)
-        if self.crop:
-            x = x[:, :, 1:, 1:]
-        return self.act(self.bn(x))
+def conv_bn(in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, groups: int = 1, act: str | None = None,
+            nominal_size: int | None = None) -> ConvBNAct:
+    """EfficientNet's conv unit: padding by `_padding`, TensorFlow's BatchNorm settings (which the weights come
+    from), BatchNorm weights decayed as in PaddleClas."""
+    return ConvBNAct(in_chs, out_chs, kernel_size, stride=stride, groups=groups, act=act,
+                     padding=_padding(kernel_size, stride, nominal_size), bn_eps=1e-3, bn_momentum=0.99,
+                     bn_weight_decay=True)
 
 
 class MBConv(nn.Layer):
@@ -67,17 +52,26 @@ class MBConv(nn.Layer):
                  se_chs: int | None, drop_connect: float, nominal_size: int | None):
         super().__init__()
         mid_chs = in_chs * expand_ratio
-        self.expand = ConvBN(in_chs, mid_chs, 1, act="swish") if expand_ratio != 1 else nn.Identity()
-        self.depthwise = ConvBN(mid_chs, mid_chs, kernel_size, stride=stride, groups=mid_chs, act="swish",
+        self.expand = conv_bn(in_chs, mid_chs, 1, act="swish") if expand_ratio != 1 else nn.Identity()
+        self.depthwise = conv_bn(mid_chs, mid_chs, kernel_size, stride=stride, groups=mid_chs, act="swish",
                                 nominal_size=nominal_size)
         self.se = SEModule(mid_chs, rd_channels=se_chs, act="swish", gate="sigmoid") if se_chs else nn.Identity()
-        self.project = ConvBN(mid_chs, out_chs, 1)
+        self.project = conv_bn(mid_chs, out_chs, 1)
         self.has_skip = stride == 1 and in_chs == out_chs
         self.drop_path = DropPath(drop_connect) if self.has_skip else nn.Identity()
 
     def forward(self, x):
         y = self.project(self.se(self.depthwise(self.expand(x))))
         return paddle.add(self.drop_path(y), x) if self.has_skip else y
+
+
+_BLOCK_PARTS = {"ecn": "expand", "dcn": "depthwise", "pcn": "project"}
+# see the module docstring
+PADDLECLAS_KEYS = ((r"^_ef\._conv_stem\._conv\.", "stem."), (r"^_ef\.(?:_blocks|block)\.(\d+)\.\.", r"blocks.\1."),
+                   (r"^_conv\.", "head_conv."), classifier_rule("_fc"),
+                   (r"\._(ecn|dcn|pcn)\._conv\.", lambda m: f".{_BLOCK_PARTS[m[1]]}."),
+                   (r"\._se\._conv([12])\._conv\.", r".se.conv\1."), (r"\._conv\._conv\.", ".conv."),
+                   (r"\._bn\.", ".bn."))
 
 
 class EfficientNet(PooledClassifierNet):
@@ -89,12 +83,14 @@ class EfficientNet(PooledClassifierNet):
     every block.
     """
 
+    paddleclas_key_rules = PADDLECLAS_KEYS
+
     def __init__(self, width: float, depth: float, dropout_prob: float, nominal_sizes: tuple[int, ...] | None,
                  use_se: bool = True, drop_connect_rate: float = 0.2, num_classes: int = 1000):
         super().__init__()
         sizes = nominal_sizes or (None,) * 8
         stem_chs = make_divisible(32 * width)
-        self.stem = ConvBN(3, stem_chs, 3, stride=2, act="swish", nominal_size=sizes[0])
+        self.stem = conv_bn(3, stem_chs, 3, stride=2, act="swish", nominal_size=sizes[0])
         stages = [(k, math.ceil(depth * r), s, e, make_divisible(c * width)) for k, r, s, e, c in STAGES]
         total, blocks, in_chs = sum(s[1] for s in stages), [], stem_chs
         for stage, (k, repeats, stride, expand, out_chs) in enumerate(stages, start=1):
@@ -106,27 +102,10 @@ class EfficientNet(PooledClassifierNet):
                 in_chs = out_chs
         self.blocks = nn.Sequential(*blocks)
         head_chs = make_divisible(1280 * width)
-        self.head_conv = ConvBN(in_chs, head_chs, 1, act="swish")
+        self.head_conv = conv_bn(in_chs, head_chs, 1, act="swish")
         self._init_head(head_chs, num_classes, use_last_conv=False)
         # PaddleClas's dropout here is "upscale_in_train": the identity at inference
         self.dropout = nn.Dropout(p=dropout_prob) if dropout_prob else nn.Identity()
-
-    @staticmethod
-    def remap_checkpoint(state: dict) -> dict:
-        """PaddleClas keys -> ours (see the module docstring)."""
-        parts = {"ecn": "expand", "dcn": "depthwise", "pcn": "project"}
-        rules = [(r"^_ef\._conv_stem\._conv\.", "stem."), (r"^_ef\.(?:_blocks|block)\.(\d+)\.\.", r"blocks.\1."),
-                 (r"^_conv\.", "head_conv."), (r"^_fc\.", "fc."),
-                 (r"\._(ecn|dcn|pcn)\._conv\.", lambda m: f".{parts[m[1]]}."),
-                 (r"\._se\._conv1\._conv\.", ".se.conv1."), (r"\._se\._conv2\._conv\.", ".se.conv2."),
-                 (r"\._conv\._conv\.", ".conv."), (r"\._bn\.", ".bn.")]
-
-        def rename(key: str) -> str:
-            for pattern, repl in rules:
-                key = re.sub(pattern, repl, key)
-            return key
-
-        return {rename(k): v for k, v in state.items()}
 
     def forward_features(self, x):
         return self.head_conv(self.blocks(self.stem(x)))

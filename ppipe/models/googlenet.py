@@ -14,15 +14,13 @@ PaddleClas's keys (`_conv._conv.weight`, `_ince4a._conv3r._conv.weight`, `_fc_ou
 
 from __future__ import annotations
 
-import re
-
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 from paddle import ParamAttr
 from paddle.nn.initializer import Uniform
 
-from ppipe.models.layers import PooledClassifierNet
+from ppipe.models.layers import PooledClassifierNet, new_classifier
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -35,6 +33,10 @@ def _uniform_linear(in_features: int, out_features: int, fan_in: int) -> nn.Line
     """PaddleClas's init of GoogLeNet's linear layers: weight uniform in +-sqrt(3 / fan_in), default bias."""
     bound = (3.0 / fan_in) ** 0.5
     return nn.Linear(in_features, out_features, weight_attr=ParamAttr(initializer=Uniform(-bound, bound)))
+
+
+def _classifier_linear(in_features: int, num_classes: int) -> nn.Linear:
+    return _uniform_linear(in_features, num_classes, fan_in=1024)
 
 
 class Inception(nn.Layer):
@@ -73,10 +75,23 @@ class AuxHead(nn.Layer):
         self.fc = _uniform_linear(128 * 3 * 3, 1024, fan_in=2048)
         self.act = nn.ReLU() if relu else nn.Identity()
         self.dropout = nn.Dropout(p=dropout_prob, mode="downscale_in_infer")
-        self.out = _uniform_linear(1024, num_classes, fan_in=1024) if num_classes > 0 else None
+        self.out = _classifier_linear(1024, num_classes)
 
     def forward(self, x):
         return self.out(self.dropout(self.act(self.fc(self.flatten(self.conv(self.pool(x)))))))
+
+
+# the auxiliary heads: their input channels and whether they apply ReLU
+AUX_HEADS = {"aux1": (512, True), "aux2": (528, False)}
+_TOP_KEYS = {"_conv": "conv1", "_conv_1": "conv2_1x1", "_conv_2": "conv2_3x3", "_fc_out": "fc",
+             "_conv_o1": "aux1.conv", "_fc_o1": "aux1.fc", "_out1": "aux1.out",
+             "_conv_o2": "aux2.conv", "_fc_o2": "aux2.fc", "_out2": "aux2.out"}
+_INCEPTION_KEYS = {"_conv1": "conv1", "_conv3r": "conv3_reduce", "_conv3": "conv3", "_conv5r": "conv5_reduce",
+                   "_conv5": "conv5", "_convprj": "pool_proj"}
+PADDLECLAS_KEYS = (
+    (r"^_ince(\w+?)\.(\w+)\._conv\.weight$", lambda m: f"ince{m[1]}.{_INCEPTION_KEYS.get(m[2], m[2])}.weight"),
+    (r"^(_\w+?)(?:\._conv)?\.(weight|bias)$", lambda m: f"{_TOP_KEYS.get(m[1], m[1])}.{m[2]}"),
+)
 
 
 class GoogLeNet(PooledClassifierNet):
@@ -86,6 +101,7 @@ class GoogLeNet(PooledClassifierNet):
 
     # The class-count-wide layers a fine-tuning checkpoint load skips; the auxiliary heads' conv and fc load.
     classifier_name = ("fc", "aux1.out", "aux2.out")
+    paddleclas_key_rules = PADDLECLAS_KEYS
 
     def __init__(self, num_classes: int = 1000, dropout_prob: float = 0.4):
         super().__init__()
@@ -99,24 +115,13 @@ class GoogLeNet(PooledClassifierNet):
         # dropout on the pooled features; "downscale_in_infer" scales by (1 - p) at inference, as PaddleClas does
         self.dropout = nn.Dropout(p=dropout_prob, mode="downscale_in_infer")
 
-    @staticmethod
-    def remap_checkpoint(state: dict) -> dict:
-        """PaddleClas keys -> ours (see the module docstring)."""
-        top = {"_conv": "conv1", "_conv_1": "conv2_1x1", "_conv_2": "conv2_3x3", "_fc_out": "fc",
-               "_conv_o1": "aux1.conv", "_fc_o1": "aux1.fc", "_out1": "aux1.out",
-               "_conv_o2": "aux2.conv", "_fc_o2": "aux2.fc", "_out2": "aux2.out"}
-        inner = {"_conv1": "conv1", "_conv3r": "conv3_reduce", "_conv3": "conv3", "_conv5r": "conv5_reduce",
-                 "_conv5": "conv5", "_convprj": "pool_proj"}
-
-        def rename(key: str) -> str:
-            m = re.fullmatch(r"_ince(\w+?)\.(\w+)\._conv\.weight", key)
-            if m:
-                return f"ince{m[1]}.{inner.get(m[2], m[2])}.weight"
-            head, leaf = key.rsplit(".", 1)
-            head = head.removesuffix("._conv")
-            return f"{top.get(head, head)}.{leaf}"
-
-        return {rename(k): v for k, v in state.items()}
+    def new_head(self, name: str, num_classes: int) -> nn.Layer | None:
+        """`fc`, or the auxiliary head `name`; without classes (0) `fc` is the identity and the auxiliary heads
+        go."""
+        if name == "fc":
+            return new_classifier(1024, num_classes, _classifier_linear)
+        in_chs, relu = AUX_HEADS[name]
+        return AuxHead(in_chs, num_classes, relu=relu) if num_classes > 0 else None
 
     def forward_features(self, x):
         return self._forward(x)[0]
@@ -129,13 +134,6 @@ class GoogLeNet(PooledClassifierNet):
         ince4d = self.ince4d(self.ince4c(self.ince4b(ince4a)))
         x = self.pool(self.ince4e(ince4d))
         return self.ince5b(self.ince5a(x)), ince4a, ince4d
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Fresh main and auxiliary classifiers with `num_classes` outputs (0: none; the auxiliary heads go too)."""
-        self.num_classes = num_classes
-        self.fc = _uniform_linear(1024, num_classes, fan_in=1024) if num_classes > 0 else nn.Identity()
-        self.aux1 = AuxHead(512, num_classes, relu=True) if num_classes > 0 else None
-        self.aux2 = AuxHead(528, num_classes, relu=False) if num_classes > 0 else None
 
     def forward(self, x):
         x, ince4a, ince4d = self._forward(x)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import paddle
 import paddle.nn as nn
 
+from ppipe.models.layers import ClassifierHeads
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -91,14 +92,12 @@ class HarDNetCfg:
 DS_DROP_RATE = 0.05
 
 
-class HarDNet(nn.Layer):
+class HarDNet(ClassifierHeads, nn.Layer):
     """Stem (3x3 stride 2, then 3x3 or 1x1) -> stride-2 downsampling -> per stage: harmonic block -> 1x1 transition
     conv -> optional stride-2 downsampling (features) -> pool -> dropout -> `fc`.
 
     Downsampling is max pooling, or a strided 3x3 depthwise conv-BN when `depthwise`.
     """
-
-    classifier_name = "fc"
 
     def __init__(self, cfg: HarDNetCfg, depthwise: bool = False, num_classes: int = 1000,
                  drop_rate: float | None = None):
@@ -127,6 +126,11 @@ class HarDNet(nn.Layer):
                                   else cfg.drop_rate)
         self.reset_classifier(num_classes)
 
+    @property
+    def paddleclas_key_rules(self) -> tuple:
+        """PaddleClas's classifier `base.<len(base)>.3.*` (after pool, flatten, dropout) is our `fc.*`."""
+        return ((rf"^base\.{len(self.base)}\.3\.", "fc."),)
+
     def forward_features(self, x):
         for layer in self.base:
             x = layer(x)
@@ -136,18 +140,6 @@ class HarDNet(nn.Layer):
         x = self.dropout(self.avg_pool(x).flatten(1))
         return x if pre_logits else self.fc(x)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """A fresh `fc` with `num_classes` outputs (0: none, the model returns pooled features)."""
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-
-    def remap_checkpoint(self, state: dict) -> dict:
-        """PaddleClas's classifier `base.<len(base)>.3.*` (after pool, flatten, dropout) is our `fc.*`."""
-        head = f"base.{len(self.base)}.3."
-        return {f"fc.{k[len(head):]}" if k.startswith(head) else k: v for k, v in state.items()}
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
 
 
 def _create(cfg: HarDNetCfg, depthwise: bool = False, **kw) -> HarDNet:

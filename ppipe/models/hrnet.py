@@ -14,7 +14,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ppipe.models.layers import SEModule, ConvBNAct, new_classifier, rename_keys
+from ppipe.models.layers import ClassifierHeads, ConvBNAct, SEModule
 from ppipe.models.layers.classifier import uniform_linear
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
@@ -141,12 +141,13 @@ class LastClsOut(nn.Layer):
         return [block(x) for block, x in zip(self.func_list, xs)]
 
 
-class HRNet(nn.Layer):
+class HRNet(ClassifierHeads, nn.Layer):
     """Stem (two stride-2 3x3 convs, 64 ch) -> `layer1` (4 bottlenecks, 256 ch) -> stages 2-4 with 2, 3 and 4
     branches (1, 4 and 3 modules); a new, half-resolution branch is split off the coarsest one before each stage.
     Then the classification head described in the module docstring. `width` is the finest branch's width."""
 
-    classifier_name = "fc"
+    classifier_layer = staticmethod(uniform_linear)
+    paddleclas_key_rules = PADDLECLAS_KEYS  # its SE layers `fc_squeeze`, `fc_excitation` are our `conv1`, `conv2`
 
     def __init__(self, width: int = 18, has_se: bool = False, num_classes: int = 1000):
         super().__init__()
@@ -187,18 +188,6 @@ class HRNet(nn.Layer):
         x = self.flatten(self.avg_pool(x))
         return x if pre_logits else self.fc(x)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """A fresh `fc` with `num_classes` outputs (0: none, the model returns pooled features)."""
-        self.num_classes = num_classes
-        self.fc = new_classifier(HEAD_FEATURES, num_classes, uniform_linear)
-
-    @staticmethod
-    def remap_checkpoint(state: dict) -> dict:
-        """PaddleClas's SE layers `fc_squeeze`, `fc_excitation` -> our `SEModule`'s `conv1`, `conv2`."""
-        return rename_keys(state, PADDLECLAS_KEYS)
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
 
 
 def _create(width: int, has_se: bool = False, **kw) -> HRNet:

@@ -7,13 +7,12 @@ Stem, then blocks A (x3, 35x35), B (grid reduction), C (x4, factorised 7x7), D (
 
 from __future__ import annotations
 
-
-import paddle
 import paddle.nn as nn
 
 from ppipe.models.layers import PooledClassifierNet
-from ppipe.models.layers.conv_bn_act import conv_bn_relu
+from ppipe.models.layers.conv_bn_act import COL3, COL7, ROW3, ROW7, conv_bn_relu
 from ppipe.models.layers.classifier import uniform_linear
+from ppipe.models.layers.concat_branches import ConcatBranches
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -38,124 +37,60 @@ class InceptionStem(nn.Layer):
         return self.max_pool(self.conv_4a_3x3(self.conv_3b_1x1(x)))
 
 
-class InceptionA(nn.Layer):
+def _inception_a(in_chs: int, pool_chs: int) -> ConcatBranches:
     """1x1 | 1x1 -> 5x5 | 1x1 -> 3x3 -> 3x3 | avg-pool -> 1x1 (`pool_chs`); 224 + pool_chs channels out."""
-
-    def __init__(self, in_chs: int, pool_chs: int):
-        super().__init__()
-        self.branch1x1 = conv_bn_relu(in_chs, 64, 1)
-        self.branch5x5_1 = conv_bn_relu(in_chs, 48, 1)
-        self.branch5x5_2 = conv_bn_relu(48, 64, 5, padding=2)
-        self.branch3x3dbl_1 = conv_bn_relu(in_chs, 64, 1)
-        self.branch3x3dbl_2 = conv_bn_relu(64, 96, 3, padding=1)
-        self.branch3x3dbl_3 = conv_bn_relu(96, 96, 3, padding=1)
-        self.branch_pool = _avg_pool_3x3(count_padding=True)
-        self.branch_pool_conv = conv_bn_relu(in_chs, pool_chs, 1)
-
-    def forward(self, x):
-        return paddle.concat([
-            self.branch1x1(x),
-            self.branch5x5_2(self.branch5x5_1(x)),
-            self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-            self.branch_pool_conv(self.branch_pool(x)),
-        ], axis=1)
+    return ConcatBranches(dict(
+        branch1x1=conv_bn_relu(in_chs, 64, 1), branch5x5_1=conv_bn_relu(in_chs, 48, 1),
+        branch5x5_2=conv_bn_relu(48, 64, 5, padding=2), branch3x3dbl_1=conv_bn_relu(in_chs, 64, 1),
+        branch3x3dbl_2=conv_bn_relu(64, 96, 3, padding=1), branch3x3dbl_3=conv_bn_relu(96, 96, 3, padding=1),
+        branch_pool=_avg_pool_3x3(count_padding=True), branch_pool_conv=conv_bn_relu(in_chs, pool_chs, 1),
+    ), (("branch1x1",), ("branch5x5_1", "branch5x5_2"), ("branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3"),
+        ("branch_pool", "branch_pool_conv")))
 
 
-class InceptionB(nn.Layer):
+def _inception_b(in_chs: int) -> ConcatBranches:
     """Grid reduction 35 -> 17: stride-2 3x3 | 1x1 -> 3x3 -> stride-2 3x3 | max-pool."""
-
-    def __init__(self, in_chs: int):
-        super().__init__()
-        self.branch3x3 = conv_bn_relu(in_chs, 384, 3, stride=2)
-        self.branch3x3dbl_1 = conv_bn_relu(in_chs, 64, 1)
-        self.branch3x3dbl_2 = conv_bn_relu(64, 96, 3, padding=1)
-        self.branch3x3dbl_3 = conv_bn_relu(96, 96, 3, stride=2)
-        self.branch_pool = nn.MaxPool2D(kernel_size=3, stride=2)
-
-    def forward(self, x):
-        return paddle.concat([
-            self.branch3x3(x),
-            self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-            self.branch_pool(x),
-        ], axis=1)
+    return ConcatBranches(dict(
+        branch3x3=conv_bn_relu(in_chs, 384, 3, stride=2), branch3x3dbl_1=conv_bn_relu(in_chs, 64, 1),
+        branch3x3dbl_2=conv_bn_relu(64, 96, 3, padding=1), branch3x3dbl_3=conv_bn_relu(96, 96, 3, stride=2),
+        branch_pool=nn.MaxPool2D(kernel_size=3, stride=2),
+    ), (("branch3x3",), ("branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3"), ("branch_pool",)))
 
 
-class InceptionC(nn.Layer):
+def _inception_c(in_chs: int, mid_chs: int) -> ConcatBranches:
     """7x7 convolutions factorised into 1x7 and 7x1 (`mid_chs` wide); 768 channels out."""
-
-    def __init__(self, in_chs: int, mid_chs: int):
-        super().__init__()
-        row, col = dict(kernel_size=(1, 7), padding=(0, 3)), dict(kernel_size=(7, 1), padding=(3, 0))
-        self.branch1x1 = conv_bn_relu(in_chs, 192, 1)
-        self.branch7x7_1 = conv_bn_relu(in_chs, mid_chs, 1)
-        self.branch7x7_2 = conv_bn_relu(mid_chs, mid_chs, **row)
-        self.branch7x7_3 = conv_bn_relu(mid_chs, 192, **col)
-        self.branch7x7dbl_1 = conv_bn_relu(in_chs, mid_chs, 1)
-        self.branch7x7dbl_2 = conv_bn_relu(mid_chs, mid_chs, **col)
-        self.branch7x7dbl_3 = conv_bn_relu(mid_chs, mid_chs, **row)
-        self.branch7x7dbl_4 = conv_bn_relu(mid_chs, mid_chs, **col)
-        self.branch7x7dbl_5 = conv_bn_relu(mid_chs, 192, **row)
-        self.branch_pool = _avg_pool_3x3(count_padding=True)
-        self.branch_pool_conv = conv_bn_relu(in_chs, 192, 1)
-
-    def forward(self, x):
-        dbl = self.branch7x7dbl_3(self.branch7x7dbl_2(self.branch7x7dbl_1(x)))
-        return paddle.concat([
-            self.branch1x1(x),
-            self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x))),
-            self.branch7x7dbl_5(self.branch7x7dbl_4(dbl)),
-            self.branch_pool_conv(self.branch_pool(x)),
-        ], axis=1)
+    return ConcatBranches(dict(
+        branch1x1=conv_bn_relu(in_chs, 192, 1), branch7x7_1=conv_bn_relu(in_chs, mid_chs, 1),
+        branch7x7_2=conv_bn_relu(mid_chs, mid_chs, **ROW7), branch7x7_3=conv_bn_relu(mid_chs, 192, **COL7),
+        branch7x7dbl_1=conv_bn_relu(in_chs, mid_chs, 1), branch7x7dbl_2=conv_bn_relu(mid_chs, mid_chs, **COL7),
+        branch7x7dbl_3=conv_bn_relu(mid_chs, mid_chs, **ROW7), branch7x7dbl_4=conv_bn_relu(mid_chs, mid_chs, **COL7),
+        branch7x7dbl_5=conv_bn_relu(mid_chs, 192, **ROW7),
+        branch_pool=_avg_pool_3x3(count_padding=True), branch_pool_conv=conv_bn_relu(in_chs, 192, 1),
+    ), (("branch1x1",), ("branch7x7_1", "branch7x7_2", "branch7x7_3"),
+        tuple(f"branch7x7dbl_{i}" for i in range(1, 6)), ("branch_pool", "branch_pool_conv")))
 
 
-class InceptionD(nn.Layer):
+def _inception_d(in_chs: int) -> ConcatBranches:
     """Grid reduction 17 -> 8: 1x1 -> stride-2 3x3 | 1x1 -> 1x7 -> 7x1 -> stride-2 3x3 | max-pool."""
-
-    def __init__(self, in_chs: int):
-        super().__init__()
-        self.branch3x3_1 = conv_bn_relu(in_chs, 192, 1)
-        self.branch3x3_2 = conv_bn_relu(192, 320, 3, stride=2)
-        self.branch7x7x3_1 = conv_bn_relu(in_chs, 192, 1)
-        self.branch7x7x3_2 = conv_bn_relu(192, 192, (1, 7), padding=(0, 3))
-        self.branch7x7x3_3 = conv_bn_relu(192, 192, (7, 1), padding=(3, 0))
-        self.branch7x7x3_4 = conv_bn_relu(192, 192, 3, stride=2)
-        self.branch_pool = nn.MaxPool2D(kernel_size=3, stride=2)
-
-    def forward(self, x):
-        b7 = self.branch7x7x3_2(self.branch7x7x3_1(x))
-        return paddle.concat([
-            self.branch3x3_2(self.branch3x3_1(x)),
-            self.branch7x7x3_4(self.branch7x7x3_3(b7)),
-            self.branch_pool(x),
-        ], axis=1)
+    return ConcatBranches(dict(
+        branch3x3_1=conv_bn_relu(in_chs, 192, 1), branch3x3_2=conv_bn_relu(192, 320, 3, stride=2),
+        branch7x7x3_1=conv_bn_relu(in_chs, 192, 1), branch7x7x3_2=conv_bn_relu(192, 192, **ROW7),
+        branch7x7x3_3=conv_bn_relu(192, 192, **COL7), branch7x7x3_4=conv_bn_relu(192, 192, 3, stride=2),
+        branch_pool=nn.MaxPool2D(kernel_size=3, stride=2),
+    ), (("branch3x3_1", "branch3x3_2"), tuple(f"branch7x7x3_{i}" for i in range(1, 5)), ("branch_pool",)))
 
 
-class InceptionE(nn.Layer):
+def _inception_e(in_chs: int) -> ConcatBranches:
     """Expanded filter bank: the 3x3 branches split into parallel 1x3 and 3x1; 2048 channels out."""
-
-    def __init__(self, in_chs: int):
-        super().__init__()
-        row, col = dict(kernel_size=(1, 3), padding=(0, 1)), dict(kernel_size=(3, 1), padding=(1, 0))
-        self.branch1x1 = conv_bn_relu(in_chs, 320, 1)
-        self.branch3x3_1 = conv_bn_relu(in_chs, 384, 1)
-        self.branch3x3_2a = conv_bn_relu(384, 384, **row)
-        self.branch3x3_2b = conv_bn_relu(384, 384, **col)
-        self.branch3x3dbl_1 = conv_bn_relu(in_chs, 448, 1)
-        self.branch3x3dbl_2 = conv_bn_relu(448, 384, 3, padding=1)
-        self.branch3x3dbl_3a = conv_bn_relu(384, 384, **row)
-        self.branch3x3dbl_3b = conv_bn_relu(384, 384, **col)
-        self.branch_pool = _avg_pool_3x3(count_padding=True)
-        self.branch_pool_conv = conv_bn_relu(in_chs, 192, 1)
-
-    def forward(self, x):
-        b3 = self.branch3x3_1(x)
-        dbl = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
-        return paddle.concat([
-            self.branch1x1(x),
-            self.branch3x3_2a(b3), self.branch3x3_2b(b3),
-            self.branch3x3dbl_3a(dbl), self.branch3x3dbl_3b(dbl),
-            self.branch_pool_conv(self.branch_pool(x)),
-        ], axis=1)
+    return ConcatBranches(dict(
+        branch1x1=conv_bn_relu(in_chs, 320, 1), branch3x3_1=conv_bn_relu(in_chs, 384, 1),
+        branch3x3_2a=conv_bn_relu(384, 384, **ROW3), branch3x3_2b=conv_bn_relu(384, 384, **COL3),
+        branch3x3dbl_1=conv_bn_relu(in_chs, 448, 1), branch3x3dbl_2=conv_bn_relu(448, 384, 3, padding=1),
+        branch3x3dbl_3a=conv_bn_relu(384, 384, **ROW3), branch3x3dbl_3b=conv_bn_relu(384, 384, **COL3),
+        branch_pool=_avg_pool_3x3(count_padding=True), branch_pool_conv=conv_bn_relu(in_chs, 192, 1),
+    ), (("branch1x1",), ("branch3x3_1", "branch3x3_2a"), ("branch3x3_1", "branch3x3_2b"),
+        ("branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3a"),
+        ("branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3b"), ("branch_pool", "branch_pool_conv")))
 
 
 class InceptionV3(PooledClassifierNet):
@@ -167,11 +102,11 @@ class InceptionV3(PooledClassifierNet):
     def __init__(self, num_classes: int = 1000, dropout_prob: float = 0.2):
         super().__init__()
         self.inception_stem = InceptionStem()
-        blocks = [InceptionA(c, p) for c, p in ((192, 32), (256, 64), (288, 64))]
-        blocks.append(InceptionB(288))
-        blocks += [InceptionC(768, mid) for mid in (128, 160, 160, 192)]
-        blocks.append(InceptionD(768))
-        blocks += [InceptionE(c) for c in (1280, 2048)]
+        blocks = [_inception_a(c, p) for c, p in ((192, 32), (256, 64), (288, 64))]
+        blocks.append(_inception_b(288))
+        blocks += [_inception_c(768, mid) for mid in (128, 160, 160, 192)]
+        blocks.append(_inception_d(768))
+        blocks += [_inception_e(c) for c in (1280, 2048)]
         self.inception_block_list = nn.LayerList(blocks)
         self._init_head(2048, num_classes, use_last_conv=False)
         # dropout on the pooled features; "downscale_in_infer" scales by (1 - p) at inference, as PaddleClas does

@@ -8,19 +8,15 @@ classifier. PaddleClas's keys differ from ours only in a leading underscore on e
 
 from __future__ import annotations
 
-
 import paddle
 import paddle.nn as nn
 
 from ppipe.models.layers import PooledClassifierNet, classifier_rule
-from ppipe.models.layers.conv_bn_act import conv_bn_relu
+from ppipe.models.layers.conv_bn_act import COL3, COL7, ROW3, ROW7, conv_bn_relu
 from ppipe.models.layers.classifier import uniform_linear
+from ppipe.models.layers.concat_branches import ConcatBranches
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
-
-ROW7, COL7 = dict(kernel_size=(1, 7), padding=(0, 3)), dict(kernel_size=(7, 1), padding=(3, 0))
-ROW3, COL3 = dict(kernel_size=(1, 3), padding=(0, 1)), dict(kernel_size=(3, 1), padding=(1, 0))
-
 
 def _avg_pool_3x3() -> nn.AvgPool2D:
     # PaddleClas's Inception-v4 averages over the valid pixels only (paddle's default `exclusive=True`)
@@ -54,103 +50,57 @@ class InceptionStem(nn.Layer):
         return paddle.concat([self.conv3(x), self.pool(x)], axis=1)
 
 
-class InceptionA(nn.Layer):
+def _inception_a() -> ConcatBranches:
     """avg-pool -> 1x1 | 1x1 | 1x1 -> 3x3 | 1x1 -> 3x3 -> 3x3; 384 channels in and out."""
-
-    def __init__(self):
-        super().__init__()
-        self.pool = _avg_pool_3x3()
-        self.conv1 = conv_bn_relu(384, 96, 1)
-        self.conv2 = conv_bn_relu(384, 96, 1)
-        self.conv3_1 = conv_bn_relu(384, 64, 1)
-        self.conv3_2 = conv_bn_relu(64, 96, 3, padding=1)
-        self.conv4_1 = conv_bn_relu(384, 64, 1)
-        self.conv4_2 = conv_bn_relu(64, 96, 3, padding=1)
-        self.conv4_3 = conv_bn_relu(96, 96, 3, padding=1)
-
-    def forward(self, x):
-        return paddle.concat([self.conv1(self.pool(x)), self.conv2(x), self.conv3_2(self.conv3_1(x)),
-                              self.conv4_3(self.conv4_2(self.conv4_1(x)))], axis=1)
+    return ConcatBranches(dict(
+        pool=_avg_pool_3x3(), conv1=conv_bn_relu(384, 96, 1), conv2=conv_bn_relu(384, 96, 1),
+        conv3_1=conv_bn_relu(384, 64, 1), conv3_2=conv_bn_relu(64, 96, 3, padding=1),
+        conv4_1=conv_bn_relu(384, 64, 1), conv4_2=conv_bn_relu(64, 96, 3, padding=1),
+        conv4_3=conv_bn_relu(96, 96, 3, padding=1),
+    ), (("pool", "conv1"), ("conv2",), ("conv3_1", "conv3_2"), ("conv4_1", "conv4_2", "conv4_3")))
 
 
-class ReductionA(nn.Layer):
+def _reduction_a() -> ConcatBranches:
     """35 -> 17: max-pool | 3x3/2 | 1x1 -> 3x3 -> 3x3/2; 1024 channels out."""
-
-    def __init__(self):
-        super().__init__()
-        self.pool = nn.MaxPool2D(kernel_size=3, stride=2)
-        self.conv2 = conv_bn_relu(384, 384, 3, stride=2)
-        self.conv3_1 = conv_bn_relu(384, 192, 1)
-        self.conv3_2 = conv_bn_relu(192, 224, 3, padding=1)
-        self.conv3_3 = conv_bn_relu(224, 256, 3, stride=2)
-
-    def forward(self, x):
-        return paddle.concat([self.pool(x), self.conv2(x), self.conv3_3(self.conv3_2(self.conv3_1(x)))], axis=1)
+    return ConcatBranches(dict(
+        pool=nn.MaxPool2D(kernel_size=3, stride=2), conv2=conv_bn_relu(384, 384, 3, stride=2),
+        conv3_1=conv_bn_relu(384, 192, 1), conv3_2=conv_bn_relu(192, 224, 3, padding=1),
+        conv3_3=conv_bn_relu(224, 256, 3, stride=2),
+    ), (("pool",), ("conv2",), ("conv3_1", "conv3_2", "conv3_3")))
 
 
-class InceptionB(nn.Layer):
+def _inception_b() -> ConcatBranches:
     """avg-pool -> 1x1 | 1x1 | 1x1 -> 1x7 -> 7x1 | 1x1 -> 1x7 -> 7x1 -> 1x7 -> 7x1; 1024 channels in and out."""
-
-    def __init__(self):
-        super().__init__()
-        self.pool = _avg_pool_3x3()
-        self.conv1 = conv_bn_relu(1024, 128, 1)
-        self.conv2 = conv_bn_relu(1024, 384, 1)
-        self.conv3_1 = conv_bn_relu(1024, 192, 1)
-        self.conv3_2 = conv_bn_relu(192, 224, **ROW7)
-        self.conv3_3 = conv_bn_relu(224, 256, **COL7)
-        self.conv4_1 = conv_bn_relu(1024, 192, 1)
-        self.conv4_2 = conv_bn_relu(192, 192, **ROW7)
-        self.conv4_3 = conv_bn_relu(192, 224, **COL7)
-        self.conv4_4 = conv_bn_relu(224, 224, **ROW7)
-        self.conv4_5 = conv_bn_relu(224, 256, **COL7)
-
-    def forward(self, x):
-        b4 = self.conv4_3(self.conv4_2(self.conv4_1(x)))
-        return paddle.concat([self.conv1(self.pool(x)), self.conv2(x), self.conv3_3(self.conv3_2(self.conv3_1(x))),
-                              self.conv4_5(self.conv4_4(b4))], axis=1)
+    return ConcatBranches(dict(
+        pool=_avg_pool_3x3(), conv1=conv_bn_relu(1024, 128, 1), conv2=conv_bn_relu(1024, 384, 1),
+        conv3_1=conv_bn_relu(1024, 192, 1), conv3_2=conv_bn_relu(192, 224, **ROW7),
+        conv3_3=conv_bn_relu(224, 256, **COL7), conv4_1=conv_bn_relu(1024, 192, 1),
+        conv4_2=conv_bn_relu(192, 192, **ROW7), conv4_3=conv_bn_relu(192, 224, **COL7),
+        conv4_4=conv_bn_relu(224, 224, **ROW7), conv4_5=conv_bn_relu(224, 256, **COL7),
+    ), (("pool", "conv1"), ("conv2",), ("conv3_1", "conv3_2", "conv3_3"),
+        ("conv4_1", "conv4_2", "conv4_3", "conv4_4", "conv4_5")))
 
 
-class ReductionB(nn.Layer):
+def _reduction_b() -> ConcatBranches:
     """17 -> 8: max-pool | 1x1 -> 3x3/2 | 1x1 -> 1x7 -> 7x1 -> 3x3/2; 1536 channels out."""
-
-    def __init__(self):
-        super().__init__()
-        self.pool = nn.MaxPool2D(kernel_size=3, stride=2)
-        self.conv2_1 = conv_bn_relu(1024, 192, 1)
-        self.conv2_2 = conv_bn_relu(192, 192, 3, stride=2)
-        self.conv3_1 = conv_bn_relu(1024, 256, 1)
-        self.conv3_2 = conv_bn_relu(256, 256, **ROW7)
-        self.conv3_3 = conv_bn_relu(256, 320, **COL7)
-        self.conv3_4 = conv_bn_relu(320, 320, 3, stride=2)
-
-    def forward(self, x):
-        b3 = self.conv3_4(self.conv3_3(self.conv3_2(self.conv3_1(x))))
-        return paddle.concat([self.pool(x), self.conv2_2(self.conv2_1(x)), b3], axis=1)
+    return ConcatBranches(dict(
+        pool=nn.MaxPool2D(kernel_size=3, stride=2), conv2_1=conv_bn_relu(1024, 192, 1),
+        conv2_2=conv_bn_relu(192, 192, 3, stride=2), conv3_1=conv_bn_relu(1024, 256, 1),
+        conv3_2=conv_bn_relu(256, 256, **ROW7), conv3_3=conv_bn_relu(256, 320, **COL7),
+        conv3_4=conv_bn_relu(320, 320, 3, stride=2),
+    ), (("pool",), ("conv2_1", "conv2_2"), ("conv3_1", "conv3_2", "conv3_3", "conv3_4")))
 
 
-class InceptionC(nn.Layer):
+def _inception_c() -> ConcatBranches:
     """avg-pool -> 1x1 | 1x1 | 1x1 -> [1x3 | 3x1] | 1x1 -> 1x3 -> 3x1 -> [1x3 | 3x1]; 1536 channels in and out."""
-
-    def __init__(self):
-        super().__init__()
-        self.pool = _avg_pool_3x3()
-        self.conv1 = conv_bn_relu(1536, 256, 1)
-        self.conv2 = conv_bn_relu(1536, 256, 1)
-        self.conv3_0 = conv_bn_relu(1536, 384, 1)
-        self.conv3_1 = conv_bn_relu(384, 256, **ROW3)
-        self.conv3_2 = conv_bn_relu(384, 256, **COL3)
-        self.conv4_0 = conv_bn_relu(1536, 384, 1)
-        self.conv4_00 = conv_bn_relu(384, 448, **ROW3)
-        self.conv4_000 = conv_bn_relu(448, 512, **COL3)
-        self.conv4_1 = conv_bn_relu(512, 256, **ROW3)
-        self.conv4_2 = conv_bn_relu(512, 256, **COL3)
-
-    def forward(self, x):
-        b3 = self.conv3_0(x)
-        b4 = self.conv4_000(self.conv4_00(self.conv4_0(x)))
-        return paddle.concat([self.conv1(self.pool(x)), self.conv2(x), self.conv3_1(b3), self.conv3_2(b3),
-                              self.conv4_1(b4), self.conv4_2(b4)], axis=1)
+    return ConcatBranches(dict(
+        pool=_avg_pool_3x3(), conv1=conv_bn_relu(1536, 256, 1), conv2=conv_bn_relu(1536, 256, 1),
+        conv3_0=conv_bn_relu(1536, 384, 1), conv3_1=conv_bn_relu(384, 256, **ROW3),
+        conv3_2=conv_bn_relu(384, 256, **COL3), conv4_0=conv_bn_relu(1536, 384, 1),
+        conv4_00=conv_bn_relu(384, 448, **ROW3), conv4_000=conv_bn_relu(448, 512, **COL3),
+        conv4_1=conv_bn_relu(512, 256, **ROW3), conv4_2=conv_bn_relu(512, 256, **COL3),
+    ), (("pool", "conv1"), ("conv2",), ("conv3_0", "conv3_1"), ("conv3_0", "conv3_2"),
+        ("conv4_0", "conv4_00", "conv4_000", "conv4_1"), ("conv4_0", "conv4_00", "conv4_000", "conv4_2")))
 
 
 class InceptionV4(PooledClassifierNet):
@@ -166,9 +116,9 @@ class InceptionV4(PooledClassifierNet):
         super().__init__()
         self.inception_stem = InceptionStem()
         self.block_names = []
-        for name, n, block in (("inceptionA", 4, InceptionA), ("reductionA", 0, ReductionA),
-                               ("inceptionB", 7, InceptionB), ("reductionB", 0, ReductionB),
-                               ("inceptionC", 3, InceptionC)):
+        for name, n, block in (("inceptionA", 4, _inception_a), ("reductionA", 0, _reduction_a),
+                               ("inceptionB", 7, _inception_b), ("reductionB", 0, _reduction_b),
+                               ("inceptionC", 3, _inception_c)):
             for full in ([f"{name}_{i}" for i in range(1, n + 1)] if n else [name]):
                 self.block_names.append(full)
                 setattr(self, full, block())

@@ -21,21 +21,9 @@ import paddle.nn.functional as F
 from paddle.nn.initializer import Constant, TruncatedNormal
 from paddle.regularizer import L2Decay
 
-from ppipe.models.layers import DropPath
+from ppipe.models.layers import ClassifierHeads, ConvBNAct, DropPath
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
-
-
-class ConvBN(nn.Layer):
-    """Bias-free conv -> BatchNorm, PaddleClas LeViT's `c`/`bn` naming."""
-
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int, padding: int):
-        super().__init__()
-        self.c = nn.Conv2D(in_chs, out_chs, kernel_size, stride, padding, bias_attr=False)
-        self.bn = nn.BatchNorm2D(out_chs)
-
-    def forward(self, x):
-        return self.bn(self.c(x))
 
 
 class LinearBN(nn.Layer):
@@ -149,12 +137,17 @@ class Residual(nn.Layer):
         return x + self.drop_path(self.m(x))
 
 
+def _stem_conv(in_chs: int, out_chs: int) -> ConvBNAct:
+    """A 3x3/2 conv -> BatchNorm of the stem (its BatchNorm decays, as in PaddleClas)."""
+    return ConvBNAct(in_chs, out_chs, 3, stride=2, padding=1, bn_weight_decay=True)
+
+
 def _mlp(dim: int, ratio: float) -> nn.Sequential:
     hidden = int(dim * ratio)
     return nn.Sequential(LinearBN(dim, hidden), nn.Hardswish(), LinearBN(hidden, dim, bn_weight_init=0.0))
 
 
-class LeViT(nn.Layer):
+class LeViT(ClassifierHeads, nn.Layer):
     """`patch_embed` (stem) -> `blocks` (features: tokens [B, N, C]) -> mean over tokens -> `head`
     (+ `head_dist`).
 
@@ -162,14 +155,18 @@ class LeViT(nn.Layer):
     with `key_dim`, embed_dim // key_dim heads, attention ratio 4, stride 2, followed by an MLP of ratio 2.
     """
 
+    classifier_layer = BNLinear
+    # PaddleClas's stem convs call their conv `c`
+    paddleclas_key_rules = ((r"^(patch_embed\.\d+)\.c\.", r"\1.conv."),)
+
     def __init__(self, embed_dim, num_heads, depth, key_dim: int, attn_ratio: float = 2.0, mlp_ratio: float = 2.0,
                  img_size: int = 224, patch_size: int = 16, distillation: bool = False, drop_path: float = 0.0,
                  num_classes: int = 1000):
         super().__init__()
         widths = [3, embed_dim[0] // 8, embed_dim[0] // 4, embed_dim[0] // 2, embed_dim[0]]  # stride 2 each
-        stem = [ConvBN(widths[0], widths[1], 3, 2, 1)]
+        stem = [_stem_conv(widths[0], widths[1])]
         for c_in, c_out in zip(widths[1:-1], widths[2:]):
-            stem += [nn.Hardswish(), ConvBN(c_in, c_out, 3, 2, 1)]
+            stem += [nn.Hardswish(), _stem_conv(c_in, c_out)]
         self.patch_embed = nn.Sequential(*stem)
         blocks, resolution = [], img_size // patch_size
         for i, (dim, heads, n) in enumerate(zip(embed_dim, num_heads, depth)):
@@ -202,20 +199,12 @@ class LeViT(nn.Layer):
         logits, logits_dist = self.head(x), self.head_dist(x)
         return (logits, logits_dist) if self.training else (logits + logits_dist) / 2
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        make = (lambda: BNLinear(self.num_features, num_classes)) if num_classes > 0 else nn.Identity
-        self.head = make()
-        if self.distillation:
-            self.head_dist = make()
-
     def remap_checkpoint(self, state: dict) -> dict:
         # PaddleClas's LeViT weights may carry the distillation head; like PaddleClas (which ignores unexpected
         # keys), a model built without it does not use it.
+        state = super().remap_checkpoint(state)
         return state if self.distillation else {k: v for k, v in state.items() if not k.startswith("head_dist.")}
 
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
 
 
 def _create(embed_dim, num_heads, depth, key_dim: int, **kw) -> LeViT:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import paddle
 import paddle.nn as nn
 
-from ppipe.models.layers import ConvBNAct, PooledClassifierNet, SEModule, create_act, make_divisible
+from ppipe.models.layers import (ConvBNAct, PooledClassifierNet, SEModule, classifier_rule, create_act,
+                                  make_divisible)
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -93,6 +94,8 @@ class MixNet(PooledClassifierNet):
     have stride 2.
     """
 
+    paddleclas_key_rules = (classifier_rule("output"),)  # PaddleClas's classifier is `output`
+
     def __init__(self, stages, stem_chs: int, scale: float = 1.0, num_classes: int = 1000, final_chs: int = 1536):
         super().__init__()
         in_chs = make_divisible(stem_chs * scale)
@@ -114,11 +117,6 @@ class MixNet(PooledClassifierNet):
 
     def forward_features(self, x):
         return self.features(x)
-
-    @staticmethod
-    def remap_checkpoint(state: dict) -> dict:
-        """PaddleClas's classifier is `output`; ours is `fc`, as in every ppipe model."""
-        return {("fc." + k[len("output."):] if k.startswith("output.") else k): v for k, v in state.items()}
 
 
 # out channels, exp groups, dw groups (kernels 3, 5, ...), proj groups, expansion, SE factor

@@ -56,8 +56,6 @@ class MobileNetV2Net(PooledClassifierNet):
         return self.final_conv(self.stages(self.stem(x)))
 
 
-
-
 # expansion t, out channels at width 1.0, blocks n, first stride s
 STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
 _FAMILY = "MobileNetV2"

@@ -10,14 +10,12 @@ ours use the zoo's `InvertedResidual`/`ConvBNAct`, and `MobileViT.remap_checkpoi
 
 from __future__ import annotations
 
-import re
-
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 from paddle.nn.initializer import KaimingUniform
 
-from ppipe.models.layers import ConvBNAct, DropPath, Mlp
+from ppipe.models.layers import ClassifierHeads, ConvBNAct, DropPath, Mlp
 from ppipe.models.layers.attention import Attention
 from ppipe.models.layers.inverted_residual import InvertedResidual
 from ppipe.models.registry import register_model
@@ -97,26 +95,18 @@ class MobileViTBlock(nn.Layer):
 
 # PaddleClas key -> ours: its MobileNetV2 block is an nn.Sequential (0: expand, 1: depthwise, 2-3: projection
 # conv and BN) and its conv-BN-SiLU calls the BatchNorm `norm`.
-_KEY_MAP = (
-    (re.compile(r"^(mv2_block_\d+)\.conv\.0\.conv\."), r"\1.expand_conv.conv."),
-    (re.compile(r"^(mv2_block_\d+)\.conv\.0\.norm\."), r"\1.expand_conv.bn."),
-    (re.compile(r"^(mv2_block_\d+)\.conv\.1\.conv\."), r"\1.bottleneck_conv.conv."),
-    (re.compile(r"^(mv2_block_\d+)\.conv\.1\.norm\."), r"\1.bottleneck_conv.bn."),
-    (re.compile(r"^(mv2_block_\d+)\.conv\.2\."), r"\1.linear_conv.conv."),
-    (re.compile(r"^(mv2_block_\d+)\.conv\.3\."), r"\1.linear_conv.bn."),
-    (re.compile(r"^(conv3x3|conv1x1|mvit_block_\d+\.conv[134])\.norm\."), r"\1.bn."),
+PADDLECLAS_KEYS = (
+    (r"^(mv2_block_\d+)\.conv\.0\.conv\.", r"\1.expand_conv.conv."),
+    (r"^(mv2_block_\d+)\.conv\.0\.norm\.", r"\1.expand_conv.bn."),
+    (r"^(mv2_block_\d+)\.conv\.1\.conv\.", r"\1.bottleneck_conv.conv."),
+    (r"^(mv2_block_\d+)\.conv\.1\.norm\.", r"\1.bottleneck_conv.bn."),
+    (r"^(mv2_block_\d+)\.conv\.2\.", r"\1.linear_conv.conv."),
+    (r"^(mv2_block_\d+)\.conv\.3\.", r"\1.linear_conv.bn."),
+    (r"^(conv3x3|conv1x1|mvit_block_\d+\.conv[134])\.norm\.", r"\1.bn."),
 )
 
 
-def paddleclas_key_to_ppipe(key: str) -> str:
-    for pattern, repl in _KEY_MAP:
-        key, n = pattern.subn(repl, key)
-        if n:
-            break
-    return key
-
-
-class MobileViT(nn.Layer):
+class MobileViT(ClassifierHeads, nn.Layer):
     """`conv3x3` stem -> `mv2_block_1..7` with `mvit_block_1..3` after blocks 5, 6, 7 -> `conv1x1` (features)
     -> pool -> dropout -> `linear`.
 
@@ -125,6 +115,7 @@ class MobileViT(nn.Layer):
     """
 
     classifier_name = "linear"
+    paddleclas_key_rules = PADDLECLAS_KEYS
     STRIDES = (1, 2, 1, 1, 2, 2, 2)  # of mv2_block_1..7
     MVIT_AFTER = {5: (0, 2), 6: (1, 4), 7: (2, 3)}  # mv2 block -> (MobileViT block index, depth)
 
@@ -159,15 +150,6 @@ class MobileViT(nn.Layer):
         x = self.dropout(self.pool(x).flatten(1))
         return x if pre_logits else self.linear(x)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.linear = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-
-    def remap_checkpoint(self, state: dict) -> dict:
-        return {paddleclas_key_to_ppipe(k): v for k, v in state.items()}
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
 
 
 _FAMILY = "MobileViT"

@@ -67,8 +67,6 @@ class Block(nn.Layer):
 class PyramidVisionTransformerV2(TokenMeanHead, nn.Layer):
     """`patch_embed{i}` -> `block{i}` -> `norm{i}` for i = 1..4 (features: last stage's tokens) -> mean -> `head`."""
 
-    classifier_name = "head"
-
     def __init__(self, embed_dims, num_heads, mlp_ratios, depths, sr_ratios=(8, 4, 2, 1), linear: bool = False,
                  qkv_bias: bool = True, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                  attn_drop_rate: float = 0.0, drop_path_rate: float = 0.0):

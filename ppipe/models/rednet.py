@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import paddle.nn as nn
 
-from ppipe.models.layers import ConvBNAct
+from ppipe.models.layers import ClassifierHeads, ConvBNAct
 from ppipe.models.layers.involution import Involution
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
@@ -44,11 +44,9 @@ class InvolutionBottleneck(nn.Layer):
         return self.relu(out + self.downsample(x))
 
 
-class RedNet(nn.Layer):
+class RedNet(ClassifierHeads, nn.Layer):
     """Stem (stride 2) -> max pool -> four stages of involution bottlenecks (`depths` blocks; stride 2 from the
     second stage on) (features) -> pool -> `fc`."""
-
-    classifier_name = "fc"
 
     def __init__(self, depths, num_classes: int = 1000):
         super().__init__()
@@ -75,13 +73,6 @@ class RedNet(nn.Layer):
         x = self.avgpool(x).flatten(1)
         return x if pre_logits else self.fc(x)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """A fresh `fc` with `num_classes` outputs (0: none, the model returns pooled features)."""
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
 
 
 def _create(depths, **kw) -> RedNet:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import paddle
 import paddle.nn as nn
 
-from ppipe.models.layers import ConvBNAct, PooledClassifierNet
+from ppipe.models.layers import ConvBNAct, PooledClassifierNet, classifier_rule
 from ppipe.models.layers.reparameterize import fuse_conv_bn, identity_kernel, pad_kernel
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
@@ -68,6 +68,8 @@ class RepVGG(PooledClassifierNet):
     the blocks numbered 1, 2, ... across stages 1-4 (absent: 1), as in the paper's g2/g4 variants.
     """
 
+    paddleclas_key_rules = (classifier_rule("linear"),)  # PaddleClas's classifier is `linear`
+
     def __init__(self, depths: tuple[int, ...], widths: tuple[float, ...], groups: dict[int, int] | None = None,
                  num_classes: int = 1000):
         super().__init__()
@@ -82,11 +84,6 @@ class RepVGG(PooledClassifierNet):
                 in_chs, layer_idx = out_chs, layer_idx + 1
             setattr(self, f"stage{stage}", nn.Sequential(*blocks))
         self._init_head(in_chs, num_classes, use_last_conv=False)
-
-    @staticmethod
-    def remap_checkpoint(state: dict) -> dict:
-        """PaddleClas's classifier `linear.*` -> `fc.*`; every other key is already ours."""
-        return {("fc." + k[len("linear."):] if k.startswith("linear.") else k): v for k, v in state.items()}
 
     def reparameterize(self) -> None:
         """Fuse every block into its deploy form (a single 3x3 conv); the model must then be used in eval mode."""

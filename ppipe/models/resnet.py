@@ -24,7 +24,8 @@ import paddle.nn as nn
 from ppipe.models.layers import PooledClassifierNet
 from ppipe.models.layers.conv_bn_act import ConvBNAct
 from ppipe.models.layers.diverse_branch_block import DiverseBranchBlock
-from ppipe.models.layers.resnet_blocks import BLOCKS, STEM_7X7, STEM_DEEP, make_stem, uniform_linear
+from ppipe.models.layers.classifier import uniform_linear
+from ppipe.models.layers.resnet_blocks import BLOCKS, STEM_7X7, STEM_DEEP, make_stem
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -79,6 +80,8 @@ class ResNet(PooledClassifierNet):
     projects it by default; the two are different networks, and ResNet18_dbb's recipe trains the original).
     """
 
+    classifier_layer = staticmethod(uniform_linear)  # PaddleClas's init: uniform in +-1/sqrt(fan_in)
+
     def __init__(self, depths: Sequence[int], widths: Sequence[int], out_chs: Sequence[int],
                  block: str = "bottleneck", groups: int = 1, stem=STEM_7X7, avg_down: bool = False,
                  se_reduction: int | None = None, checkpoint_keys: CheckpointKeys | None = None,
@@ -129,10 +132,6 @@ class ResNet(PooledClassifierNet):
         for layer in self.sublayers():
             if isinstance(layer, DiverseBranchBlock):
                 layer.reparameterize()
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = uniform_linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
 
     def remap_checkpoint(self, state: dict) -> dict:
         """PaddleClas's keys for this configuration -> ours (the identity where they are the same)."""

@@ -7,12 +7,11 @@ Fire modules (1x1 squeeze, then parallel 1x1 and 3x3 expands, concatenated) and 
 
 from __future__ import annotations
 
-import re
-
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from ppipe.models.layers import ClassifierHeads
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -31,7 +30,18 @@ class Fire(nn.Layer):
         return paddle.concat([F.relu(self.expand1x1(x)), F.relu(self.expand3x3(x))], axis=1)
 
 
-class SqueezeNet(nn.Layer):
+# PaddleClas's `_conv.weight`, `_conv3._conv_path2._conv.bias`, `_conv9.weight` -> our `stem.weight`,
+# `fire4.expand3x3.bias`, `conv10.weight`
+PADDLECLAS_KEYS = ((r"^_conv\.(weight|bias)$", r"stem.\1"), (r"^_conv9\.", "conv10."),
+                   (r"^_conv(\d)\.", lambda m: f"fire{int(m[1]) + 1}."), (r"\._conv\._conv\.", ".squeeze."),
+                   (r"\._conv_path1\._conv\.", ".expand1x1."), (r"\._conv_path2\._conv\.", ".expand3x3."))
+
+
+def _conv_classifier(in_chs: int, num_classes: int) -> nn.Conv2D:
+    return nn.Conv2D(in_chs, num_classes, 1)
+
+
+class SqueezeNet(ClassifierHeads, nn.Layer):
     """stem conv -> max-pool -> fire2..fire9 with max-pools after `pool_after` -> features [N, 512, h, w] ->
     dropout -> 1x1 `conv10` classifier -> ReLU -> global average pool.
 
@@ -39,6 +49,8 @@ class SqueezeNet(nn.Layer):
     """
 
     classifier_name = "conv10"
+    classifier_layer = staticmethod(_conv_classifier)
+    paddleclas_key_rules = PADDLECLAS_KEYS
 
     def __init__(self, stem: tuple[int, int, int], pool_after: tuple[int, ...], num_classes: int = 1000,
                  dropout_prob: float = 0.5):
@@ -60,25 +72,6 @@ class SqueezeNet(nn.Layer):
         self.flatten = nn.Flatten(start_axis=1, stop_axis=-1)
         self.reset_classifier(num_classes)
 
-    @staticmethod
-    def remap_checkpoint(state: dict) -> dict:
-        """PaddleClas keys (`_conv.weight`, `_conv3._conv_path2._conv.bias`, `_conv9.weight`) -> ours
-        (`stem.weight`, `fire4.expand3x3.bias`, `conv10.weight`)."""
-        inner = {"_conv._conv": "squeeze", "_conv_path1._conv": "expand1x1", "_conv_path2._conv": "expand3x3"}
-
-        def rename(key: str) -> str:
-            m = re.fullmatch(r"_conv(\d?)\.(?:(.+)\.)?(weight|bias)", key)
-            if m is None:
-                return key
-            idx, inner_name, leaf = m.groups()
-            if not idx:
-                return f"stem.{leaf}"
-            if idx == "9":
-                return f"conv10.{leaf}"
-            return f"fire{int(idx) + 1}.{inner.get(inner_name, inner_name)}.{leaf}"
-
-        return {rename(k): v for k, v in state.items()}
-
     def forward_features(self, x):
         x = self.pool(F.relu(self.stem(x)))
         for name, pool in zip(self.fire_names, self.pool_after_fire):
@@ -92,13 +85,6 @@ class SqueezeNet(nn.Layer):
             x = F.relu(self.conv10(self.dropout(x)))
         return self.flatten(self.avg_pool(x))
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """A fresh 1x1-conv classifier with `num_classes` outputs (0: none, the head pools the features)."""
-        self.num_classes = num_classes
-        self.conv10 = nn.Conv2D(self.num_features, num_classes, 1) if num_classes > 0 else nn.Identity()
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
 
 
 # (squeeze, expand) channels of fire2..fire9; each fire outputs 2 x expand

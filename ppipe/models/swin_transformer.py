@@ -128,8 +128,6 @@ class SwinTransformer(TokenMeanHead, nn.Layer):
     """4x4 patch embedding -> four `layers` (stages) -> `norm`; `forward_features` returns the final tokens
     [N, (img_size / 32)^2, num_features], `forward_head` averages them and classifies with `head`."""
 
-    classifier_name = "head"
-
     def __init__(self, img_size: int = 224, patch_size: int = 4, in_chans: int = 3, num_classes: int = 1000,
                  embed_dim: int = 96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size: int = 7,
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, qk_scale: float | None = None, drop_rate: float = 0.0,

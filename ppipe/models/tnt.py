@@ -14,8 +14,8 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 from paddle.nn.initializer import TruncatedNormal
 
-from ppipe.models.layers import DropPath, Mlp, stochastic_depth_rates
-from ppipe.models.layers.token_head import init_transformer_weights
+from ppipe.models.layers import ClassifierHeads, DropPath, Mlp, stochastic_depth_rates
+from ppipe.models.layers.token_head import init_transformer_weights, transformer_linear
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -89,11 +89,12 @@ class PixelEmbed(nn.Layer):
         return self.proj(patches).flatten(2).transpose([0, 2, 1]) + pixel_pos
 
 
-class TNT(nn.Layer):
+class TNT(ClassifierHeads, nn.Layer):
     """`pixel_embed` -> patch tokens (`norm1_proj`, `proj`, `norm2_proj`) + class token + `patch_pos` -> `blocks`
     -> `norm` (features: all tokens) -> class token -> `head`."""
 
     classifier_name = "head"
+    classifier_layer = staticmethod(transformer_linear)
 
     def __init__(self, embed_dim: int, in_dim: int, depth: int, num_heads: int, in_num_head: int = 4,
                  img_size: int = 224, patch_size: int = 16, first_stride: int = 4, mlp_ratio: float = 4.0,
@@ -133,14 +134,6 @@ class TNT(nn.Layer):
         x = x[:, 0]
         return x if pre_logits else self.head(x)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        if num_classes > 0:
-            init_transformer_weights(self.head)
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model(spec(family="TNT", params_m=23.68, flops_g=4.83, top1=0.8121, input_size=224, fixed_input=True))

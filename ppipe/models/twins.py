@@ -92,8 +92,6 @@ class Twins(TokenMeanHead, nn.Layer):
     locally-grouped attention of each stage, used by every other block (the others attend globally).
     """
 
-    classifier_name = "head"
-
     def __init__(self, embed_dims, num_heads, mlp_ratios, depths, sr_ratios=(8, 4, 2, 1), window_sizes=None,
                  patch_size: int = 4, qkv_bias: bool = True, num_classes: int = 1000, in_chans: int = 3,
                  drop_rate: float = 0.0, attn_drop_rate: float = 0.0, drop_path_rate: float = 0.0):

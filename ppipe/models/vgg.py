@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import paddle.nn as nn
 
+from ppipe.models.layers import ClassifierHeads
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -29,7 +30,7 @@ class ConvBlock(nn.Layer):
         return self.max_pool(x)
 
 
-class VGG(nn.Layer):
+class VGG(ClassifierHeads, nn.Layer):
     """conv_block_1..conv_block_5 (64-128-256-512-512 channels) -> features [N, 512, 7, 7] -> fc1, fc2 (ReLU,
     dropout) -> `fc3`.
 
@@ -66,13 +67,6 @@ class VGG(nn.Layer):
         x = self.drop(self.relu(self.fc2(x)))
         return x if pre_logits else self.fc3(x)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """A freshly initialised classifier with `num_classes` outputs (0: identity, returning fc2's features)."""
-        self.num_classes = num_classes
-        self.fc3 = nn.Linear(4096, num_classes) if num_classes > 0 else nn.Identity()
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
 
 
 STAGE_CHANNELS = (64, 128, 256, 512, 512)

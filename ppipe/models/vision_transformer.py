@@ -11,10 +11,10 @@ from __future__ import annotations
 import paddle
 import paddle.nn as nn
 
-from ppipe.models.layers import DropPath, Mlp, stochastic_depth_rates
+from ppipe.models.layers import ClassifierHeads, DropPath, Mlp, stochastic_depth_rates
 from ppipe.models.layers.attention import Attention
 from ppipe.models.layers.patch_embed import PatchEmbed
-from ppipe.models.layers.token_head import init_transformer_weights, trunc_normal_, zeros_  # noqa: F401
+from ppipe.models.layers.token_head import init_transformer_weights, transformer_linear, trunc_normal_
 from ppipe.models.registry import register_model
 from ppipe.models.spec import spec
 
@@ -38,7 +38,7 @@ class Block(nn.Layer):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-class VisionTransformer(nn.Layer):
+class VisionTransformer(ClassifierHeads, nn.Layer):
     """Patch embedding -> [class token; patches] + position embedding -> `blocks` -> `norm` -> `head`.
 
     `forward_features` returns the whole normalised token sequence [N, 1 + patches, embed_dim]; `forward_head`
@@ -46,6 +46,7 @@ class VisionTransformer(nn.Layer):
     """
 
     classifier_name = "head"
+    classifier_layer = staticmethod(transformer_linear)
     num_prefix_tokens = 1  # tokens before the patches: the class token
 
     def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3, num_classes: int = 1000,
@@ -83,23 +84,6 @@ class VisionTransformer(nn.Layer):
         x = x[:, 0]
         return x if pre_logits else self.head(x)
 
-    def get_classifier(self) -> nn.Layer:
-        return self.head
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier by a freshly initialised one with `num_classes` outputs (0: identity)."""
-        self.num_classes = num_classes
-        self.head = self._new_classifier(num_classes)
-
-    def _new_classifier(self, num_classes: int) -> nn.Layer:
-        if num_classes <= 0:
-            return nn.Identity()
-        head = nn.Linear(self.head_hidden_size, num_classes)
-        init_transformer_weights(head)
-        return head
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
 
 
 def _create(**kw) -> VisionTransformer:

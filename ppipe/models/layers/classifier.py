@@ -36,7 +36,49 @@ def new_classifier(in_features: int, num_classes: int, layer: ClassifierLayer = 
     return layer(in_features, num_classes) if num_classes > 0 else nn.Identity()
 
 
-class PooledClassifierNet(nn.Layer):
+class ClassifierHeads:
+    """Mixin: the classifier half of the model contract, for a model whose class-count-wide heads are the sub-layers
+    named by `classifier_name` (one name, or a tuple for models with several heads: DeiT's `head_dist`, LeViT's
+    distillation head, GoogLeNet's auxiliary heads, whose dotted names `aux1.out` are rebuilt as their top-level
+    `aux1`).
+
+    `new_head(name, num_classes)` builds one head, by default `classifier_layer(head_hidden_size, num_classes)` (the
+    identity for 0 classes); `remap_checkpoint` renames PaddleClas's keys by `paddleclas_key_rules`; `forward` is
+    `forward_head(forward_features(x))`.
+    """
+
+    classifier_name: str | tuple[str, ...] = "fc"
+    classifier_layer: ClassifierLayer = nn.Linear
+    paddleclas_key_rules: tuple[Rule, ...] = ()
+
+    @property
+    def head_names(self) -> tuple[str, ...]:
+        """The sub-layers `reset_classifier` rebuilds, in order."""
+        names = (self.classifier_name,) if isinstance(self.classifier_name, str) else self.classifier_name
+        return tuple(dict.fromkeys(name.split(".")[0] for name in names))
+
+    def new_head(self, name: str, num_classes: int) -> nn.Layer | None:
+        """A freshly initialised head `name` with `num_classes` outputs."""
+        return new_classifier(self.head_hidden_size, num_classes, self.classifier_layer)
+
+    def get_classifier(self) -> nn.Layer:
+        return getattr(self, self.head_names[0])
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace every head by a freshly initialised one with `num_classes` outputs (0: identity)."""
+        self.num_classes = num_classes
+        for name in self.head_names:
+            setattr(self, name, self.new_head(name, num_classes))
+
+    def remap_checkpoint(self, state: dict) -> dict:
+        """PaddleClas's keys -> ours, by `paddleclas_key_rules`; keys already ours pass unchanged."""
+        return rename_keys(state, self.paddleclas_key_rules)
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))
+
+
+class PooledClassifierNet(ClassifierHeads, nn.Layer):
     """Base of a network classifying its globally pooled feature map; subclasses define `forward_features` only.
 
     Contract: `forward_features(x)` -> pre-pooling map with `num_features` channels; `forward_head(x, pre_logits)`
@@ -45,10 +87,6 @@ class PooledClassifierNet(nn.Layer):
     Subclasses set `classifier_layer` (how PaddleClas initialises their `fc`) and `paddleclas_key_rules` (how
     PaddleClas's keys rename to theirs, applied by `remap_checkpoint`).
     """
-
-    classifier_name = "fc"
-    classifier_layer: ClassifierLayer = nn.Linear
-    paddleclas_key_rules: tuple[Rule, ...] = ()
 
     def _init_head(self, in_chs: int, num_classes: int, *, class_expand: int = 1280, act: str = "hardswish",
                    dropout_prob: float | None = 0.2, use_last_conv: bool = True) -> None:
@@ -72,18 +110,3 @@ class PooledClassifierNet(nn.Layer):
     def forward_head(self, x, pre_logits: bool = False):
         x = self.flatten(self.dropout(self.head_act(self.last_conv(self.avg_pool(x)))))
         return x if pre_logits else self.fc(x)
-
-    def get_classifier(self) -> nn.Layer:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier by a freshly initialised one with `num_classes` outputs (0: identity)."""
-        self.num_classes = num_classes
-        self.fc = new_classifier(self.head_hidden_size, num_classes, self.classifier_layer)
-
-    def remap_checkpoint(self, state: dict) -> dict:
-        """PaddleClas's keys -> ours, by `paddleclas_key_rules`; keys already ours pass unchanged."""
-        return rename_keys(state, self.paddleclas_key_rules)
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))

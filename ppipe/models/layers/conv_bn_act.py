@@ -27,7 +27,8 @@ class ConvBNAct(nn.Layer):
     parameterised as timm's `ConvNormAct` is.
 
     `padding` defaults to 'same' for odd kernels ((k - 1) // 2 * dilation per side); a tuple `kernel_size` with an
-    explicit `padding` gives Inception's asymmetric 1x7 / 7x1 convs. The BatchNorm's affine parameters are exempt
+    explicit `padding` gives Inception's asymmetric 1x7 / 7x1 convs, a 4-tuple (top, bottom, left, right) pads
+    unevenly (EfficientNet's TensorFlow 'SAME'). The BatchNorm's affine parameters are exempt
     from weight decay (PaddleClas's `ConvBNLayer`) unless `bn_weight_decay`, as in PaddleClas's older families
     whose recipes decay them. `data_format` "NHWC" lays activations out channels-last (input and output), which
     suits float16 tensor-core convolutions on GPUs; the parameters and their shapes are the same in both layouts.
@@ -40,7 +41,7 @@ class ConvBNAct(nn.Layer):
     def __init__(self, in_chs: int, out_chs: int, kernel_size: int | tuple[int, int], stride: int = 1,
                  groups: int = 1, act: str | None = None, lr_mult: float = 1.0,
                  weight_init: nn.initializer.Initializer | None = None, data_format: str = "NCHW", *,
-                 padding: int | tuple[int, int] | None = None, dilation: int = 1, bn_eps: float = 1e-5,
+                 padding: int | tuple[int, ...] | None = None, dilation: int = 1, bn_eps: float = 1e-5,
                  bn_momentum: float = 0.9, bn_weight_decay: bool = False):
         super().__init__()
         if padding is None:
@@ -56,6 +57,11 @@ class ConvBNAct(nn.Layer):
 
     def forward(self, x):
         return self.act(self.bn(self.conv(x)))
+
+
+# Inception's factorised kernels: 1x7 and 7x1 (1x3 and 3x1) convs padded to keep the map's size
+ROW7, COL7 = dict(kernel_size=(1, 7), padding=(0, 3)), dict(kernel_size=(7, 1), padding=(3, 0))
+ROW3, COL3 = dict(kernel_size=(1, 3), padding=(0, 1)), dict(kernel_size=(3, 1), padding=(1, 0))
 
 
 def conv_bn_relu(in_chs: int, out_chs: int, kernel_size: int | tuple[int, int], stride: int = 1,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import paddle.nn as nn
 
+from ppipe.models.layers.classifier import ClassifierHeads
+
 trunc_normal_ = nn.initializer.TruncatedNormal(std=0.02)
 zeros_ = nn.initializer.Constant(0.0)
 ones_ = nn.initializer.Constant(1.0)
@@ -22,23 +24,19 @@ def init_transformer_weights(layer: nn.Layer) -> None:
         zeros_(layer.bias)
 
 
-class TokenMeanHead:
+def transformer_linear(in_features: int, out_features: int) -> nn.Linear:
+    """A Linear initialised as PaddleClas initialises its transformers' classifiers (`init_transformer_weights`)."""
+    layer = nn.Linear(in_features, out_features)
+    init_transformer_weights(layer)
+    return layer
+
+
+class TokenMeanHead(ClassifierHeads):
     """Mixin: `forward_head` averages the tokens of `forward_features` ([N, tokens, C]) and applies `head`."""
 
     classifier_name = "head"
+    classifier_layer = staticmethod(transformer_linear)
 
     def forward_head(self, x, pre_logits: bool = False):
         x = x.mean(axis=1)
         return x if pre_logits else self.head(x)
-
-    def get_classifier(self) -> nn.Layer:
-        return self.head
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier by a freshly initialised one with `num_classes` outputs (0: identity)."""
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
-        init_transformer_weights(self.head)
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
