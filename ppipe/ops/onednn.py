@@ -91,6 +91,9 @@ def _build_and_load():
     for source in _SOURCES + _HEADERS:
         digest.update(source.read_bytes())
     digest.update(paddle.__version__.encode())
+    # Paddle's build records the sources' paths: two checkouts sharing the cache would rebuild each other's
+    # operator on every switch (30-40 s of g++ inside a Ray worker, long enough to time out its peers).
+    digest.update(str(_SOURCES[0].parent.resolve()).encode())
     digest.update((include / "oneapi" / "dnnl" / "dnnl_version.h").read_bytes())
     key = digest.hexdigest()[:16]
     name = f"ppipe_onednn_conv_{key}"
