@@ -142,8 +142,12 @@ def export_legacy_model(model, out_dir: str, input_shape: tuple[int, int, int], 
     os.makedirs(out_dir, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ppipe-legacy-") as tmp:
         pickled = os.path.join(tmp, "model.pkl")
-        with open(pickled, "wb") as f:
-            pickle.dump(model, f, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            with open(pickled, "wb") as f:
+                pickle.dump(model, f, protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, AttributeError, TypeError) as e:
+            raise LegacyExportError(f"the model cannot be handed to the legacy export subprocess (pickle: {e}); "
+                                    f"its class must be importable") from None
         env = {**os.environ, LEGACY_FLAG: "0"}
         cmd = [sys.executable, "-m", "ppipe.export.legacy", pickled, os.path.join(out_dir, "model"), str(c), str(h),
                str(w)]
