@@ -14,6 +14,9 @@ Values only: traced in the legacy mode they fail with "multiply(): argument (pos
 Variable". `patch_sunk_ops` gives those the zoo uses a legacy branch that appends the legacy operator
 (`elementwise_mul`, `matmul_v2`, `reduce_sum`, ...) with `LayerHelper`, as Paddle 2.6 did; eager and PIR calls go
 to the original function. A model needing an unpatched one still fails, with Paddle's own message.
+The program is saved with ``clip_extra=False``: by default Paddle 3 strips the operators' "extra" attributes and
+outputs, which Paddle-Lite 2.13's `opt` still reads (it aborts on ``relu6`` without ``threshold`` and crashes on
+``flatten_contiguous_range`` without ``XShape``).
 """
 
 from __future__ import annotations
@@ -173,7 +176,7 @@ def _main(argv: list[str]) -> None:
         model = pickle.load(f)  # written by export_legacy_model in the parent process, a moment ago
     model.eval()
     spec = paddle.static.InputSpec([None, int(c), int(h), int(w)], "float32", name="x")
-    paddle.jit.save(paddle.jit.to_static(model, input_spec=[spec], full_graph=True), prefix)
+    paddle.jit.save(paddle.jit.to_static(model, input_spec=[spec], full_graph=True), prefix, clip_extra=False)
 
 
 if __name__ == "__main__":
