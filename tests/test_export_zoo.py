@@ -24,8 +24,14 @@ DEFAULT_FAMILIES = {"MobileNetV3", "DeiT", "ResNet"}
 DOCS = os.path.join(os.path.dirname(__file__), "..", "docs", "export.md")
 
 
+# Paddle Inference's oneDNN predictor cannot run the PIR export of MobileViT at 32x32 (the reference export every
+# target starts from fails: "ConvertPirAttribute2RuntimeAttribute not support ArrayAttribute<DoubleAttribute>");
+# 64 works
+SMALLEST_WORKING_SIDE = {"MobileViT": 64}
+
+
 def zoo_input_size(name: str) -> int:
-    return test_input_size(name, preferred=32)
+    return test_input_size(name, preferred=SMALLEST_WORKING_SIDE.get(get_spec(name).family, 32))
 
 
 def export_converter_targets(name: str, tmp_path) -> dict:
