@@ -20,13 +20,13 @@ from collections.abc import Callable
 import numpy as np
 
 from ppipe.export.paddle_inference import max_relative_error
-from ppipe.export.target_outcome import NotApplicable, TargetFailed, build_target
+from ppipe.export.target_outcome import DEFAULT_RTOL, NotApplicable, TargetFailed, build_target, check_rtol
 from ppipe.export.targets import TARGETS, ExportContext, TargetResult
 
-__all__ = ["OPSET", "RTOL", "convert_to_onnx", "onnx_session", "run_onnx", "check_onnx", "measure", "onnx_target"]
+__all__ = ["OPSET", "convert_to_onnx", "onnx_session", "run_onnx", "check_onnx", "measure", "onnx_target"]
 
 OPSET = 17
-RTOL = 1e-4  # the same bound as the Paddle Inference export's check
+MEASURE_THREADS = 1
 _UNSUPPORTED = re.compile(r"not supported|unsupported|not registered", re.IGNORECASE)
 
 
@@ -70,7 +70,7 @@ def run_onnx(session, batch: np.ndarray) -> np.ndarray:
     return session.run(None, {name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
 
-def check_onnx(session, check_inputs: np.ndarray, reference_logits: np.ndarray, rtol: float = RTOL) -> dict:
+def check_onnx(session, check_inputs: np.ndarray, reference_logits: np.ndarray, rtol: float = DEFAULT_RTOL) -> dict:
     """Compare ONNX Runtime's logits with the dygraph ones (``max|a - b| / max|b|``); TargetFailed above `rtol`."""
     import onnxruntime as ort
 
@@ -116,18 +116,14 @@ def measure(run: Callable[[np.ndarray], object], input_shape: tuple[int, int, in
             "threads": threads, "cpu": cpu_model()}
 
 
-def _threads(ctx: ExportContext) -> int:
-    return int(getattr(ctx.settings, "threads", None) or 1)
-
-
 def build_onnx(ctx: ExportContext, folder: str) -> TargetResult:
     """Convert, check and measure into `folder`."""
     path = os.path.join(folder, "model.onnx")
     convert_to_onnx(ctx.reference_dir, path)
-    session = onnx_session(path, threads=_threads(ctx))
-    check = check_onnx(session, ctx.check_inputs, ctx.reference_logits)
+    session = onnx_session(path, threads=MEASURE_THREADS)
+    check = check_onnx(session, ctx.check_inputs, ctx.reference_logits, check_rtol(ctx))
     check["opset"] = OPSET
-    measurements = measure(lambda b: run_onnx(session, b), ctx.input_shape, threads=_threads(ctx))
+    measurements = measure(lambda b: run_onnx(session, b), ctx.input_shape, threads=MEASURE_THREADS)
     return TargetResult(name="onnx", status="built", check=check, measurements=measurements)
 
 

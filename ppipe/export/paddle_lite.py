@@ -19,13 +19,12 @@ import tempfile
 from ppipe.export.legacy import LegacyExportError, export_legacy_model
 from ppipe.export.lite_env import LITE_PACKAGE, LiteUnavailable, lite_optimizer
 from ppipe.export.paddle_inference import max_relative_error
-from ppipe.export.target_outcome import NotApplicable, TargetFailed, build_target
+from ppipe.export.target_outcome import DEFAULT_RTOL, NotApplicable, TargetFailed, build_target, check_rtol
 from ppipe.export.targets import TARGETS, ExportContext, TargetResult
 
-__all__ = ["VALID_TARGETS", "RTOL", "check_legacy_model", "optimize_for_lite", "paddle_lite_target"]
+__all__ = ["VALID_TARGETS", "check_legacy_model", "optimize_for_lite", "paddle_lite_target"]
 
 VALID_TARGETS = "arm"
-RTOL = 1e-4
 _UNSUPPORTED = re.compile(r"not supported|unsupported", re.IGNORECASE)
 
 
@@ -43,7 +42,7 @@ def _unoptimized_predictor(model_dir: str):
     return pi.create_predictor(config)
 
 
-def check_legacy_model(model_dir: str, check_inputs, reference_logits, rtol: float = RTOL) -> dict:
+def check_legacy_model(model_dir: str, check_inputs, reference_logits, rtol: float = DEFAULT_RTOL) -> dict:
     """The legacy program's logits, run by Paddle Inference without its graph passes, against the dygraph ones."""
     from ppipe.inference import predict
 
@@ -87,7 +86,7 @@ def build_lite(ctx: ExportContext, folder: str) -> TargetResult:
             export_legacy_model(ctx.model, legacy_dir, ctx.input_shape)
         except LegacyExportError as e:
             raise NotApplicable(f"no legacy program for Paddle-Lite: {e}") from None
-        check = check_legacy_model(legacy_dir, ctx.check_inputs, ctx.reference_logits)
+        check = check_legacy_model(legacy_dir, ctx.check_inputs, ctx.reference_logits, check_rtol(ctx))
         optimize_for_lite(opt, legacy_dir, os.path.join(folder, "model"))
     check.update(valid_targets=VALID_TARGETS, converter=LITE_PACKAGE)
     return TargetResult(name="paddle-lite", status="built", check=check,

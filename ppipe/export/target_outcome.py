@@ -13,7 +13,9 @@ from ppipe.export.targets import ExportContext, TargetResult
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NotApplicable", "TargetFailed", "build_target", "relative_files"]
+__all__ = ["NotApplicable", "TargetFailed", "build_target", "relative_files", "check_rtol"]
+
+DEFAULT_RTOL = 1e-4  # the Paddle Inference export's bound: max|a - b| / max|b| against the dygraph logits
 
 
 class NotApplicable(Exception):
@@ -26,6 +28,12 @@ class TargetFailed(Exception):
     numbers."""
 
 
+def check_rtol(ctx: ExportContext) -> float:
+    """The tolerance of a target's logits check: the config's ``Export.rtol`` (ctx.settings), else 1e-4."""
+    rtol = getattr(ctx.settings, "rtol", None)
+    return DEFAULT_RTOL if rtol is None else float(rtol)
+
+
 def relative_files(folder: str, final: str, out_root: str) -> list[str]:
     """The files of the staged `folder`, named as they will be once it is renamed to `final` (relative to
     `out_root`)."""
@@ -34,10 +42,10 @@ def relative_files(folder: str, final: str, out_root: str) -> list[str]:
                   for d, _, files in os.walk(folder) for f in files)
 
 
-def build_target(name: str, ctx: ExportContext,
-                 build: Callable[[str], TargetResult]) -> TargetResult:
+def build_target(name: str, ctx: ExportContext, build: Callable[[str], TargetResult]) -> TargetResult:
     """Run ``build(staging_folder)`` (which returns the built result, or raises) for target `name`; its folder
-    becomes ``ctx.out_root/<name>/`` only when `build` returned. Returns the result, or a skipped/failed one with the reason."""
+    becomes ``ctx.out_root/<name>/`` only when `build` returned. Returns the result, or a skipped/failed one with
+    the reason."""
     final = os.path.join(ctx.out_root, name)
     try:
         with storage.staged_directory(final, name) as tmp:

@@ -27,7 +27,7 @@ import numpy as np
 
 from ppipe.export import tensorrt_engine
 from ppipe.export.onnx import check_onnx, convert_to_onnx, onnx_session
-from ppipe.export.target_outcome import build_target
+from ppipe.export.target_outcome import build_target, check_rtol
 from ppipe.export.targets import TARGETS, ExportContext, TargetResult
 
 __all__ = ["BATCH_SHAPES", "PRECISIONS", "WORKSPACE_BYTES", "build_spec", "paddle_trt_config",
@@ -160,7 +160,7 @@ def _write_json(path: str, doc: dict) -> None:
 def build_tensorrt(ctx: ExportContext, folder: str) -> TargetResult:
     onnx_path = os.path.join(folder, "model.onnx")
     convert_to_onnx(ctx.reference_dir, onnx_path)
-    check = check_onnx(onnx_session(onnx_path), ctx.check_inputs, ctx.reference_logits)
+    check = check_onnx(onnx_session(onnx_path), ctx.check_inputs, ctx.reference_logits, check_rtol(ctx))
     np.save(os.path.join(folder, "check_inputs.npy"), np.asarray(ctx.check_inputs, dtype=np.float32))
     np.save(os.path.join(folder, "reference_logits.npy"), np.asarray(ctx.reference_logits, dtype=np.float32))
     calibration = write_calibration(folder, ctx.calibration, ctx.input_shape)
