@@ -30,6 +30,19 @@ DOCS = os.path.join(os.path.dirname(__file__), "..", "docs", "export.md")
 SMALLEST_WORKING_SIDE = {"MobileViT": 64}
 
 
+# The checked Paddle Inference export (oneDNN), which every converter target starts from, fails for these at the
+# sweep's input with random weights; that export and its check belong to the export stage (ppipe/export/
+# paddle_inference.py), so the family is recorded with the reason and xfails here, strictly on ExportError.
+REFERENCE_EXPORT_FAILS = {
+    "HRNet": "oneDNN predictor: ConvertPirAttribute2RuntimeAttribute does not support ArrayAttribute<Double> at 32",
+    "RedNet": "random involution kernels grow the logits to ~1e4; oneDNN's rounding exceeds rtol 1e-4 (1.05e-4)",
+    "ReXNet": "oneDNN's rounding exceeds rtol 1e-4 on the random-weight model at 32 (1.18e-4)",
+    "SwinTransformer": "oneDNN predictor cannot be created at 224: an fc gets input [-8, 37632] for weight [96, 288]",
+    "Twins": "oneDNN predictor cannot be created at 224: an fc gets input [-8, 25088] for weight [64, 192]",
+    "ResNeSt": "oneDNN's rounding exceeds rtol 1e-4 on the random-weight model at 32 (2.6e-4, logits ~540)",
+}
+
+
 def zoo_input_size(name: str) -> int:
     return test_input_size(name, preferred=SMALLEST_WORKING_SIDE.get(get_spec(name).family, 32))
 
@@ -44,8 +57,16 @@ def export_converter_targets(name: str, tmp_path) -> dict:
 
 
 def _family_params():
-    return [pytest.param(fam, marks=() if fam in DEFAULT_FAMILIES else pytest.mark.slow, id=fam)
-            for fam in sorted(SMALLEST_PER_FAMILY)]
+    from ppipe.export import ExportError
+
+    def marks(fam):
+        found = [] if fam in DEFAULT_FAMILIES else [pytest.mark.slow]
+        if fam in REFERENCE_EXPORT_FAILS:
+            found.append(pytest.mark.xfail(reason=f"reference export: {REFERENCE_EXPORT_FAILS[fam]}",
+                                           raises=ExportError, strict=True))
+        return found
+
+    return [pytest.param(fam, marks=marks(fam), id=fam) for fam in sorted(SMALLEST_PER_FAMILY)]
 
 
 @pytest.mark.parametrize("family", _family_params())
