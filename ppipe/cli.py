@@ -103,6 +103,20 @@ def cmd_artifacts_pull(args):
     _emit(ArtifactStore(args.store).pull(args.ref, args.dest), args.json)
 
 
+def cmd_deploy_tensorrt(args):
+    from ppipe.export.tensorrt_engine import deploy_tensorrt
+
+    result = deploy_tensorrt(args.path, precision=args.precision)
+    if args.json:
+        _emit(result, True)
+    elif result["status"] == "built":
+        print(f"built {result['engine']} ({result['precision']}): max_rel_err {result['check']['max_rel_err']:.2e}")
+    else:
+        print(f"ppipe: deploy tensorrt {result['status']}: {result['reason']}", file=sys.stderr)
+    # skipped (no TensorRT/GPU here) is not success: a script must not take the engine as built
+    sys.exit({"built": 0, "failed": 1}.get(result["status"], 3))
+
+
 def cmd_pipeline(args):
     # The flow lives in flows/ (Prefect); ppipe itself never imports Prefect, so it runs as its own process.
     cmd = [sys.executable, "-m", "flows.pipeline"]
@@ -190,6 +204,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--store", default=None)
     ap.add_argument("--json", action="store_true")
     ap.set_defaults(func=cmd_artifacts_pull)
+
+    deploy = sub.add_parser("deploy", help="build a deployment from an export").add_subparsers(dest="what",
+                                                                                          required=True)
+    dt = deploy.add_parser("tensorrt", help="build, serialise and check a TensorRT engine (needs TensorRT + GPU)")
+    dt.add_argument("path", metavar="ARTIFACT_OR_DIR", help="a pulled artifact or export folder, or its tensorrt/")
+    dt.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
+                    help="default: build_spec.json's precision")
+    dt.add_argument("--json", action="store_true")
+    dt.set_defaults(func=cmd_deploy_tensorrt)
 
     pl = sub.add_parser("pipeline", help="the whole chain as a Prefect flow (no CONFIG: the quickstart)")
     with_config(pl, optional=True)

@@ -1,0 +1,178 @@
+"""The `tensorrt` export target: everything a GPU node needs to build a TensorRT engine, without needing a GPU here.
+
+    tensorrt/model.onnx              the ONNX model (opset 17, dynamic batch), checked with ONNX Runtime
+    tensorrt/build_spec.json         precision, min/opt/max input shapes, workspace, the INT8 calibration in use
+    tensorrt/check_inputs.npy        inputs and the dygraph logits they give: `ppipe deploy tensorrt` checks the
+    tensorrt/reference_logits.npy    engine's logits against them
+    tensorrt/calibration_images.npy  the calibration images (float32 [N, C, H, W], eval transforms, train split)
+    tensorrt/calibration.cache       TensorRT's INT8 calibration cache (IInt8EntropyCalibrator2), where TensorRT
+                                     and a GPU were available at export time, else
+    tensorrt/calibration_ranges.json per-tensor ranges from ONNX Runtime's MinMax calibrator (documented below)
+    tensorrt/paddle_trt_config.json  the Paddle-TRT predictor configuration for paddlepaddle-gpu images
+
+The engine itself is built on the GPU node by `ppipe deploy tensorrt` (`ppipe.export.tensorrt_engine`).
+
+``calibration_ranges.json``: ``{"format": "ppipe-onnxruntime-ranges/1", "method": "MinMax", "onnx":
+"model.onnx", "images": N, "tensors": {ONNX tensor name: {"min": float, "max": float, "amax": float}}}``; `amax`
+(``max(|min|, |max|)``) is the symmetric range TensorRT's ``ITensor.set_dynamic_range(-amax, amax)`` takes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from ppipe.export import tensorrt_engine
+from ppipe.export.onnx import check_onnx, convert_to_onnx, onnx_session
+from ppipe.export.target_outcome import build_target, check_rtol
+from ppipe.export.targets import TARGETS, ExportContext, TargetResult
+
+__all__ = ["BATCH_SHAPES", "PRECISIONS", "WORKSPACE_BYTES", "build_spec", "paddle_trt_config",
+           "apply_paddle_trt_config", "write_calibration", "tensorrt_target"]
+
+PRECISIONS = ("fp32", "fp16", "int8")
+BATCH_SHAPES = {"min": 1, "opt": 8, "max": 32}  # opt is also the calibration batch (TensorRT calibrates at opt)
+WORKSPACE_BYTES = 1 << 30
+# what an engine's logits may differ from the dygraph logits by (max|a-b|/max|b|), per precision
+ENGINE_RTOL = {"fp32": 1e-3, "fp16": 2e-2, "int8": 2e-1}
+MAX_CALIBRATION_IMAGES = 512
+
+
+def _shapes(input_shape) -> dict[str, list[int]]:
+    return {k: [b, *map(int, input_shape)] for k, b in BATCH_SHAPES.items()}
+
+
+def build_spec(input_shape, calibration: dict, precision: str = "fp16") -> dict:
+    """The engine build specification written as ``build_spec.json``."""
+    return {"format": "ppipe-tensorrt-build/1", "onnx": "model.onnx", "input": "x", "shapes": _shapes(input_shape),
+            "precision": precision, "precisions": list(PRECISIONS), "workspace_bytes": WORKSPACE_BYTES,
+            "calibration": calibration, "rtol": ENGINE_RTOL,
+            "check": {"inputs": "check_inputs.npy", "logits": "reference_logits.npy"}}
+
+
+def paddle_trt_config(input_shape, model_dir: str, precision: str = "fp16") -> dict:
+    """The Paddle-TRT predictor configuration (``paddle_trt_config.json``): `model_dir` is the Paddle Inference
+    export relative to this folder; `apply_paddle_trt_config` applies it to a `paddle.inference.Config`."""
+    shapes = _shapes(input_shape)
+    return {"format": "ppipe-paddle-trt/1", "model_dir": model_dir, "gpu_memory_mb": 1024, "device_id": 0,
+            "enable_tensorrt_engine": {"workspace_size": WORKSPACE_BYTES, "max_batch_size": BATCH_SHAPES["max"],
+                                       "min_subgraph_size": 3, "precision": precision, "use_static": True,
+                                       "use_calib_mode": precision == "int8"},
+            "dynamic_shape": {"min_input_shape": {"x": shapes["min"]}, "max_input_shape": {"x": shapes["max"]},
+                              "optim_input_shape": {"x": shapes["opt"]}}}
+
+
+_PADDLE_PRECISION = {"fp32": "Float32", "fp16": "Half", "int8": "Int8"}
+
+
+def apply_paddle_trt_config(config, spec: dict, precision_type=None):
+    """Turn on Paddle-TRT in `config` (a GPU build's `paddle.inference.Config`) as `spec` (a
+    ``paddle_trt_config.json``) says. `precision_type` is `paddle.inference.PrecisionType` (looked up when omitted)."""
+    if precision_type is None:
+        from paddle.inference import PrecisionType as precision_type
+    trt = dict(spec["enable_tensorrt_engine"])
+    precision = trt.pop("precision")
+    if precision not in _PADDLE_PRECISION:
+        raise ValueError(f"paddle_trt_config.json: precision must be one of {sorted(_PADDLE_PRECISION)}, "
+                         f"got {precision!r}")
+    config.enable_use_gpu(int(spec["gpu_memory_mb"]), int(spec["device_id"]))
+    config.enable_tensorrt_engine(precision_mode=getattr(precision_type, _PADDLE_PRECISION[precision]), **trt)
+    config.set_trt_dynamic_shape_info(spec["dynamic_shape"]["min_input_shape"],
+                                      spec["dynamic_shape"]["max_input_shape"],
+                                      spec["dynamic_shape"]["optim_input_shape"])
+    return config
+
+
+def _calibration_images(calibration, input_shape) -> np.ndarray:
+    batches, count = [], 0
+    for batch in calibration():
+        batch = np.asarray(batch, dtype=np.float32)
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != tuple(input_shape):
+            raise ValueError(f"calibration batch of shape {list(batch.shape)}, expected [N, "
+                             f"{', '.join(map(str, input_shape))}]")
+        batches.append(batch[: MAX_CALIBRATION_IMAGES - count])
+        count += len(batches[-1])
+        if count >= MAX_CALIBRATION_IMAGES:
+            break
+    if not count:
+        raise ValueError("the calibration source yielded no images")
+    return np.concatenate(batches)
+
+
+def onnxruntime_ranges(onnx_path: str, images: np.ndarray, batch: int = BATCH_SHAPES["opt"]) -> dict:
+    """Per-tensor {min, max, amax} of every tensor of the ONNX model over `images`, from ONNX Runtime's MinMax
+    calibrator."""
+    from onnxruntime.quantization.calibrate import CalibrationDataReader, CalibrationMethod, create_calibrator
+
+    class Images(CalibrationDataReader):
+        def __init__(self):
+            self.chunks = iter(np.array_split(images, max(1, -(-len(images) // batch))))
+
+        def get_next(self):
+            chunk = next(self.chunks, None)
+            return None if chunk is None else {"x": chunk}
+
+    with tempfile.TemporaryDirectory(prefix="ppipe-ort-calib-") as tmp:
+        calibrator = create_calibrator(onnx_path, augmented_model_path=os.path.join(tmp, "augmented.onnx"),
+                                       calibrate_method=CalibrationMethod.MinMax)
+        calibrator.collect_data(Images())
+        data = calibrator.compute_data()
+    tensors = {}
+    for name, value in data.items():
+        lo, hi = (float(np.asarray(v).reshape(-1)[0]) for v in value.range_value)
+        tensors[name] = {"min": lo, "max": hi, "amax": max(abs(lo), abs(hi))}
+    return tensors
+
+
+def write_calibration(folder: str, calibration, input_shape) -> dict:
+    """Write the INT8 calibration into `folder`; returns the `calibration` entry of the build spec (which kind was
+    written, and why)."""
+    if calibration is None:
+        return {"kind": "none", "reason": "no calibration images were given to the export: INT8 engines cannot be "
+                                          "calibrated from this artifact (fp32/fp16 can be built)"}
+    images = _calibration_images(calibration, input_shape)
+    np.save(os.path.join(folder, "calibration_images.npy"), images)
+    entry = {"images_file": "calibration_images.npy", "images": int(len(images))}
+    unavailable = tensorrt_engine.tensorrt_unavailable()
+    if unavailable is None:
+        tensorrt_engine.calibrate(os.path.join(folder, "model.onnx"), images, _shapes(input_shape),
+                                  os.path.join(folder, "calibration.cache"), WORKSPACE_BYTES)
+        return {**entry, "kind": "tensorrt-cache", "cache_file": "calibration.cache",
+                "calibrator": "IInt8EntropyCalibrator2"}
+    ranges = onnxruntime_ranges(os.path.join(folder, "model.onnx"), images)
+    doc = {"format": "ppipe-onnxruntime-ranges/1", "method": "MinMax", "onnx": "model.onnx",
+           "images": int(len(images)), "tensors": ranges}
+    with open(os.path.join(folder, "calibration_ranges.json"), "w") as f:
+        json.dump(doc, f, indent=1)
+    return {**entry, "kind": "onnxruntime-ranges", "ranges_file": "calibration_ranges.json",
+            "reason": f"no TensorRT calibration cache written here ({unavailable}); `ppipe deploy tensorrt "
+                      f"--precision int8` calibrates from calibration_images.npy on the GPU node"}
+
+
+def _write_json(path: str, doc: dict) -> None:
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=1)
+
+
+def build_tensorrt(ctx: ExportContext, folder: str) -> TargetResult:
+    onnx_path = os.path.join(folder, "model.onnx")
+    convert_to_onnx(ctx.reference_dir, onnx_path)
+    check = check_onnx(onnx_session(onnx_path), ctx.check_inputs, ctx.reference_logits, check_rtol(ctx))
+    np.save(os.path.join(folder, "check_inputs.npy"), np.asarray(ctx.check_inputs, dtype=np.float32))
+    np.save(os.path.join(folder, "reference_logits.npy"), np.asarray(ctx.reference_logits, dtype=np.float32))
+    calibration = write_calibration(folder, ctx.calibration, ctx.input_shape)
+    _write_json(os.path.join(folder, "build_spec.json"), build_spec(ctx.input_shape, calibration))
+    model_dir = os.path.relpath(ctx.reference_dir, os.path.join(ctx.out_root, "tensorrt"))
+    _write_json(os.path.join(folder, "paddle_trt_config.json"), paddle_trt_config(ctx.input_shape, model_dir))
+    check["engine"] = "built by `ppipe deploy tensorrt` on a GPU node, checked there against reference_logits.npy"
+    return TargetResult(name="tensorrt", status="built", check=check,
+                        measurements={"note": "measured on the GPU node by `ppipe deploy tensorrt`"})
+
+
+@TARGETS.register(name="tensorrt")
+def tensorrt_target(ctx: ExportContext) -> TargetResult:
+    """ONNX + build specification + INT8 calibration + Paddle-TRT configuration for a TensorRT engine."""
+    return build_target("tensorrt", ctx, lambda folder: build_tensorrt(ctx, folder))

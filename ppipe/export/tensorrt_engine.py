@@ -1,0 +1,161 @@
+"""Build, serialise and check a TensorRT engine from a `tensorrt` export folder (what `ppipe deploy tensorrt` runs).
+
+    from ppipe.export.tensorrt_engine import deploy_tensorrt
+    deploy_tensorrt("pulled/model")   # {"status": "built", "engine": ".../engine_fp16.plan", "check": {...}, ...}
+                                      # or {"status": "skipped", "reason": "TensorRT is not installed ..."}
+
+Runs where TensorRT and an NVIDIA GPU are: the engine follows ``build_spec.json`` (precision, min/opt/max shapes,
+workspace), INT8 uses ``calibration.cache`` when the export wrote one, else calibrates with
+``IInt8EntropyCalibrator2`` on ``calibration_images.npy`` and writes the cache beside the engine. The engine's logits
+on ``check_inputs.npy`` must match ``reference_logits.npy`` within the precision's ``rtol``. Polygraphy (installed
+with paddle2onnx) drives TensorRT and the device memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from ppipe.errors import UserError
+from ppipe.export.onnx import measure
+from ppipe.export.paddle_inference import max_relative_error
+
+__all__ = ["tensorrt_unavailable", "calibrate", "build_engine", "find_tensorrt_folder", "deploy_tensorrt"]
+
+
+def tensorrt_unavailable() -> str | None:
+    """Why no TensorRT engine can be built in this process (None when one can): TensorRT or Polygraphy missing,
+    or no CUDA GPU for TensorRT's builder."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        return "TensorRT is not installed (the `tensorrt` wheel needs an NVIDIA GPU with CUDA)"
+    except Exception as e:  # noqa: BLE001 - a broken CUDA install shows up as any error at import
+        return f"TensorRT does not load: {type(e).__name__}: {e}"
+    try:
+        import polygraphy.backend.trt  # noqa: F401
+    except ImportError:
+        return "Polygraphy is not installed (pip install polygraphy)"
+    try:
+        builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
+    except Exception as e:  # noqa: BLE001 - TensorRT raises a bare TypeError/RuntimeError without a GPU
+        return f"no CUDA GPU for TensorRT's builder ({type(e).__name__}: {e})"
+    return None if builder is not None else "no CUDA GPU for TensorRT's builder"
+
+
+def _profile(shapes: dict):
+    from polygraphy.backend.trt import Profile
+
+    return Profile().add("x", min=shapes["min"], opt=shapes["opt"], max=shapes["max"])
+
+
+def _calibrator(images: np.ndarray | None, batch: int, cache_path: str):
+    """An IInt8EntropyCalibrator2 fed `images` in batches of `batch` (TensorRT calibrates at the profile's opt
+    shape), reading/writing `cache_path`."""
+    import tensorrt as trt
+    from polygraphy.backend.trt import Calibrator
+
+    if images is None:
+        loader = []  # the cache alone calibrates; TensorRT never asks for a batch
+    else:
+        usable = len(images) // batch * batch
+        if usable == 0:
+            raise ValueError(f"INT8 calibration needs at least {batch} images (the opt batch), got {len(images)}")
+        loader = [{"x": images[i:i + batch]} for i in range(0, usable, batch)]
+    return Calibrator(loader, cache=cache_path, BaseClass=trt.IInt8EntropyCalibrator2)
+
+
+def build_engine(onnx_path: str, shapes: dict, precision: str, workspace_bytes: int, calibrator=None):
+    """A TensorRT engine for the ONNX model with one optimisation profile (`shapes`: min/opt/max [N, C, H, W])."""
+    import tensorrt as trt
+    from polygraphy.backend.trt import CreateConfig, engine_from_network, network_from_onnx_path
+
+    if precision not in ("fp32", "fp16", "int8"):
+        raise UserError(f"precision must be fp32, fp16 or int8, got {precision!r}")
+    config = CreateConfig(fp16=precision in ("fp16", "int8"), int8=precision == "int8", calibrator=calibrator,
+                          profiles=[_profile(shapes)],
+                          memory_pool_limits={trt.MemoryPoolType.WORKSPACE: int(workspace_bytes)})
+    return engine_from_network(network_from_onnx_path(onnx_path), config=config)
+
+
+def calibrate(onnx_path: str, images: np.ndarray, shapes: dict, cache_path: str, workspace_bytes: int) -> None:
+    """Write TensorRT's INT8 calibration cache for the ONNX model from `images` (an INT8 build whose engine is
+    dropped: TensorRT calibrates while it builds)."""
+    build_engine(onnx_path, shapes, "int8", workspace_bytes, _calibrator(images, shapes["opt"][0], cache_path))
+    if not os.path.isfile(cache_path):
+        raise RuntimeError(f"TensorRT calibrated but wrote no cache at {cache_path}")
+
+
+def find_tensorrt_folder(path: str) -> str:
+    """The folder holding ``build_spec.json``: `path` itself or its ``tensorrt/`` (an export or pulled artifact)."""
+    for folder in (path, os.path.join(path, "tensorrt")):
+        if os.path.isfile(os.path.join(folder, "build_spec.json")):
+            return folder
+    raise UserError(f"{path}: not a TensorRT export (expected build_spec.json in it or in its tensorrt/ folder); "
+                    f"export with `ppipe export CONFIG --targets tensorrt`")
+
+
+def _int8_calibrator(folder: str, spec: dict):
+    cache = os.path.join(folder, spec["calibration"].get("cache_file") or "calibration.cache")
+    if os.path.isfile(cache):
+        return _calibrator(None, spec["shapes"]["opt"][0], cache), "calibration cache"
+    images_file = spec["calibration"].get("images_file")
+    if not images_file:
+        raise UserError(f"{folder}: INT8 needs calibration, and this export has none "
+                        f"({spec['calibration'].get('reason', 'no calibration images')})")
+    images = np.load(os.path.join(folder, images_file))
+    return _calibrator(images, spec["shapes"]["opt"][0], cache), "IInt8EntropyCalibrator2 on calibration images"
+
+
+def _run_and_check(engine, folder: str, spec: dict, precision: str) -> tuple[dict, dict]:
+    from polygraphy.backend.trt import TrtRunner
+
+    inputs = np.load(os.path.join(folder, spec["check"]["inputs"]))
+    reference = np.load(os.path.join(folder, spec["check"]["logits"]))
+    rtol = float(spec["rtol"][precision])
+    with TrtRunner(engine) as runner:
+        output = runner.get_output_metadata()
+        name = next(iter(output.keys()))
+
+        def run(batch):
+            return runner.infer({"x": np.ascontiguousarray(batch, dtype=np.float32)})[name]
+
+        err = max_relative_error(np.asarray(run(inputs)), reference)
+        measurements = measure(run, tuple(spec["shapes"]["opt"][1:]), threads=1)
+    import tensorrt as trt
+
+    measurements["runtime"] = f"TensorRT {trt.__version__} (GPU)"
+    return {"max_rel_err": float(err), "rtol": rtol, "passed": bool(err <= rtol)}, measurements
+
+
+def deploy_tensorrt(path: str, precision: str | None = None) -> dict:
+    """Build, serialise (``<folder>/engine_<precision>.plan``) and check the engine of the export at `path`.
+
+    Returns ``{"status": "built"|"skipped"|"failed", "reason", "engine", "precision", "check", "measurements"}``;
+    "skipped" where TensorRT or a GPU is missing."""
+    folder = find_tensorrt_folder(os.fspath(path))
+    with open(os.path.join(folder, "build_spec.json")) as f:
+        spec = json.load(f)
+    precision = precision or spec["precision"]
+    result = {"status": "skipped", "reason": "", "precision": precision, "engine": None, "check": {},
+              "measurements": {}}
+    unavailable = tensorrt_unavailable()
+    if unavailable is not None:
+        return {**result, "reason": f"the TensorRT engine was not built: {unavailable}"}
+    from polygraphy.backend.trt import save_engine
+
+    calibrator, calibration = _int8_calibrator(folder, spec) if precision == "int8" else (None, None)
+    engine = build_engine(os.path.join(folder, spec["onnx"]), spec["shapes"], precision, spec["workspace_bytes"],
+                          calibrator)
+    engine_path = os.path.join(folder, f"engine_{precision}.plan")
+    save_engine(engine, engine_path)
+    check, measurements = _run_and_check(engine, folder, spec, precision)
+    if calibration:
+        check["calibration"] = calibration
+    status = "built" if check["passed"] else "failed"
+    reason = "" if check["passed"] else (f"engine logits disagree with the dygraph model: max_rel_err "
+                                         f"{check['max_rel_err']:.3e} > rtol {check['rtol']:.1e}")
+    return {**result, "status": status, "reason": reason, "engine": engine_path, "check": check,
+            "measurements": measurements}

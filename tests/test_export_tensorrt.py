@@ -1,0 +1,122 @@
+"""The tensorrt export target (what a GPU node needs to build an engine) and `ppipe deploy tensorrt` where there is
+no TensorRT or GPU (this machine): tests/gpu/check_tensorrt.py builds real engines."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+
+from ppipe.cli import main
+from ppipe.export import tensorrt_engine
+from ppipe.export.tensorrt import apply_paddle_trt_config, tensorrt_target
+from tests.export_context import make_context
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    ctx = make_context(tmp_path_factory.mktemp("trt"))
+    return ctx, tensorrt_target(ctx)
+
+
+@pytest.fixture
+def no_tensorrt(monkeypatch):
+    monkeypatch.setattr(tensorrt_engine, "tensorrt_unavailable", lambda: "TensorRT is not installed (test)")
+
+
+def _load(ctx, name):
+    with open(os.path.join(ctx.out_root, "tensorrt", name)) as f:
+        return json.load(f)
+
+
+def test_spec_gives_precision_shapes_workspace_and_the_checked_onnx(exported):
+    ctx, result = exported
+    assert result.status == "built", result.reason
+    assert result.check["max_rel_err"] <= result.check["rtol"]
+    spec = _load(ctx, "build_spec.json")
+    assert spec["precision"] in spec["precisions"] == ["fp32", "fp16", "int8"]
+    assert spec["shapes"] == {"min": [1, 3, 32, 32], "opt": [8, 3, 32, 32], "max": [32, 3, 32, 32]}
+    assert spec["workspace_bytes"] > 0
+    folder = os.path.join(ctx.out_root, "tensorrt")
+    np.testing.assert_array_equal(np.load(os.path.join(folder, "check_inputs.npy")), ctx.check_inputs)
+    assert f"tensorrt/{spec['onnx']}" in result.files
+
+
+def test_without_tensorrt_calibration_is_the_images_plus_onnxruntime_ranges_and_says_so(exported):
+    import onnx
+
+    ctx, result = exported
+    calibration = _load(ctx, "build_spec.json")["calibration"]
+    if calibration["kind"] == "tensorrt-cache":
+        pytest.skip("TensorRT and a GPU are here: the export wrote TensorRT's own cache")
+    assert calibration["kind"] == "onnxruntime-ranges" and "no TensorRT calibration cache" in calibration["reason"]
+    images = np.load(os.path.join(ctx.out_root, "tensorrt", calibration["images_file"]))
+    assert images.shape == (8, 3, 32, 32) and calibration["images"] == 8  # 2 batches of 4 from the context
+    ranges = _load(ctx, calibration["ranges_file"])
+    assert ranges["format"] == "ppipe-onnxruntime-ranges/1" and ranges["method"] == "MinMax"
+    logits = onnx.load(os.path.join(ctx.out_root, "tensorrt", "model.onnx")).graph.output[0].name
+    r = ranges["tensors"][logits]
+    assert r["min"] <= r["max"] and r["amax"] == max(abs(r["min"]), abs(r["max"])) > 0
+
+
+def test_no_calibration_source_writes_no_int8_calibration_and_says_why(exported, tmp_path):
+    ctx, _ = exported
+    result = tensorrt_target(dataclasses.replace(ctx, out_root=str(tmp_path), calibration=None))
+    assert result.status == "built"
+    with open(tmp_path / "tensorrt" / "build_spec.json") as f:
+        calibration = json.load(f)["calibration"]
+    assert calibration["kind"] == "none" and "INT8" in calibration["reason"]
+    assert not any("calibration" in f for f in result.files)
+
+
+def test_paddle_trt_config_turns_on_tensorrt_with_the_dynamic_shapes(exported):
+    ctx, _ = exported
+    spec = _load(ctx, "paddle_trt_config.json")
+    calls = {}
+
+    class RecordingConfig:  # the three calls a GPU build's paddle.inference.Config receives
+        def enable_use_gpu(self, memory_mb, device_id):
+            calls["gpu"] = (memory_mb, device_id)
+
+        def enable_tensorrt_engine(self, **kw):
+            calls["trt"] = kw
+
+        def set_trt_dynamic_shape_info(self, lo, hi, opt):
+            calls["shapes"] = (lo, hi, opt)
+
+    class PrecisionType:
+        Float32, Half, Int8 = "f32", "f16", "i8"
+
+    apply_paddle_trt_config(RecordingConfig(), spec, PrecisionType)
+    assert calls["trt"]["precision_mode"] == "f16" and calls["trt"]["max_batch_size"] == 32
+    assert calls["shapes"] == ({"x": [1, 3, 32, 32]}, {"x": [32, 3, 32, 32]}, {"x": [8, 3, 32, 32]})
+    assert os.path.isfile(os.path.join(ctx.out_root, "tensorrt", spec["model_dir"], "model.json"))
+
+
+def test_deploy_without_tensorrt_exits_nonzero_and_json_says_skipped(exported, no_tensorrt, capsys):
+    ctx, _ = exported
+    with pytest.raises(SystemExit) as exit_info:
+        main(["deploy", "tensorrt", ctx.out_root, "--json"])
+    assert exit_info.value.code == 3
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["status"] == "skipped" and "TensorRT is not installed" in doc["reason"]
+    assert not any(n.endswith(".plan") for n in os.listdir(os.path.join(ctx.out_root, "tensorrt")))
+
+
+def test_deploy_without_tensorrt_prints_one_line_saying_it_did_not_run(exported, no_tensorrt, capsys):
+    ctx, _ = exported
+    with pytest.raises(SystemExit) as exit_info:
+        main(["deploy", "tensorrt", os.path.join(ctx.out_root, "tensorrt")])
+    assert exit_info.value.code == 3
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.strip().count("\n") == 0 and "not built" in out.err
+
+
+def test_deploy_names_a_folder_that_is_not_a_tensorrt_export(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["deploy", "tensorrt", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert str(tmp_path) in capsys.readouterr().err
