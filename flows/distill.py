@@ -10,6 +10,7 @@ Parameters (`prefect deployment run 'ppipe-distill/distill' --params '{...}'`):
 - `teacher_recipe`: a recipe (or zoo model name) to train and publish the teacher first.
 - `teacher_key`: the key of the teacher in `Arch.models` (default `Teacher`).
 - `overrides` / `teacher_overrides`: `Section.key=value` overrides of the student's / the teacher's recipe.
+- `recipe_root`: the folder of the zoo recipes, for recipes given as model names (default `configs/ImageNet`).
 - `gate`: the promotion gate of the student, as for `ppipe-retrain`; null: no promotion.
 """
 

@@ -6,6 +6,7 @@ Parameters (`prefect deployment run 'ppipe-tune/tune' --params '{...}'`):
 - `search`: the search file (`Section.key: loguniform(a, b)` lines and optional `Tune:` settings;
   `configs/tune/*.yaml`).
 - `overrides`: `Section.key=value` overrides applied to the recipe before the search.
+- `recipe_root`: the folder of the zoo recipes, for a recipe given as a model name (default `configs/ImageNet`).
 - `gate`: the promotion gate, as for `ppipe-retrain`; null: no promotion.
 """
 

@@ -156,3 +156,41 @@ def test_report_table_has_metrics_latencies_refs_and_reasons(tmp_path):
     md = report._markdown("t", rows, report.wandb_runs([str(tmp_path / "out")], since=0))
     assert "| b | skipped | b:v3 |" in md and "x \\| y" in md and "1 published, 1 skipped, 1 failed" in md
     assert f"(file://{run})" in md
+
+
+def test_distill_finds_the_teachers_place_in_the_recipe(tmp_path):
+    from flows.distill import teacher_index
+    from flows.workspace import REPO
+
+    assert teacher_index(str(REPO / "configs" / "flows" / "distill_quickstart.yaml"), "Teacher") == 0
+    with pytest.raises(ConfigError, match="no 'Teacher' entry"):
+        teacher_index(str(REPO / "configs" / "quickstart.yaml"), "Teacher")
+
+
+def test_shipped_flow_recipes_and_search_files_load():
+    from flows.workspace import REPO
+    from ppipe.config import load_config
+    from ppipe.tune import load_search_space
+
+    cfg = load_config(str(REPO / "configs" / "quickstart.yaml"))
+    space = load_search_space(str(REPO / "configs" / "tune" / "quickstart_lr.yaml"), cfg)
+    assert space.settings.scheduler == "asha"
+    distill = load_config(str(REPO / "configs" / "flows" / "distill_quickstart.yaml"))
+    assert distill.Arch.name == "DistillationModel" and distill.Publish.name == "quickstart-distilled"
+
+
+def test_prefect_yaml_deploys_every_flow_with_documented_parameters():
+    import inspect
+
+    from flows.workspace import REPO
+
+    doc = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    for dep in doc["deployments"]:
+        path, name = dep["entrypoint"].split(":")
+        module = __import__(path[:-3].replace("/", "."), fromlist=[name])
+        fn = getattr(module, name).fn
+        params = set(inspect.signature(fn).parameters)
+        assert set(dep.get("parameters", {})) <= params, dep["name"]
+        assert dep["description"] and dep["work_pool"]["name"] == "ppipe"
+        for p in params:  # every parameter is documented in the flow's module docstring
+            assert f"`{p}`" in (module.__doc__ or "") or dep["name"] == "quickstart", (dep["name"], p)
