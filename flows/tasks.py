@@ -8,6 +8,8 @@ Training tasks carry the tag `ppipe-train`: a Prefect tag concurrency limit on i
 
 from __future__ import annotations
 
+import threading
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from prefect import task
@@ -18,6 +20,10 @@ from ppipe import stages
 from ppipe.config import Config, load_config
 
 TRAIN_TAG = "ppipe-train"
+# Paddle's dygraph and jit state is global to a process: an export in one task thread beside an evaluation or an
+# in-process training in another fails (jit.save errors, garbled reads). Stages that run Paddle in the flow's own
+# process take this lock; a training on Ray workers does not (its Paddle runs in the workers).
+_IN_PROCESS_PADDLE = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -50,17 +56,21 @@ def previous_lineage(store: str | None, model: str) -> dict | None:
 # (after Ray gave up, or the driver's node died) starts a new run of the same name, which resumes from there too.
 @task(name="train", tags=[TRAIN_TAG], **INFRA_RETRIES)
 def train(recipe: Recipe) -> dict:
-    return stages.train(recipe.load())
+    cfg = recipe.load()
+    with _IN_PROCESS_PADDLE if cfg.Ray.num_workers == 0 else nullcontext():
+        return stages.train(cfg)
 
 
 @task(name="evaluate", **INFRA_RETRIES)
 def evaluate(recipe: Recipe) -> dict:
-    return stages.evaluate(recipe.load())
+    with _IN_PROCESS_PADDLE:
+        return stages.evaluate(recipe.load())
 
 
 @task(name="export", **INFRA_RETRIES)
 def export(recipe: Recipe) -> dict:
-    return stages.export(recipe.load())
+    with _IN_PROCESS_PADDLE:
+        return stages.export(recipe.load())
 
 
 @task(name="publish", **INFRA_RETRIES)

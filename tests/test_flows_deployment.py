@@ -76,7 +76,7 @@ def _assert_completed(api: str, run_id: str) -> None:
     run = _flow_run(api, run_id)
     if run["state_type"] != "COMPLETED":
         logs = httpx.post(f"{api}/logs/filter", json={"logs": {"flow_run_id": {"any_": [run_id]}},
-                                                       "sort": "TIMESTAMP_ASC", "limit": 300}, timeout=30).json()
+                                                       "sort": "TIMESTAMP_ASC", "limit": 200}, timeout=30).json()
         pytest.fail(f"flow run ended {run['state_type']}: {run['state'].get('message')}\n"
                     + "\n".join(f"{r['level']} {r['message']}" for r in logs)[-10000:])
 
