@@ -80,7 +80,7 @@ def _prepare_datasets(jobs: list[ModelJob], repo: str) -> dict[str, dict]:
 
 
 def _fingerprint(job: ModelJob, version: dict, code: str) -> None:
-    fp = lineage.fingerprint(config_to_yaml(job.cfg), code, version["manifest_sha256"])
+    fp = lineage.fingerprint(config_to_yaml(job.cfg), code, version["content_sha256"])
     job.row.update(fingerprint=fp, data=version)
 
 

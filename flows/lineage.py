@@ -1,9 +1,11 @@
 """Where a published model came from: the recipe, the code and the data version, and the fingerprint of the three
 that lets a sweep skip a model whose inputs did not change since its last published version.
 
-fingerprint = sha256 of (the resolved recipe YAML, the code's git commit, the prepared data's manifest sha256).
+fingerprint = sha256 of (the resolved recipe YAML, the code's git commit, the prepared data's content sha256).
 The data version is the one DVC knows: the sha256 of the prepared dataset's `manifest.json` and, when `dvc.lock`
-tracks that folder as an output, DVC's md5 of it.
+tracks that folder as an output, DVC's md5 of it. A re-preparation of unchanged data rewrites the manifest with a
+new `created` time and a new source `fingerprint` (file times), so the fingerprint takes the manifest's content
+sha256 instead: the manifest without those two fields (classes, splits with every shard's sha256, rejections).
 
 `ppipe.stages.publish` takes no extra metadata yet, so the lineage is published beside the model as its own
 versioned artifact `<name>.lineage` (metadata: the model version it describes, the fingerprint, the parents).
@@ -61,19 +63,25 @@ def _dvc_md5(repo: str, prepared: str) -> str | None:
     return None
 
 
+# Manifest fields that change when unchanged data is prepared again.
+_VOLATILE_MANIFEST_KEYS = ("created", "fingerprint")
+
+
 def data_version(prepared: str, repo: str) -> dict[str, Any]:
-    """{"prepared", "manifest_sha256", "dvc_md5"} of a prepared dataset (`dvc_md5` None when DVC does not
-    track it)."""
+    """{"prepared", "manifest_sha256", "content_sha256", "dvc_md5"} of a prepared dataset (`dvc_md5` None when
+    DVC does not track it)."""
     from ppipe.data.manifest import manifest_url
 
-    manifest = storage.read_bytes(manifest_url(prepared))
-    return {"prepared": prepared, "manifest_sha256": storage.sha256_bytes(manifest),
+    raw = storage.read_bytes(manifest_url(prepared))
+    content = {k: v for k, v in json.loads(raw).items() if k not in _VOLATILE_MANIFEST_KEYS}
+    return {"prepared": prepared, "manifest_sha256": storage.sha256_bytes(raw),
+            "content_sha256": storage.sha256_bytes(json.dumps(content, sort_keys=True).encode()),
             "dvc_md5": _dvc_md5(repo, prepared)}
 
 
-def fingerprint(config_yaml: str, code: str, manifest_sha256: str) -> str:
+def fingerprint(config_yaml: str, code: str, data_sha256: str) -> str:
     doc = json.dumps({"config_sha256": hashlib.sha256(config_yaml.encode()).hexdigest(), "code": code,
-                      "data_manifest_sha256": manifest_sha256}, sort_keys=True)
+                      "data_sha256": data_sha256}, sort_keys=True)
     return hashlib.sha256(doc.encode()).hexdigest()
 
 

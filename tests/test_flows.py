@@ -68,6 +68,11 @@ def test_data_version_is_the_manifest_sha256_and_dvc_lock_md5(tmp_path):
     prepared = tmp_path / "data" / "prepared"
     prepared.mkdir(parents=True)
     (prepared / "manifest.json").write_text('{"format": "x"}')
+    before = lineage.data_version(str(prepared), str(tmp_path))["content_sha256"]
+    # prepared again from unchanged data: a new time and source file-time fingerprint, the same content
+    (prepared / "manifest.json").write_text('{"format": "x", "created": "2027", "fingerprint": "f2"}')
+    assert lineage.data_version(str(prepared), str(tmp_path))["content_sha256"] == before
+    (prepared / "manifest.json").write_text('{"format": "x"}')
     (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"prepare": {
         "cmd": "ppipe prepare", "outs": [{"path": "data/prepared", "md5": "0123abcd.dir", "nfiles": 3}]}}}))
     import hashlib
