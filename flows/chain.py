@@ -20,6 +20,7 @@ from flows.tasks import Recipe
 from ppipe import stages
 from ppipe.build import infer_arch
 from ppipe.config import Config, config_to_yaml
+from ppipe.data import resolve_prepared
 from ppipe.errors import UserError
 
 CHAIN = ("train", "evaluate", "export", "publish", "record-lineage", "promote")
@@ -65,7 +66,7 @@ def _prepare_datasets(jobs: list[ModelJob], repo: str) -> dict[str, dict]:
     by_data: dict[str, list[ModelJob]] = {}
     for job in jobs:
         if job.cfg is not None:
-            by_data.setdefault(stages.prepared_path(job.cfg), []).append(job)
+            by_data.setdefault(resolve_prepared(job.cfg), []).append(job)
     versions: dict[str, dict] = {}
     for prepared, group in by_data.items():
         state = tasks.prepare(group[0].recipe, return_state=True)
@@ -138,7 +139,7 @@ def run_models(jobs: list[ModelJob], *, repo: str, skip_unchanged: bool, gate: G
     for job in jobs:
         if job.row.get("status") == "failed":
             continue
-        _fingerprint(job, versions[stages.prepared_path(job.cfg)], code)
+        _fingerprint(job, versions[resolve_prepared(job.cfg)], code)
         if skip_unchanged and _mark_unchanged(job):
             log.info("%s: unchanged since %s, skipped", job.name, job.row["ref"])
             continue
