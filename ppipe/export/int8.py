@@ -120,14 +120,13 @@ def save_int8_program(quantized, directory: str, input_shape: tuple[int, int, in
     Paddle 3.3.1's oneDNN INT8 passes (quant_dequant_onednn_pass, cpu_quantize_pass, ...) exist only for
     legacy programs; a PIR program of the same layer saves only at a fixed batch and then fails to load in the
     predictor ("Tensor holds no memory"); see docs/export.md."""
-    import paddle
+    from ppipe.export.legacy import LegacyExportError, export_legacy_model
 
-    spec = paddle.static.InputSpec([None, *input_shape], "float32", name="x")
+    # The one legacy exporter: a subprocess with Paddle's legacy tracer, where the functions Paddle 3.3.1 sank to
+    # PIR-only C++ calls (multiply in squeeze-excitation blocks, ...) get their legacy branch back.
     try:
-        with paddle.pir_utils.OldIrGuard():
-            paddle.jit.save(paddle.jit.to_static(quantized, input_spec=[spec], full_graph=True),
-                            os.path.join(directory, "model"))
-    except Exception as e:  # noqa: BLE001
+        export_legacy_model(quantized, directory, input_shape)
+    except LegacyExportError as e:
         raise ExportError(f"saving the quantized model as a legacy program failed: {e}") from e
     info = os.path.join(directory, "model.pdiparams.info")  # a training-only file; the predictor ignores it
     if os.path.exists(info):
