@@ -85,10 +85,14 @@ def cmd_export(args):
     _emit(stages.export(_config(args), targets=args.targets), args.json)
 
 
-def cmd_artifacts_list(args):
+def _store(args):
     from ppipe.artifacts import ArtifactStore
 
-    rows = ArtifactStore(args.store).list()
+    return ArtifactStore(args.store)
+
+
+def cmd_artifacts_list(args):
+    rows = _store(args).list()
     if args.json:
         _emit(rows, True)
     else:
@@ -97,10 +101,81 @@ def cmd_artifacts_list(args):
             print(f"{r['name']}:{r['version']}  aliases={','.join(r['aliases'])}  top1={top1}  {r['uri']}")
 
 
-def cmd_artifacts_pull(args):
-    from ppipe.artifacts import ArtifactStore
+def cmd_artifacts_show(args):
+    from ppipe.artifacts.console import format_show
 
-    _emit(ArtifactStore(args.store).pull(args.ref, args.dest), args.json)
+    shown = _store(args).show(args.ref)
+    if args.json:
+        _emit(shown, True)
+    else:
+        print(format_show(shown))
+
+
+def cmd_artifacts_pull(args):
+    _emit(_store(args).pull(args.ref, args.dest, overwrite=args.overwrite), args.json)
+
+
+def cmd_artifacts_promote(args):
+    doc = _store(args).promote(args.ref, args.alias, args.require or ())
+    if args.json:
+        _emit(doc, True)
+    else:
+        last = doc["history"][-1]
+        print(f"{args.alias} -> {doc['version']} (was {last['from'] or 'unset'}; by {last['by']} at {last['at']})")
+
+
+def cmd_artifacts_diff(args):
+    from ppipe.artifacts.console import format_diff
+
+    d = _store(args).diff(args.a, args.b)
+    if args.json:
+        _emit(d, True)
+    else:
+        print(format_diff(d))
+
+
+def cmd_artifacts_gc(args):
+    report = _store(args).gc(grace_s=args.grace_hours * 3600.0, dry_run=args.dry_run)
+    if args.json:
+        _emit(report, True)
+        return
+    verb = "would remove" if args.dry_run else "removed"
+    for kind in ("incomplete", "unreferenced"):
+        for url in report[kind]:
+            print(f"{verb} {kind}: {url}")
+    for url in report["kept_recent"]:
+        print(f"kept (younger than {args.grace_hours:g} h, may be a publish in progress): {url}")
+
+
+def _add_artifacts_parser(sub) -> None:
+    arts = sub.add_parser("artifacts", help="the artifact store").add_subparsers(dest="what", required=True)
+
+    def command(name, func, helptext):
+        sp = arts.add_parser(name, help=helptext)
+        sp.add_argument("--store", default=None, help="store URL (default: $PPIPE_STORE, else ./artifacts)")
+        sp.add_argument("--json", action="store_true", help="print one JSON document")
+        sp.set_defaults(func=func)
+        return sp
+
+    command("list", cmd_artifacts_list, "published artifacts")
+    command("show", cmd_artifacts_show, "one version: files, metrics, targets, lineage, alias history").add_argument(
+        "ref", help="NAME, NAME:VERSION or NAME@ALIAS")
+    ap = command("pull", cmd_artifacts_pull, "download an artifact and verify every checksum")
+    ap.add_argument("ref", help="NAME, NAME:VERSION or NAME@ALIAS")
+    ap.add_argument("dest")
+    ap.add_argument("--overwrite", action="store_true", help="replace a non-empty DEST")
+    pr = command("promote", cmd_artifacts_promote, "point an alias at a version, optionally behind metric gates")
+    pr.add_argument("ref", help="NAME, NAME:VERSION or NAME@ALIAS")
+    pr.add_argument("alias")
+    pr.add_argument("--require", action="append", metavar="METRIC>=X",
+                    help="a gate on the version's metrics: METRIC>=X or METRIC<=X (repeatable; all must pass)")
+    df = command("diff", cmd_artifacts_diff, "what differs between two versions")
+    df.add_argument("a", metavar="REF")
+    df.add_argument("b", metavar="REF")
+    gc = command("gc", cmd_artifacts_gc, "remove what crashed publishes left (never a published version)")
+    gc.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
+    gc.add_argument("--grace-hours", type=float, default=24.0,
+                    help="keep unfinished versions younger than this: they may be publishes in progress")
 
 
 def cmd_pipeline(args):
@@ -179,17 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="export targets to build (default: Export.targets, else all)")
             sp.set_defaults(func=cmd_export)
 
-    arts = sub.add_parser("artifacts", help="the artifact store").add_subparsers(dest="what", required=True)
-    al = arts.add_parser("list", help="published artifacts")
-    al.add_argument("--store", default=None, help="store URL (default: $PPIPE_STORE, else ./artifacts)")
-    al.add_argument("--json", action="store_true")
-    al.set_defaults(func=cmd_artifacts_list)
-    ap = arts.add_parser("pull", help="download an artifact and verify every checksum")
-    ap.add_argument("ref", help="NAME, NAME:VERSION or NAME@ALIAS")
-    ap.add_argument("dest")
-    ap.add_argument("--store", default=None)
-    ap.add_argument("--json", action="store_true")
-    ap.set_defaults(func=cmd_artifacts_pull)
+    _add_artifacts_parser(sub)
 
     pl = sub.add_parser("pipeline", help="the whole chain as a Prefect flow (no CONFIG: the quickstart)")
     with_config(pl, optional=True)
