@@ -46,11 +46,16 @@ def save_checkpoint(directory: str, model, optimizer, lr_scheduler, state: Train
 
 
 def write_published_weights(directory: str, dest: str) -> None:
-    """The checkpoint's published weights (`CheckpointDir.published_weights`) as a Paddle pickle at `dest`,
+    """The checkpoint's published weights (`CheckpointDir.published_weights`) as a Paddle pickle at `dest`."""
+    write_paddle_pickle(CheckpointDir(directory).published_weights(), dest)
+
+
+def write_paddle_pickle(weights: str, dest: str) -> None:
+    """The weights file `weights` (safetensors or a pickle, loaded safely) as a Paddle pickle at `dest`,
     atomically: the format PaddleClas's `paddle.load` and `Global.pretrained_model` expect."""
     import paddle
 
-    state = weights_io.load_state(CheckpointDir(directory).published_weights(), return_numpy=True)
+    state = weights_io.load_state(weights, return_numpy=True)
     tmp = os.path.join(os.path.dirname(os.path.abspath(dest)), f".{os.path.basename(dest)}.tmp-{os.getpid()}")
     paddle.save(state, tmp)
     os.replace(tmp, dest)
