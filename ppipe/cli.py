@@ -178,6 +178,35 @@ def _add_artifacts_parser(sub) -> None:
                     help="keep unfinished versions younger than this: they may be publishes in progress")
 
 
+def cmd_predict(args):
+    from ppipe.predict import predict_images
+
+    results = predict_images(args.model, args.images, topk=args.topk, store=args.store)
+    if args.json:
+        _emit(results, True)
+    else:
+        for r in results:
+            if "error" in r:
+                print(f"{r['image']}: ERROR {r['error']}")
+                continue
+            best = ", ".join(f"{t['label']} ({t['class_id']}) {t['score']:.4f}" for t in r["topk"])
+            print(f"{r['image']}: {best}")
+    if any("error" in r for r in results):
+        sys.exit(1)
+
+
+def _add_predict_parser(sub) -> None:
+    pr = sub.add_parser("predict", help="top-k labels of images from a published model or an export folder")
+    pr.add_argument("model", metavar="REF_OR_DIR",
+                    help="NAME, NAME:vN or NAME@ALIAS in the store, or a pulled artifact / run / export folder")
+    pr.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER")
+    pr.add_argument("--topk", type=int, default=5)
+    pr.add_argument("--store", default=None, help="store URL (default: $PPIPE_STORE, else ./artifacts)")
+    pr.add_argument("--json", action="store_true",
+                    help='print [{"image", "topk": [{"class_id", "label", "score"}]}] (or "error")')
+    pr.set_defaults(func=cmd_predict)
+
+
 def cmd_pipeline(args):
     # The flow lives in flows/ (Prefect); ppipe itself never imports Prefect, so it runs as its own process.
     cmd = [sys.executable, "-m", "flows.pipeline"]
@@ -255,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
             sp.set_defaults(func=cmd_export)
 
     _add_artifacts_parser(sub)
+    _add_predict_parser(sub)
 
     pl = sub.add_parser("pipeline", help="the whole chain as a Prefect flow (no CONFIG: the quickstart)")
     with_config(pl, optional=True)
@@ -268,7 +298,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     errors: list[type[BaseException]] = [UserError, FileNotFoundError, KeyError, ValueError]
     for module, name in (("ppipe.data", "DatasetError"), ("ppipe.artifacts", "ArtifactError"),
-                         ("ppipe.export", "ExportError")):
+                         ("ppipe.export", "ExportError"), ("ppipe.inference", "InferenceError")):
         try:
             errors.append(getattr(__import__(module, fromlist=[name]), name))
         except (ImportError, AttributeError):
