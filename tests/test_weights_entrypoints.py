@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -170,3 +171,34 @@ def test_a_checkpoint_saved_as_a_paddle_pickle_before_the_switch_still_resumes(t
     assert load_checkpoint(str(ckpt), model2, optimizer2, lr2).epochs_completed == 1
     key = next(iter(model.state_dict()))
     np.testing.assert_array_equal(model2.state_dict()[key].numpy(), model.state_dict()[key].numpy())
+
+
+# ---- Arch.pretrained and Global.checkpoints: honoured as in PaddleClas, or refused --------------------------------
+
+def _quickstart(*overrides):
+    from ppipe.config import load_config
+
+    return load_config(QUICKSTART, list(overrides))
+
+
+def test_arch_pretrained_path_starts_the_run_from_it_as_global_pretrained_model_does(evil, digits_prepared):
+    from ppipe.train.loop import build_worker_run
+    from ppipe.train.trainer import resolved_for_workers
+
+    path, _ = evil
+    resolved = resolved_for_workers(_quickstart(f"Arch.pretrained={path}"), False)
+    assert resolved.Global.pretrained_model == str(path)
+    with pytest.raises(UnsafeWeightsError, match=str(path)):  # and it goes through the safe loader
+        build_worker_run(resolved, digits_prepared, rank=0, world=1)
+    both = resolved_for_workers(_quickstart(f"Arch.pretrained={path}", "Global.pretrained_model=/w.pdparams"), False)
+    assert both.Global.pretrained_model == "/w.pdparams"  # loaded last in PaddleClas, so it wins
+
+
+@pytest.mark.parametrize("override, says", [("Arch.pretrained=True", "Global.pretrained_model=PATH"),
+                                            ("Global.checkpoints=output/x/epoch_3", "--resume")])
+def test_settings_ppipe_does_not_honour_are_refused_saying_what_to_use(override, says):
+    from ppipe.config import ConfigError
+    from ppipe.train.trainer import resolved_for_workers
+
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        resolved_for_workers(_quickstart(override), False)

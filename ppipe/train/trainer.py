@@ -170,9 +170,12 @@ def _absolute_arch_weights(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def resolved_for_workers(cfg: Config, use_gpu: bool) -> Config:
-    """The config the workers train with: weight paths absolute and the GPU placement decided. A new Config; `cfg`
-    is left as it was."""
-    return replace(cfg, Global=replace(cfg.Global, pretrained_model=_absolute(cfg.Global.pretrained_model)),
+    """The config the workers train with: weight paths absolute (`Arch.pretrained: PATH` as
+    `Global.pretrained_model`, see `start_weights`) and the GPU placement decided. A new Config; `cfg` is left as
+    it was."""
+    from ppipe.train.pretrained import start_weights
+
+    return replace(cfg, Global=replace(cfg.Global, pretrained_model=_absolute(start_weights(cfg))),
                    Arch=replace(cfg.Arch, kwargs=_absolute_arch_weights(cfg.Arch.kwargs)),
                    Ray=replace(cfg.Ray, use_gpu=use_gpu))
 
