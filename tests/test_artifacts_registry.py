@@ -118,7 +118,8 @@ def test_pull_verifies_every_file_and_leaves_nothing_on_a_mismatch(store, src, t
 
 # ---- promote, show, diff ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, gate", [("top1>=0.76", ("top1", ">=", 0.76)), (" latency_ms <= 12 ", ("latency_ms", "<=", 12.0))])
+@pytest.mark.parametrize("text, gate", [("top1>=0.76", ("top1", ">=", 0.76)),
+                                        (" latency_ms <= 12 ", ("latency_ms", "<=", 12.0))])
 def test_metric_gates_parse(text, gate):
     g = parse_gate(text)
     assert (g.metric, g.op, g.value) == gate

@@ -61,8 +61,9 @@ def diff(store: ArtifactStore, ref_a: str, ref_b: str) -> dict[str, Any]:
              "changed": sorted(k for k in set(fa) & set(fb) if fa[k]["sha256"] != fb[k]["sha256"]),
              "unchanged": sum(1 for k in set(fa) & set(fb) if fa[k]["sha256"] == fb[k]["sha256"])}
     ta, tb = a.get("targets") or [], b.get("targets") or []
+    targets = {"added": [t for t in tb if t not in ta], "removed": [t for t in ta if t not in tb]}
     return {"a": f"{a['name']}:{a['version']}", "b": f"{b['name']}:{b['version']}", "metrics": metrics,
-            "files": files, "targets": {"added": [t for t in tb if t not in ta], "removed": [t for t in ta if t not in tb]},
+            "files": files, "targets": targets,
             "lineage": _changes(flatten(a.get("lineage") or {}), flatten(b.get("lineage") or {})),
             "metadata": _changes(flatten(a.get("metadata") or {}), flatten(b.get("metadata") or {}))}
 

@@ -9,6 +9,10 @@ def _scalar(v: Any) -> str:
     return f"{v:.6g}" if isinstance(v, float) else str(v)
 
 
+def _parent(p: dict) -> str:
+    return f"{p.get('role')} {p.get('ref') or p.get('path', '?')}"
+
+
 def format_show(shown: dict[str, Any]) -> str:
     lineage = shown.get("lineage") or {}
     code = lineage.get("code") or {}
@@ -23,7 +27,7 @@ def format_show(shown: dict[str, Any]) -> str:
         lines += [f"  code:     {code.get('commit', 'unknown')}{dirty}",
                   f"  data:     {data.get('manifest_sha256', 'unknown')}  {data.get('url', '')}".rstrip(),
                   f"  run:      {lineage.get('run_name') or '-'}  flow run: {lineage.get('flow_run_id') or '-'}",
-                  f"  parents:  {', '.join(p.get('ref') or p.get('path', '?') for p in lineage.get('parents') or []) or '-'}",
+                  f"  parents:  {', '.join(_parent(p) for p in lineage.get('parents') or []) or '-'}",
                   f"  classes:  {len(lineage.get('class_names') or [])}"]
     lines.append(f"  files ({len(shown.get('files') or {})}):")
     lines += [f"    {rel}  {info['size']} B  sha256 {info['sha256'][:12]}" for rel, info in
