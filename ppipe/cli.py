@@ -85,10 +85,14 @@ def cmd_export(args):
     _emit(stages.export(_config(args), targets=args.targets), args.json)
 
 
-def cmd_artifacts_list(args):
+def _store(args):
     from ppipe.artifacts import ArtifactStore
 
-    rows = ArtifactStore(args.store).list()
+    return ArtifactStore(args.store)
+
+
+def cmd_artifacts_list(args):
+    rows = _store(args).list()
     if args.json:
         _emit(rows, True)
     else:
@@ -97,10 +101,110 @@ def cmd_artifacts_list(args):
             print(f"{r['name']}:{r['version']}  aliases={','.join(r['aliases'])}  top1={top1}  {r['uri']}")
 
 
-def cmd_artifacts_pull(args):
-    from ppipe.artifacts import ArtifactStore
+def cmd_artifacts_show(args):
+    from ppipe.artifacts.console import format_show
 
-    _emit(ArtifactStore(args.store).pull(args.ref, args.dest), args.json)
+    shown = _store(args).show(args.ref)
+    if args.json:
+        _emit(shown, True)
+    else:
+        print(format_show(shown))
+
+
+def cmd_artifacts_pull(args):
+    _emit(_store(args).pull(args.ref, args.dest, overwrite=args.overwrite), args.json)
+
+
+def cmd_artifacts_promote(args):
+    doc = _store(args).promote(args.ref, args.alias, args.require or ())
+    if args.json:
+        _emit(doc, True)
+    else:
+        last = doc["history"][-1]
+        print(f"{args.alias} -> {doc['version']} (was {last['from'] or 'unset'}; by {last['by']} at {last['at']})")
+
+
+def cmd_artifacts_diff(args):
+    from ppipe.artifacts.console import format_diff
+
+    d = _store(args).diff(args.a, args.b)
+    if args.json:
+        _emit(d, True)
+    else:
+        print(format_diff(d))
+
+
+def cmd_artifacts_gc(args):
+    report = _store(args).gc(grace_s=args.grace_hours * 3600.0, dry_run=args.dry_run)
+    if args.json:
+        _emit(report, True)
+        return
+    verb = "would remove" if args.dry_run else "removed"
+    for kind in ("incomplete", "unreferenced"):
+        for url in report[kind]:
+            print(f"{verb} {kind}: {url}")
+    for url in report["kept_recent"]:
+        print(f"kept (younger than {args.grace_hours:g} h, may be a publish in progress): {url}")
+
+
+def _add_artifacts_parser(sub) -> None:
+    arts = sub.add_parser("artifacts", help="the artifact store").add_subparsers(dest="what", required=True)
+
+    def command(name, func, helptext):
+        sp = arts.add_parser(name, help=helptext)
+        sp.add_argument("--store", default=None, help="store URL (default: $PPIPE_STORE, else ./artifacts)")
+        sp.add_argument("--json", action="store_true", help="print one JSON document")
+        sp.set_defaults(func=func)
+        return sp
+
+    command("list", cmd_artifacts_list, "published artifacts")
+    command("show", cmd_artifacts_show, "one version: files, metrics, targets, lineage, alias history").add_argument(
+        "ref", help="NAME, NAME:VERSION or NAME@ALIAS")
+    ap = command("pull", cmd_artifacts_pull, "download an artifact and verify every checksum")
+    ap.add_argument("ref", help="NAME, NAME:VERSION or NAME@ALIAS")
+    ap.add_argument("dest")
+    ap.add_argument("--overwrite", action="store_true", help="replace a non-empty DEST")
+    pr = command("promote", cmd_artifacts_promote, "point an alias at a version, optionally behind metric gates")
+    pr.add_argument("ref", help="NAME, NAME:VERSION or NAME@ALIAS")
+    pr.add_argument("alias")
+    pr.add_argument("--require", action="append", metavar="METRIC>=X",
+                    help="a gate on the version's metrics: METRIC>=X or METRIC<=X (repeatable; all must pass)")
+    df = command("diff", cmd_artifacts_diff, "what differs between two versions")
+    df.add_argument("a", metavar="REF")
+    df.add_argument("b", metavar="REF")
+    gc = command("gc", cmd_artifacts_gc, "remove what crashed publishes left (never a published version)")
+    gc.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
+    gc.add_argument("--grace-hours", type=float, default=24.0,
+                    help="keep unfinished versions younger than this: they may be publishes in progress")
+
+
+def cmd_predict(args):
+    from ppipe.predict import predict_images
+
+    results = predict_images(args.model, args.images, topk=args.topk, store=args.store)
+    if args.json:
+        _emit(results, True)
+    else:
+        for r in results:
+            if "error" in r:
+                print(f"{r['image']}: ERROR {r['error']}")
+                continue
+            best = ", ".join(f"{t['label']} ({t['class_id']}) {t['score']:.4f}" for t in r["topk"])
+            print(f"{r['image']}: {best}")
+    if any("error" in r for r in results):
+        sys.exit(1)
+
+
+def _add_predict_parser(sub) -> None:
+    pr = sub.add_parser("predict", help="top-k labels of images from a published model or an export folder")
+    pr.add_argument("model", metavar="REF_OR_DIR",
+                    help="NAME, NAME:vN or NAME@ALIAS in the store, or a pulled artifact / run / export folder")
+    pr.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER")
+    pr.add_argument("--topk", type=int, default=5)
+    pr.add_argument("--store", default=None, help="store URL (default: $PPIPE_STORE, else ./artifacts)")
+    pr.add_argument("--json", action="store_true",
+                    help='print [{"image", "topk": [{"class_id", "label", "score"}]}] (or "error")')
+    pr.set_defaults(func=cmd_predict)
 
 
 def cmd_deploy_tensorrt(args):
@@ -193,17 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
                             help="export targets to build (default: Export.targets, else all)")
             sp.set_defaults(func=cmd_export)
 
-    arts = sub.add_parser("artifacts", help="the artifact store").add_subparsers(dest="what", required=True)
-    al = arts.add_parser("list", help="published artifacts")
-    al.add_argument("--store", default=None, help="store URL (default: $PPIPE_STORE, else ./artifacts)")
-    al.add_argument("--json", action="store_true")
-    al.set_defaults(func=cmd_artifacts_list)
-    ap = arts.add_parser("pull", help="download an artifact and verify every checksum")
-    ap.add_argument("ref", help="NAME, NAME:VERSION or NAME@ALIAS")
-    ap.add_argument("dest")
-    ap.add_argument("--store", default=None)
-    ap.add_argument("--json", action="store_true")
-    ap.set_defaults(func=cmd_artifacts_pull)
+    _add_artifacts_parser(sub)
+    _add_predict_parser(sub)
 
     deploy = sub.add_parser("deploy", help="build a deployment from an export").add_subparsers(dest="what",
                                                                                           required=True)
@@ -226,7 +321,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     errors: list[type[BaseException]] = [UserError, FileNotFoundError, KeyError, ValueError]
     for module, name in (("ppipe.data", "DatasetError"), ("ppipe.artifacts", "ArtifactError"),
-                         ("ppipe.export", "ExportError")):
+                         ("ppipe.export", "ExportError"), ("ppipe.inference", "InferenceError")):
         try:
             errors.append(getattr(__import__(module, fromlist=[name]), name))
         except (ImportError, AttributeError):

@@ -82,29 +82,28 @@ def _optional_prepared(cfg: Config) -> str | None:
         return None
 
 
-def _run_metrics(rdir: RunDir) -> dict[str, Any]:
-    """The numbers of the run's training summary and evaluation, as the published version's metrics."""
-    metrics: dict[str, Any] = {}
-    for path in (rdir.summary, rdir.eval):
-        if os.path.isfile(path):
-            with open(path) as f:
-                metrics.update({k: v for k, v in json.load(f).items() if isinstance(v, (int, float))})
-    return metrics
-
-
 def publish(cfg: Config) -> dict[str, Any]:
-    """Weights, inference model, config and metrics of the run -> the artifact store, as one new version."""
+    """Weights, inference model, config, metrics and lineage (`ppipe.lineage`) of the run -> the artifact store,
+    as one new version. The weights are checked with the safe loader first (a crafted pickle is never published)
+    and published as a Paddle pickle, which PaddleClas's `paddle.load` reads."""
+    from ppipe import weights_io
     from ppipe.artifacts import ArtifactStore
     from ppipe.build import infer_arch
+    from ppipe.lineage import collect_lineage, run_metrics
+    from ppipe.train.checkpoint import write_paddle_pickle
 
     rdir = run_dir(cfg)
     rdir.trained_model()  # the first thing missing is named first
+    if weights_io.weights_format(rdir.model) == "pickle":
+        weights_io.load_state(rdir.model, return_numpy=True)  # refuses a pickle that carries anything but weights
+    else:
+        write_paddle_pickle(rdir.model, rdir.model)
     write_bytes_atomic(rdir.config, config_to_yaml(cfg).encode())
     files = rdir.published_files()
     arch = infer_arch(cfg)
     return ArtifactStore(cfg.Publish.store).publish(
-        cfg.Publish.name or arch.name, files, metrics=_run_metrics(rdir), targets=published_targets(rdir, files),
-        aliases=cfg.Publish.aliases,
+        cfg.Publish.name or arch.name, files, metrics=run_metrics(rdir), targets=published_targets(rdir, files),
+        aliases=cfg.Publish.aliases, lineage=collect_lineage(cfg, rdir),
         metadata={"model": arch.name, "num_classes": arch.num_classes,
                   "input_shape": list(cfg.Export.input_shape or cfg.Global.image_shape)})
 

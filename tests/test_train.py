@@ -8,6 +8,7 @@ import numpy as np
 import paddle
 import pytest
 
+from ppipe import weights_io
 from ppipe.config import ConfigError, load_config
 from ppipe.train.trainer import train
 
@@ -254,9 +255,9 @@ def test_mid_epoch_checkpoint_resumes_at_its_batch_after_a_failure(tmp_path, dig
 def test_ema_weights_are_the_published_ones(tmp_path, digits_prepared, local_ray):
     result = train(_cfg(tmp_path, "Global.epochs=1", "Ray.num_workers=1", "EMA.decay=0.9"), data=digits_prepared)
     ckpt = Path(result.checkpoint)
-    ema = paddle.load(str(ckpt / "ema.pdparams"))
-    live = paddle.load(str(ckpt / "model.pdparams"))
-    published = paddle.load(os.path.join(result.run_dir, "model.pdparams"))
+    ema = weights_io.load_state(ckpt / "ema.pdparams")  # checkpoints are safetensors
+    live = weights_io.load_state(ckpt / "model.pdparams")
+    published = paddle.load(os.path.join(result.run_dir, "model.pdparams"))  # a Paddle pickle, for PaddleClas
     assert set(published) == set(live)
     key = next(k for k in live if k.endswith("weight"))
     assert np.allclose(published[key].numpy(), ema[key].numpy())

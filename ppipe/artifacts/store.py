@@ -7,12 +7,14 @@ a name makes a new integer version. Layout::
     <store>/<name>/v<N>/<files...>          the files, under the names given to `publish`
     <store>/<name>/v<N>/manifest.json       written LAST: name, version, created, files {rel: {sha256, size}},
                                             metrics, targets, metadata
-    <store>/<name>/v<N>/.publish.json       claim marker of a publish in progress (stays behind; harmless)
-    <store>/<name>/aliases/<alias>.json     {"alias", "version", "updated"}, written atomically
+    <store>/<name>/v<N>/.publish.json       the claim marker that made the folder this publish's (stays behind)
+    <store>/<name>/aliases/<alias>.json     {"alias", "version", "updated", "history"}, written atomically
 
 A version exists only once its ``manifest.json`` does: a publish that crashed (or is still running) leaves a
-folder without one, which `list` and `pull` never see; how the next publish treats such a folder is
-`ppipe.artifacts.claim`'s job.
+folder without one, which `list` and `pull` never see; claiming version numbers exclusively, so that concurrent
+publishes never share a folder, is `ppipe.artifacts.claim`'s job, removing what crashed publishes left is
+`ppipe.artifacts.gc`'s. Manifests are read as untrusted input (`ppipe.artifacts.manifest`): a corrupt one makes
+its version unreadable, with an error naming the file, and nothing else.
 
 ``latest`` is a reserved alias that always resolves to the newest published version (computed from the
 manifests; ``aliases/latest.json`` is also kept up to date for tools that only read files).
@@ -24,15 +26,19 @@ on an `ArtifactStore` each.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import posixpath
 import uuid
 from typing import Any
 
 from ppipe import storage
-from ppipe.artifacts import claim
-from ppipe.artifacts.refs import (LATEST, MANIFEST, NAME_RE, ArtifactError, check_name, check_relpath, now_iso,
-                                  parse_ref, parse_version, version_number, vname)
+from ppipe.artifacts import claim, compare, gc, promote, secrets
+from ppipe.artifacts.manifest import CorruptManifest, parse_manifest
+from ppipe.artifacts.refs import (LATEST, MANIFEST, NAME_RE, ArtifactError, check_name, check_relpath,
+                                  current_user, now_iso, parse_ref, parse_version, version_number, vname)
+
+log = logging.getLogger("ppipe.artifacts")
 
 __all__ = ["ArtifactError", "ArtifactStore", "default_store", "publish", "set_alias", "list_artifacts",
            "list_versions", "resolve", "get_manifest", "pull", "parse_ref"]
@@ -95,11 +101,22 @@ class ArtifactStore:
             pass
 
     def read_json(self, path: str) -> dict | None:
+        """The JSON object at `path` (None when absent); `ArtifactError` naming the file when it is not one."""
         try:
             with self.fs.open(path, "rb") as f:
-                return json.loads(f.read().decode("utf-8"))
+                doc = json.loads(f.read().decode("utf-8"))
         except FileNotFoundError:
             return None
+        except (UnicodeDecodeError, ValueError) as e:
+            raise ArtifactError(f"{self.where(path)}: not a JSON file ({e})") from None
+        if not isinstance(doc, dict):
+            raise ArtifactError(f"{self.where(path)}: holds a {type(doc).__name__}, not a JSON object")
+        return doc
+
+    def where(self, path: str) -> str:
+        """A store path as the user knows it (the store's URL, not the filesystem's internal path)."""
+        rel = posixpath.relpath(path, self.root) if path.startswith(self.root) else path
+        return self.url_of(*rel.split("/"))
 
     def write_json(self, url: str, obj: Any) -> None:
         storage.write_bytes_atomic(url, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
@@ -113,69 +130,98 @@ class ArtifactStore:
         return [base for base in (posixpath.basename(str(e).rstrip("/")) for e in entries) if base]
 
     def names(self) -> list[str]:
-        return sorted(b for b in self._ls(self.root) if NAME_RE.match(b) and b not in (".", ".."))
+        return sorted(b for b in self._ls(self.root) if NAME_RE.match(b))
 
     def version_numbers(self, name: str) -> list[int]:
         """Numbers of every v<N> folder of `name`, published or not."""
         return sorted(n for n in map(version_number, self._ls(self.path(name))) if n is not None)
 
+    def published_numbers(self, name: str) -> list[int]:
+        """Numbers of the folders of `name` that hold a manifest (readable or not: the number is taken)."""
+        return [n for n in self.version_numbers(name) if self.fs.exists(self.path(name, vname(n), MANIFEST))]
+
+    def manifest(self, name: str, n: int) -> dict | None:
+        """The checked manifest of version `n` of `name`; None when unpublished; `CorruptManifest` naming the file
+        when it is damaged, truncated or describes another folder."""
+        path = self.path(name, vname(n), MANIFEST)
+        try:
+            with self.fs.open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return None
+        return parse_manifest(data, self.where(path), name, n)
+
     def published(self, name: str) -> dict[int, dict]:
-        """{version number: manifest} of the published versions of `name`."""
+        """{version number: manifest} of the readable published versions of `name`; a corrupt manifest is
+        skipped with a warning naming it (on stderr), so one damaged version never hides the others."""
         out: dict[int, dict] = {}
         for n in self.version_numbers(name):
-            manifest = self.read_json(self.path(name, vname(n), MANIFEST))
+            try:
+                manifest = self.manifest(name, n)
+            except CorruptManifest as e:
+                log.warning("skipping %s:%s: %s", name, vname(n), e)
+                continue
             if manifest is not None:
                 out[n] = manifest
         return out
 
+    def alias_doc(self, name: str, alias: str) -> dict | None:
+        """``aliases/<alias>.json`` of `name`: {"alias", "version", "updated", "history"} (None when absent)."""
+        return self.read_json(self.path(name, "aliases", f"{alias}.json"))
+
     def aliases(self, name: str) -> dict[str, int]:
-        """{alias: version number} from ``<name>/aliases/*.json`` (``latest`` excluded: it is computed)."""
+        """{alias: version number} from ``<name>/aliases/*.json`` (``latest`` excluded: it is computed); an
+        unreadable alias file is skipped with a warning naming it."""
         out: dict[str, int] = {}
         for base in self._ls(self.path(name, "aliases")):
             alias = base[: -len(".json")]
-            if not base.endswith(".json") or base.startswith(".") or alias == LATEST or not NAME_RE.match(alias):
+            if not base.endswith(".json") or alias == LATEST or not NAME_RE.match(alias):
                 continue
-            doc = self.read_json(self.path(name, "aliases", base))
             try:
-                if doc:
-                    out[alias] = parse_version(doc.get("version"))
-            except ArtifactError:
-                continue
+                out[alias] = parse_version((self.alias_doc(name, alias) or {}).get("version"))
+            except ArtifactError as e:
+                log.warning("skipping alias %s@%s: %s", name, alias, e)
         return out
 
     # ---------------------------------------------------------------------------------------------- publish
     def publish(self, name: str, files: dict[str, str], *, metrics: dict | None = None,
                 targets: list[str] | None = None, aliases: list[str] | None = None,
-                metadata: dict | None = None) -> dict:
+                metadata: dict | None = None, lineage: dict | None = None) -> dict:
         """Publish `files` ({name inside the artifact: local path}) as the next version of `name`; return its
         manifest.
 
         The manifest (written last) makes the version visible; then ``latest`` and every alias in `aliases` are
         pointed at it (``latest`` in `aliases` is accepted and changes nothing: it is always the newest). Raises
-        `ArtifactError` for an invalid name, a missing local file or non-JSON metadata.
+        `ArtifactError` for an invalid name, a missing local file, non-JSON metadata, or a credential from the
+        environment found in a file or in the metadata (`ppipe.artifacts.secrets`).
         """
         check_name("artifact name", name)
         rels = _checked_files(name, files)
         for a in aliases or []:
             check_name("alias", a)
         aliases = [a for a in dict.fromkeys(aliases or []) if a != LATEST]  # 'latest' is automatic
+        extra = {"metrics": metrics or {}, "targets": list(targets or []), "metadata": metadata or {},
+                 "lineage": lineage or {}}
         try:
-            extra = json.dumps({"metrics": metrics or {}, "targets": list(targets or []), "metadata": metadata or {}})
+            extra = json.loads(json.dumps(extra))
         except (TypeError, ValueError) as e:
-            raise ArtifactError(f"artifact {name!r}: metrics/targets/metadata must be JSON-serialisable: {e}") from e
+            raise ArtifactError(f"artifact {name!r}: metrics/targets/metadata/lineage must be JSON-serialisable: "
+                                f"{e}") from e
+        secrets.refuse_credentials(name, rels, extra)
 
         self.refresh()
         token = uuid.uuid4().hex
         n = claim.claim_version(self, name, token)
         try:
-            manifest = self._upload(name, n, token, rels, json.loads(extra))
+            manifest = self._upload(name, n, token, rels, extra)
         except claim.LostClaim:
             raise
         except BaseException:
             claim.release(self, name, n, token)
             raise
         self.refresh()
-        newest = max(self.published(name) or {n: None})
+        # `latest` is computed from the manifests; this file is a convenience for readers of plain files
+        newest = max(self.published_numbers(name) or [n])
         self.write_json(self.url_of(name, "aliases", f"{LATEST}.json"),
                         {"alias": LATEST, "version": vname(newest), "updated": now_iso()})
         for a in aliases:
@@ -183,66 +229,82 @@ class ArtifactStore:
         return manifest
 
     def _upload(self, name: str, n: int, token: str, rels: dict[str, str], extra: dict) -> dict:
-        """The files of version `n`, checksummed, then its manifest (unless another publish took the version)."""
+        """The files of version `n`, checksummed, then its manifest (unless gc removed the folder meanwhile)."""
         vurl = self.url_of(name, vname(n))
         entries: dict[str, dict] = {}
         for r, local in sorted(rels.items()):
             entries[r] = {"sha256": storage.sha256_file(local), "size": os.path.getsize(local)}
             storage.upload_file_atomic(local, storage.join(vurl, *r.split("/")))
-        # another publisher may have judged our claim stale and taken the folder over: never write over it
+        self.refresh()
         if not claim.still_ours(self, name, n, token):
-            raise claim.LostClaim(f"artifact {name!r} {vname(n)}: another publish took over this version; retry")
+            raise claim.LostClaim(f"artifact {name!r} {vname(n)}: the unfinished version was removed during the "
+                                  "upload (by `ppipe artifacts gc`?); publish again")
         manifest = {"name": name, "version": vname(n), "created": now_iso(), "files": entries, **extra}
         self.write_json(storage.join(vurl, MANIFEST), manifest)
         return manifest
 
-    def set_alias(self, name: str, alias: str, version: str | int) -> dict:
-        """Point `alias` of `name` at a published `version` (``v3`` or ``3``); ``latest`` is reserved."""
+    def set_alias(self, name: str, alias: str, version: str | int, *, note: dict | None = None) -> dict:
+        """Point `alias` of `name` at a published `version` (``v3`` or ``3``); ``latest`` is reserved.
+
+        The alias file keeps its history, newest last: {"version", "from" (the version it pointed at before, or
+        None), "by" (the user), "at" (UTC time)}, plus `note` (what `promote` checked)."""
         check_name("artifact name", name)
         check_name("alias", alias)
         if alias == LATEST:
             raise ArtifactError("alias 'latest' is reserved: it always points to the newest version")
         n = parse_version(version)
         self.refresh()
-        published = self.published(name)
-        if n not in published:
-            raise self._unknown_version(name, vname(n), published)
-        doc = {"alias": alias, "version": vname(n), "updated": now_iso()}
+        if self.manifest(name, n) is None:
+            raise self._unknown_version(name, vname(n))
+        try:
+            previous = self.alias_doc(name, alias) or {}
+        except ArtifactError as e:  # a damaged alias file is replaced, and the damage noted
+            log.warning("replacing %s@%s: %s", name, alias, e)
+            previous = {}
+        history = [h for h in previous.get("history", []) if isinstance(h, dict)]
+        event = {"version": vname(n), "from": previous.get("version"), "by": current_user(), "at": now_iso(),
+                 **(note or {})}
+        doc = {"alias": alias, "version": vname(n), "updated": event["at"], "history": history + [event]}
         self.write_json(self.url_of(name, "aliases", f"{alias}.json"), doc)
         return doc
 
     # -------------------------------------------------------------------------------------------- read side
-    def _unknown_version(self, name: str, version: str, published: dict) -> ArtifactError:
-        have = ", ".join(vname(k) for k in sorted(published)) or "none"
+    def _unknown_version(self, name: str, version: str) -> ArtifactError:
+        have = ", ".join(vname(k) for k in self.published_numbers(name)) or "none"
         return ArtifactError(f"artifact {name!r} has no version {version} in {self.url} (versions: {have})")
 
     def resolve(self, ref: str) -> dict:
-        """The manifest of the version that `ref` (``NAME``, ``NAME:VERSION``, ``NAME@ALIAS``) names."""
+        """The manifest of the version that `ref` (``NAME``, ``NAME:VERSION``, ``NAME@ALIAS``) names; a corrupt
+        manifest of that version raises `CorruptManifest` naming the file."""
         name, kind, value = parse_ref(ref)
         self.refresh()
-        published = self.published(name)
-        if not published:
-            have = ", ".join(n for n in self.names() if self.published(n)) or "none"
+        numbers = self.published_numbers(name)
+        if not numbers:
+            have = ", ".join(n for n in self.names() if self.published_numbers(n)) or "none"
             raise ArtifactError(f"no artifact named {name!r} in {self.url} (artifacts: {have})")
         if kind == "version":
             n = parse_version(value)
-            if n not in published:
-                raise self._unknown_version(name, value, published)
-            return published[n]
-        if value == LATEST:
-            return published[max(published)]
-        aliases = self.aliases(name)
-        if value not in aliases:
-            have = ", ".join([LATEST] + sorted(aliases))
-            raise ArtifactError(f"artifact {name!r} has no alias {value!r} in {self.url} (aliases: {have})")
-        n = aliases[value]
-        if n not in published:
+        elif value == LATEST:
+            published = self.published(name)
+            if not published:
+                raise ArtifactError(f"artifact {name!r} in {self.url}: every version's manifest is unreadable")
+            n = max(published)
+        else:
+            aliases = self.aliases(name)
+            if value not in aliases:
+                have = ", ".join([LATEST] + sorted(aliases))
+                raise ArtifactError(f"artifact {name!r} has no alias {value!r} in {self.url} (aliases: {have})")
+            n = aliases[value]
+        manifest = self.manifest(name, n)
+        if manifest is None:
+            if kind == "version":
+                raise self._unknown_version(name, value)
             raise ArtifactError(f"alias {name}@{value} points to {vname(n)}, which is not published "
-                                f"(versions: {', '.join(vname(k) for k in sorted(published))})")
-        return published[n]
+                                f"(versions: {', '.join(vname(k) for k in numbers)})")
+        return manifest
 
     def list(self) -> list[dict]:
-        """One dict per published version, sorted by name then version number:
+        """One dict per readable published version, sorted by name then version number:
         ``{"name", "version": "v3", "aliases": [...], "uri", "targets", "metrics", "created"}``."""
         self.refresh()
         rows: list[dict] = []
@@ -270,6 +332,22 @@ class ArtifactStore:
         """`list` restricted to one artifact name."""
         return [r for r in self.list() if r["name"] == name]
 
+    def show(self, ref: str) -> dict:
+        """`ppipe.artifacts.compare.show`: the manifest with its uri, aliases and alias history."""
+        return compare.show(self, ref)
+
+    def diff(self, ref_a: str, ref_b: str) -> dict:
+        """`ppipe.artifacts.compare.diff`: metrics, files, targets, lineage and metadata that differ."""
+        return compare.diff(self, ref_a, ref_b)
+
+    def promote(self, ref: str, alias: str, require: list[str] | tuple[str, ...] = ()) -> dict:
+        """`ppipe.artifacts.promote.promote`: move `alias` to `ref`'s version if it passes the metric gates."""
+        return promote.promote(self, ref, alias, require)
+
+    def gc(self, *, grace_s: float = gc.DEFAULT_GRACE_S, dry_run: bool = False) -> dict:
+        """`ppipe.artifacts.gc.collect`: remove what crashed publishes left, never a published version."""
+        return gc.collect(self, grace_s=grace_s, dry_run=dry_run)
+
     # ------------------------------------------------------------------------------------------------- pull
     def pull(self, ref: str, dest: str, *, overwrite: bool = False) -> dict:
         """Download the version `ref` names into the local folder `dest`, verified; return its manifest.
@@ -279,7 +357,7 @@ class ArtifactStore:
         renamed to `dest`, with ``manifest.json`` beside the files. An existing non-empty `dest` is an error
         unless `overwrite` (then it is replaced).
         """
-        manifest = self.resolve(ref)
+        manifest = self.resolve(ref)  # checked: its name and version are the folder it was read from
         name, version = manifest["name"], manifest["version"]
         dest = os.path.abspath(os.fspath(dest))
         if os.path.exists(dest) and not (os.path.isdir(dest) and not os.listdir(dest)) and not overwrite:

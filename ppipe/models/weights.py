@@ -2,8 +2,9 @@
 
 A `.pdparams` file is a pickle of `{structured_name: array}` (`paddle.save(model.state_dict())`); ppipe's models use
 PaddleClas's parameter names, so a checkpoint loads as is. A family whose names differ defines
-`remap_checkpoint(state) -> state` on its model class, applied before matching. Like any pickle, only load files you
-trust.
+`remap_checkpoint(state) -> state` on its model class, applied before matching. Files are read with
+`ppipe.weights_io.load_state`: a pickle that names anything but arrays and plain containers is refused
+(`UnsafeWeightsError`, naming the file) before anything in it runs; ppipe's safetensors files load too.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Mapping
 
 import numpy as np
 import paddle
+
+from ppipe import weights_io
 
 
 class CheckpointMismatchError(ValueError):
@@ -49,7 +52,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
         path += ".pdparams"
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path} not found (nor {path}.pdparams)")
-    state = paddle.load(path)
+    state = weights_io.load_state(path, return_numpy=True)
     if not isinstance(state, Mapping):
         raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict")
     return {k: _to_numpy(v) for k, v in state.items()}

@@ -7,6 +7,12 @@ state; and the `TrainState` (epochs completed, step, metric history, restarts). 
 its infer model (the student) alone, and an EMA run its averaged weights (also the infer model that is
 published). Ray Train copies the directory into the run's storage only after the worker has finished writing
 it, and registers it after the copy, so a checkpoint is either all there or not there.
+
+Every file is written with `ppipe.weights_io.save_state` (safetensors: nothing in it runs on load, and any
+safetensors reader, `paddle.load(path, safetensors=True)` too, reads the model files) and read with
+`weights_io.load_state`, which also reads Paddle pickles (checkpoints written before the switch) but refuses one
+that carries anything but weights. The run's *published* `model.pdparams` (`write_published_weights`) is a
+Paddle pickle, written by `paddle.save` from the state loaded safely, so PaddleClas users' `paddle.load` reads it.
 """
 
 from __future__ import annotations
@@ -14,9 +20,8 @@ from __future__ import annotations
 import json
 import os
 
-import paddle
-
-from ppipe.train.run_dir import CheckpointDir
+from ppipe import weights_io
+from ppipe.train.run_dir import MODEL_FILE, CheckpointDir  # MODEL_FILE: the name ppipe.tune.trial reads
 from ppipe.train.state import TrainState
 
 
@@ -24,20 +29,36 @@ def save_checkpoint(directory: str, model, optimizer, lr_scheduler, state: Train
     """Write the checkpoint; `amp`: the run's `MixedPrecision`, whose loss-scaler state an exact resume needs."""
     files = CheckpointDir(directory)
     os.makedirs(directory, exist_ok=True)
-    paddle.save(model.state_dict(), files.model)
+    weights_io.save_state(model.state_dict(), files.model)
     infer = getattr(model, "infer_model", None)
     if ema is not None:
         # The published weights of an EMA run are the averaged ones.
-        paddle.save(ema.state_dict(), files.ema)
-        paddle.save(ema.state_dict(), files.infer_model)
+        weights_io.save_state(ema.state_dict(), files.ema)
+        weights_io.save_state(ema.state_dict(), files.infer_model)
     elif infer is not None:
-        paddle.save(infer.state_dict(), files.infer_model)
+        weights_io.save_state(infer.state_dict(), files.infer_model)
     training = {"optimizer": optimizer.state_dict(), "lr": lr_scheduler.state_dict()}
     if amp is not None:
         training["amp"] = amp.state_dict()
-    paddle.save(training, files.optimizer)
+    weights_io.save_state(training, files.optimizer)
     with open(files.state, "w") as f:
         json.dump(state.to_dict(), f, indent=1)
+
+
+def write_published_weights(directory: str, dest: str) -> None:
+    """The checkpoint's published weights (`CheckpointDir.published_weights`) as a Paddle pickle at `dest`."""
+    write_paddle_pickle(CheckpointDir(directory).published_weights(), dest)
+
+
+def write_paddle_pickle(weights: str, dest: str) -> None:
+    """The weights file `weights` (safetensors or a pickle, loaded safely) as a Paddle pickle at `dest`,
+    atomically: the format PaddleClas's `paddle.load` and `Global.pretrained_model` expect."""
+    import paddle
+
+    state = weights_io.load_state(weights, return_numpy=True)
+    tmp = os.path.join(os.path.dirname(os.path.abspath(dest)), f".{os.path.basename(dest)}.tmp-{os.getpid()}")
+    paddle.save(state, tmp)
+    os.replace(tmp, dest)
 
 
 def load_state(directory: str) -> TrainState:
@@ -52,10 +73,10 @@ def load_checkpoint(directory: str, model, optimizer, lr_scheduler, ema=None, am
     Under AMP O2 call it before `MixedPrecision.decorate`: the saved weights are float32.
     """
     files = CheckpointDir(directory)
-    model.set_state_dict(paddle.load(files.model))
+    model.set_state_dict(weights_io.load_state(files.model))
     if ema is not None and os.path.exists(files.ema):
-        ema.set_state_dict(paddle.load(files.ema))
-    opt = paddle.load(files.optimizer)
+        ema.set_state_dict(weights_io.load_state(files.ema))
+    opt = weights_io.load_state(files.optimizer)  # Tensors: the optimizer keeps master_weights as given
     optimizer.set_state_dict(opt["optimizer"])
     lr_scheduler.set_state_dict(opt["lr"])
     if amp is not None:

@@ -13,13 +13,12 @@ import datetime as dt
 import json
 import logging
 import os
-import shutil
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ppipe.config import Config, ConfigError, config_to_yaml
 from ppipe.storage import write_bytes_atomic
-from ppipe.train.run_dir import CheckpointDir, RunDir, RunStorage
+from ppipe.train.run_dir import RunDir, RunStorage
 
 log = logging.getLogger("ppipe.train")
 
@@ -171,9 +170,12 @@ def _absolute_arch_weights(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def resolved_for_workers(cfg: Config, use_gpu: bool) -> Config:
-    """The config the workers train with: weight paths absolute and the GPU placement decided. A new Config; `cfg`
-    is left as it was."""
-    return replace(cfg, Global=replace(cfg.Global, pretrained_model=_absolute(cfg.Global.pretrained_model)),
+    """The config the workers train with: weight paths absolute (`Arch.pretrained: PATH` as
+    `Global.pretrained_model`, see `start_weights`) and the GPU placement decided. A new Config; `cfg` is left as
+    it was."""
+    from ppipe.train.pretrained import start_weights
+
+    return replace(cfg, Global=replace(cfg.Global, pretrained_model=_absolute(start_weights(cfg))),
                    Arch=replace(cfg.Arch, kwargs=_absolute_arch_weights(cfg.Arch.kwargs)),
                    Ray=replace(cfg.Ray, use_gpu=use_gpu))
 
@@ -265,15 +267,13 @@ def train(cfg: Config, *, data: str | None = None, resume: str | bool | None = N
 def _collect(cfg: Config, result, run_name: str) -> TrainResult:
     """The run's local copy of its published weights and reports (what evaluate/export/publish and DVC read)."""
     from ppipe.build import infer_arch
-    from ppipe.train.checkpoint import load_state
+    from ppipe.train.checkpoint import load_state, write_published_weights
 
     run_dir = RunDir.for_config(cfg)
     with result.checkpoint.as_directory() as ckpt_dir:
         state = load_state(ckpt_dir)
         os.makedirs(run_dir.root, exist_ok=True)
-        tmp = os.path.join(run_dir.root, f".{os.path.basename(run_dir.model)}.tmp")
-        shutil.copyfile(CheckpointDir(ckpt_dir).published_weights(), tmp)
-        os.replace(tmp, run_dir.model)
+        write_published_weights(ckpt_dir, run_dir.model)
     res = TrainResult(model=infer_arch(cfg).name, epochs_completed=state.epochs_completed,
                       top1=state.final_metrics.get("top1"), checkpoint=_uri(result.checkpoint),
                       restarts=state.restarts, train_img_per_s=_steady_throughput(state.history), run_name=run_name,

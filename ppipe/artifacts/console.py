@@ -1,0 +1,56 @@
+"""`ppipe artifacts show` and `diff` for people: the same documents as their `--json`, as short text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _scalar(v: Any) -> str:
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def _parent(p: dict) -> str:
+    return f"{p.get('role')} {p.get('ref') or p.get('path', '?')}"
+
+
+def format_show(shown: dict[str, Any]) -> str:
+    lineage = shown.get("lineage") or {}
+    code = lineage.get("code") or {}
+    data = lineage.get("data") or {}
+    lines = [f"{shown['name']}:{shown['version']}  created {shown.get('created')}  {shown.get('uri')}",
+             f"  aliases:  {', '.join(shown.get('aliases') or []) or '-'}",
+             "  metrics:  " + (", ".join(f"{k}={_scalar(v)}" for k, v in sorted((shown.get("metrics") or {}).items()))
+                               or "-"),
+             f"  targets:  {', '.join(shown.get('targets') or []) or '-'}"]
+    if lineage:
+        dirty = " (dirty)" if code.get("dirty") else ""
+        lines += [f"  code:     {code.get('commit', 'unknown')}{dirty}",
+                  f"  data:     {data.get('manifest_sha256', 'unknown')}  {data.get('url', '')}".rstrip(),
+                  f"  run:      {lineage.get('run_name') or '-'}  flow run: {lineage.get('flow_run_id') or '-'}",
+                  f"  parents:  {', '.join(_parent(p) for p in lineage.get('parents') or []) or '-'}",
+                  f"  classes:  {len(lineage.get('class_names') or [])}"]
+    lines.append(f"  files ({len(shown.get('files') or {})}):")
+    lines += [f"    {rel}  {info['size']} B  sha256 {info['sha256'][:12]}" for rel, info in
+              sorted((shown.get("files") or {}).items())]
+    history = shown.get("alias_history") or []
+    if history:
+        lines.append("  alias history:")
+        lines += [f"    {e.get('at')}  {e.get('alias')}: {e.get('from') or 'unset'} -> {e.get('version')}  by "
+                  f"{e.get('by')}" + (f"  gates {', '.join(e['gates'])}" if e.get("gates") else "") for e in history]
+    return "\n".join(lines)
+
+
+def format_diff(d: dict[str, Any]) -> str:
+    lines = [f"{d['a']} -> {d['b']}"]
+    for k, m in d["metrics"].items():
+        delta = f"  ({m['delta']:+.6g})" if "delta" in m else ""
+        lines.append(f"  metric {k}: {_scalar(m['a'])} -> {_scalar(m['b'])}{delta}")
+    files = d["files"]
+    for kind in ("added", "removed", "changed"):
+        lines += [f"  file {kind}: {rel}" for rel in files[kind]]
+    lines.append(f"  files unchanged: {files['unchanged']}")
+    for kind in ("added", "removed"):
+        lines += [f"  target {kind}: {t}" for t in d["targets"][kind]]
+    for section in ("lineage", "metadata"):
+        lines += [f"  {section} {k}: {_scalar(v['a'])} -> {_scalar(v['b'])}" for k, v in d[section].items()]
+    return "\n".join(lines)
