@@ -46,8 +46,8 @@ NOISE = tuple(re.compile(p) for p in (
     r"loading ppipe's oneDNN convolution operator",
 ))
 
-# Loggers whose INFO/WARNING records are noise for a person (the token-auth notice).
-_QUIET_LOGGERS = ("ray._private.authentication.authentication_token_setup",)
+# Loggers whose INFO/WARNING records are noise for a person: the token-auth notice, every HTTP request (Prefect).
+_QUIET_LOGGERS = ("ray._private.authentication.authentication_token_setup", "httpx")
 
 
 def verbose() -> bool:
@@ -145,7 +145,8 @@ def json_stdout() -> Iterator[TextIO]:
     os.dup2(2, 1)
     document = os.fdopen(os.dup(saved), "w")
     try:
-        yield document
+        with contextlib.redirect_stdout(sys.stderr):  # where sys.stdout is not descriptor 1 (pytest, notebooks)
+            yield document
     finally:
         document.flush()
         document.close()
