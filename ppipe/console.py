@@ -116,15 +116,23 @@ def route_ray_output(is_verbose: bool | None = None) -> None:
     """Print what Ray streams from the run's processes to this driver on stderr, never stdout, and without the
     lines in `NOISE` (and Ray's `(RayTrainWorker pid=...)` prefixes) unless verbose. Call after `ray.init`.
 
-    Ray's driver prints worker output through one handler of its stream dispatcher (`ray._private.worker`);
-    where a Ray version lays that out differently, its own printing stays."""
+    Ray's driver prints worker output through one handler of its stream dispatcher, and the raylet's messages (a
+    worker died, out of memory) from a thread of its own, both through `print_to_stdstream`, onto stdout for
+    anything the process printed there (`ray._private.worker`). That function is replaced by one that always
+    prints to stderr; where a Ray version lays this out differently, its own printing stays."""
     try:
         from ray._private import worker as ray_worker
         dispatcher = ray_worker.global_worker_stdstream_dispatcher
-        print_to_stdstream = ray_worker.print_to_stdstream
+        print_to_stdstream = getattr(ray_worker.print_to_stdstream, "ray_original", ray_worker.print_to_stdstream)
     except (ImportError, AttributeError):
         return
     is_verbose = verbose() if is_verbose is None else is_verbose
+
+    def print_to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+        print_to_stdstream({**data, "is_err": True}, ignore_prefix)
+
+    print_to_stderr.ray_original = print_to_stdstream
+    ray_worker.print_to_stdstream = print_to_stderr
 
     def to_stderr(data: dict[str, Any]) -> None:
         lines = [line for line in data.get("lines", []) if is_verbose or not is_noise(line)]

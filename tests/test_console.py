@@ -74,9 +74,10 @@ def test_json_stdout_keeps_stdout_for_the_document_and_sends_every_other_write_t
     assert err.splitlines() == ["a Python print", "a C-level write to descriptor 1", "a child process"]
 
 
-def test_ray_worker_output_reaches_stderr_without_routine_lines_and_all_of_it_when_verbose(capfd):
+def test_ray_worker_output_reaches_stderr_without_routine_lines_and_all_of_it_when_verbose(capfd, monkeypatch):
     from ray._private import worker as ray_worker
 
+    monkeypatch.setattr(ray_worker, "print_to_stdstream", ray_worker.print_to_stdstream)  # restored afterwards
     dispatcher = ray_worker.global_worker_stdstream_dispatcher
     batch = {"lines": [*ROUTINE, WANTED[0]], "pid": 4242, "ip": "127.0.0.1", "localhost": "127.0.0.1",
              "is_err": False, "actor_name": "RayTrainWorker"}
@@ -89,6 +90,11 @@ def test_ray_worker_output_reaches_stderr_without_routine_lines_and_all_of_it_wh
         dispatcher.emit({**batch, "pid": 4343})
         out, err = capfd.readouterr()
         assert out == "" and "Reporting training result 1" in err and "(RayTrainWorker pid=4343)" in err
+        # the raylet's messages, printed by Ray's own thread (a worker was killed), go to stderr as well
+        ray_worker.print_to_stdstream({"lines": ["A worker died or was killed"], "pid": "raylet", "is_err": False},
+                                      ignore_prefix=False)
+        out, err = capfd.readouterr()
+        assert out == "" and "A worker died or was killed" in err
     finally:
         dispatcher.remove_handler("ray_print_logs")
 
