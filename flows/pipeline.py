@@ -8,12 +8,13 @@ or as the `prefect.yaml` deployment on a work pool.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 
-from ppipe import stages
+from ppipe import console, stages
 from ppipe.config import load_config
 
 QUICKSTART = str(Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml")
@@ -75,7 +76,19 @@ def main() -> None:
     p.add_argument("config", nargs="?", default=QUICKSTART)
     p.add_argument("-o", "--override", action="append", default=[])
     args = p.parse_args()
+    quiet_prefect(console.verbose())
     train_pipeline(args.config, args.override)
+
+
+def quiet_prefect(is_verbose: bool) -> None:
+    """The flow's console: a line per stage (the flow run's own log) and per epoch; Prefect's task-state lines,
+    its temporary server's notices and telemetry errors only with `ppipe -v pipeline`."""
+    console.configure(is_verbose)
+    if is_verbose:
+        return
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    logging.getLogger("prefect").setLevel(logging.WARNING)
+    logging.getLogger("prefect.flow_runs").setLevel(logging.INFO)
 
 
 if __name__ == "__main__":

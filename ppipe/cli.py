@@ -7,18 +7,23 @@ one line that names the input and what was expected.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import logging
 import os
 import subprocess
 import sys
-from typing import Any
+from typing import Any, TextIO
+
+# Where a `--json` command writes its document: the real stdout, set aside by `main` (ppipe.console.json_stdout)
+# so that nothing else printed while the command runs can land beside the document.
+_document: TextIO | None = None
 
 
 def _emit(obj: Any, as_json: bool) -> None:
     if as_json:
-        json.dump(obj, sys.stdout, default=str)
-        sys.stdout.write("\n")
+        out = _document or sys.stdout
+        json.dump(obj, out, default=str)
+        out.write("\n")
     elif isinstance(obj, list):
         for row in obj:
             print("  ".join(str(v) for v in row.values()) if isinstance(row, dict) else row)
@@ -237,7 +242,7 @@ def cmd_pipeline(args):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ppipe", description=__doc__.splitlines()[0])
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("-v", "--verbose", action="store_true", help="every log line: debug level, and Ray's, Paddle's and gloo's own")
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_config(sp, optional=False):
@@ -330,14 +335,21 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    global _document
+    from ppipe import console
+
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        args.func(args)
-    except _user_errors() as e:
-        print(f"ppipe: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    console.configure(args.verbose)
+    as_json = getattr(args, "json", False)
+    with console.json_stdout() if as_json else contextlib.nullcontext() as document:
+        _document = document
+        try:
+            args.func(args)
+        except _user_errors() as e:
+            print(f"ppipe: error: {e}", file=sys.stderr)
+            sys.exit(2)
+        finally:
+            _document = None
 
 
 if __name__ == "__main__":

@@ -58,11 +58,20 @@ def test_unknown_amp_key_is_named():
         load_config(QUICKSTART, ["AMP.use_amps=true"])
 
 
-def test_amp_in_a_recipe_that_says_cpu_is_refused_naming_the_keys_to_set():
-    for overrides in ([], ["Ray.use_gpu=true"]):
-        with pytest.raises(ConfigError, match=r"AMP\.use_amp: .*GPUs only.*Global\.device: cpu.*set Global\.device: "
-                                              r"gpu.*train on GPUs where the Ray cluster has them"):
-            load_config(QUICKSTART, [*overrides, *AMP_ON])
+def test_amp_in_a_recipe_that_says_cpu_loads_and_its_workers_train_in_float32_with_one_warning(digits_prepared,
+                                                                                               caplog):
+    """A GPU recipe smoke-tested on a CPU machine (`-o Global.device=cpu`) trains in float32, saying so once."""
+    from ppipe.train.loop import build_worker_run
+
+    cfg = load_config(QUICKSTART, [*AMP_ON, "AMP.level=O2", "Global.image_shape=[3, 16, 16]",
+                                   "DataLoader.Train.dataset.transform_ops.1.RandCropImage.size=16"])
+    assert cfg.Global.device == "cpu" and cfg.AMP.use_amp
+    paddle.set_device("cpu")
+    with caplog.at_level(logging.WARNING, logger="ppipe.train"):
+        run = build_worker_run(cfg, digits_prepared, rank=0, world=1)
+    assert run.state.precision == "float32" and not run.precision.enabled
+    warnings = [r.getMessage() for r in caplog.records if "AMP.use_amp" in r.getMessage()]
+    assert len(warnings) == 1 and "training in float32" in warnings[0]
     # a GPU recipe loads whether or not this run places its workers on GPUs (PaddleClas's configs load unchanged)
     assert load_config(QUICKSTART, ["Global.device=gpu", *AMP_ON]).AMP.use_amp
     cfg = load_config(QUICKSTART, [*GPU_RECIPE, *AMP_ON, "AMP.level=O2", "AMP.use_fp16_test=true"])

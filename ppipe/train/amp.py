@@ -11,8 +11,8 @@ outputs cast to float32: at O2 `auto_cast` would run log-softmax in float16.
 Paddle implements AMP for GPUs only: on a CPU place (Paddle 3.3.1) `auto_cast`, `GradScaler` and `decorate`
 warn and do nothing, bfloat16 included. A GPU recipe (`Global.device: gpu`, as all of PaddleClas's are) placed on
 CPU workers (no GPUs in the Ray cluster, or `Ray.use_gpu: false`) therefore trains in float32, and says so: a
-warning naming the keys, and `precision` in the run's result. A recipe that says `Global.device: cpu` and asks for
-AMP is refused at load. Sync BN needs nccl and more than one worker; elsewhere it is skipped
+warning naming the keys, and `precision` in the run's result. So does a recipe that says `Global.device: cpu` and
+asks for AMP (a GPU recipe smoke-tested on a CPU machine with `-o Global.device=cpu`). Sync BN needs nccl and more than one worker; elsewhere it is skipped
 with a log line, as PaddleClas skips it off GPUs.
 """
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import paddle
 
+from ppipe import console
 from ppipe.config import Config
 from ppipe.evaluate import decode_first, eval_transform_ops, score, summarize
 from ppipe.losses import CombinedLoss
@@ -179,6 +180,7 @@ def train_one_epoch(worker: Worker, run: WorkerRun, epoch: int, report: Checkpoi
     every = cfg.Global.checkpoint_every_steps
     start = state.batch_in_epoch
     stats = EpochStats()
+    progress = console.EpochProgress(epoch, cfg.Global.epochs, run.steps - start, show=worker.rank == 0)
     run.model.train()
     batches = iter_batches(
         worker.job.prepared, "train", decode_first(train_cfg.dataset.transform_ops), train_cfg.sampler.batch_size,
@@ -193,6 +195,8 @@ def train_one_epoch(worker: Worker, run: WorkerRun, epoch: int, report: Checkpoi
             report({"epoch": epoch + (step + 1) / run.steps, "global_step": state.global_step,
                     "restarts": state.restarts})
         stats.add(loss, outputs, labels)
+        progress.update()
+    progress.close()
     return stats
 
 
@@ -216,6 +220,15 @@ def validate(worker: Worker, run: WorkerRun) -> dict[str, Any]:
     return summarize(dict(zip(keys, all_reduce_sum([counts[k] for k in keys]))))
 
 
+def quiet_worker_logs() -> None:
+    """In a Ray worker, unless the run is verbose: ppipe's warnings only (every worker would repeat its INFO
+    lines; the driver says what the run does), and Paddle's routine warnings off. Rank 0's epoch lines are
+    printed, not logged (`ppipe.console`)."""
+    console.quiet_warnings()
+    if not console.verbose():
+        logging.getLogger("ppipe").setLevel(logging.WARNING)
+
+
 def setup_worker(job: WorkerJob) -> Worker:
     """This process's device, allocator, collective group and seed."""
     import ray.train
@@ -225,12 +238,14 @@ def setup_worker(job: WorkerJob) -> Worker:
     ctx = ray.train.get_context()
     worker = Worker(job=job, rank=ctx.get_world_rank(), world=ctx.get_world_size(),
                     in_process=isinstance(ctx, LocalTrainContext))
+    if not worker.in_process:
+        quiet_worker_logs()
     paddle.set_device("gpu" if cfg.Ray.use_gpu else "cpu")
     if not cfg.Ray.use_gpu and cfg.Global.cpu_kernels == "onednn":
         # This process exists to train: let malloc keep freed memory for the next step (ppipe/ops/host_memory.py).
         from ppipe.ops.host_memory import keep_freed_memory
 
-        log.info("worker %d: %s", worker.rank, keep_freed_memory())
+        log.debug("worker %d: %s", worker.rank, keep_freed_memory())
     init_collective()
     paddle.seed(cfg.Global.seed + worker.rank)
     if cfg.Global.use_dali and worker.rank == 0:
@@ -276,3 +291,5 @@ def train_loop(loop_config: dict[str, WorkerJob]) -> None:
         state.history.append(metrics)
         epoch_mark = time.perf_counter()
         report(metrics)
+        if worker.rank == 0:  # rank 0 reports every epoch with a checkpoint
+            console.print_line(console.epoch_line(metrics, cfg.Global.epochs, checkpoint=True))

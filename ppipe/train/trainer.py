@@ -92,8 +92,14 @@ def init_ray(cfg: Config) -> None:
     # Storage credentials and endpoint (S3/MinIO) travel with the job, so the Train controller and the
     # workers reach the same run storage as the driver, on a cluster too.
     env = {k: v for k, v in os.environ.items() if k.startswith("AWS_") or k.startswith("WANDB_")}
+    # What the run's processes log (glog levels, warnings, --verbose); their output reaches this driver's stderr
+    # without Ray's and Paddle's routine lines (ppipe.console).
+    from ppipe import console
+
+    env |= console.worker_env(console.verbose())
     if cfg.Ray.address:
         ray.init(address=cfg.Ray.address, log_to_driver=True, runtime_env={"env_vars": env} if env else None)
+        console.route_ray_output()
         return
     # The embedded instance is one node that nothing drains: Ray Train's preemption watcher (an actor polling
     # the GCS for draining nodes) has nothing to watch there, and would be one more process waking up 100
@@ -115,6 +121,7 @@ def init_ray(cfg: Config) -> None:
         ray.init(address="local", num_cpus=max(os.cpu_count() or 1, int(need + 0.999)), include_dashboard=False,
                  log_to_driver=True, configure_logging=False, runtime_env={"env_vars": env},
                  _system_config={"worker_niceness": 0})
+    console.route_ray_output()
 
 
 def _trainer_class(cfg: Config):
