@@ -17,7 +17,6 @@ from flows import lineage, tasks
 from flows.promotion import Gate
 from flows.report import publish_report
 from flows.tasks import Recipe
-from ppipe import stages
 from ppipe.build import infer_arch
 from ppipe.config import Config, config_to_yaml
 from ppipe.data import resolve_prepared

@@ -54,13 +54,15 @@ def _build_one(name: str, ctx: ExportContext) -> TargetResult:
     try:
         result = TARGETS.get(name)(ctx)
     except Exception as e:  # noqa: BLE001 - one target's failure must not stop the others
-        log.warning("export target %s failed: %s", name, e)
         result = TargetResult(name, "failed", reason=f"{type(e).__name__}: {e}")
     if result.status != "built":
         # whatever a failed or skipped target left behind is not a deployable artifact
         shutil.rmtree(os.path.join(ctx.out_root, name), ignore_errors=True)
         result.files = []
-    log.info("export target %s: %s%s", name, result.status, f" ({result.reason})" if result.reason else "")
+    # One line a target; the whole reason (a converter's traceback, the accuracy numbers) is in export.json.
+    first_line = result.reason.strip().splitlines()[0][:300] if result.reason.strip() else ""
+    (log.warning if result.status == "failed" else log.info)(
+        "export target %s: %s%s", name, result.status, f" ({first_line})" if first_line else "")
     return result
 
 

@@ -4,14 +4,12 @@ any other error "failed" with its message, so one target can never crash the exp
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
 
 from ppipe import storage
 from ppipe.export.targets import ExportContext, TargetResult
 
-log = logging.getLogger(__name__)
 
 __all__ = ["NotApplicable", "TargetFailed", "build_target", "relative_files", "check_rtol"]
 
@@ -52,10 +50,8 @@ def build_target(name: str, ctx: ExportContext, build: Callable[[str], TargetRes
             result = build(tmp)
             result.files = relative_files(tmp, final, ctx.out_root)
         return result
-    except NotApplicable as e:
-        log.info("export target %s skipped: %s", name, e)
+    except NotApplicable as e:  # logged once, by the export run, with every target's outcome
         return TargetResult(name=name, status="skipped", reason=str(e))
     except Exception as e:  # noqa: BLE001 - a target's failure is its result; the export goes on
-        log.warning("export target %s failed: %s", name, e)
         reason = str(e) if isinstance(e, TargetFailed) else f"{type(e).__name__}: {e}"
         return TargetResult(name=name, status="failed", reason=reason)

@@ -21,7 +21,7 @@ import json
 import os
 
 from ppipe import weights_io
-from ppipe.train.run_dir import MODEL_FILE, CheckpointDir  # MODEL_FILE: the name ppipe.tune.trial reads
+from ppipe.train.run_dir import CheckpointDir
 from ppipe.train.state import TrainState
 
 

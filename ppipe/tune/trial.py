@@ -111,11 +111,11 @@ class TrainingTrial(tune.Trainable):
             pointer = json.load(f)
         if not pointer.get("checkpoint"):
             return
-        from ppipe.train.checkpoint import MODEL_FILE
+        from ppipe.train.run_dir import CheckpointDir
 
         self.cleanup()
         self._thread = None
-        self._pretrained = os.path.join(pointer["checkpoint"], MODEL_FILE)
+        self._pretrained = CheckpointDir(pointer["checkpoint"]).model
         self._epoch_offset = int(pointer["epoch"])
 
 
