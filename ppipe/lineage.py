@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from ppipe.config import Config, config_to_yaml
+from ppipe.storage import read_json_mapping
 from ppipe.train.run_dir import RunDir
 
 FLOW_RUN_ENV = "PREFECT__FLOW_RUN_ID"
@@ -41,7 +42,7 @@ DISTILLATION = "DistillationModel"
 def collect_lineage(cfg: Config, rdir: RunDir, *, data: str | None = None) -> dict[str, Any]:
     """The lineage of the run in `rdir` trained with `cfg` (see the module docstring); `data`: the prepared
     dataset when it is not the one `cfg` names."""
-    summary = _read_json(rdir.summary)
+    summary = read_json_mapping(rdir.summary)
     dataset, class_names = data_identity(cfg, data)
     return {
         "code": code_version(),
@@ -55,19 +56,11 @@ def collect_lineage(cfg: Config, rdir: RunDir, *, data: str | None = None) -> di
     }
 
 
-def _read_json(path: str) -> dict:
-    if not os.path.isfile(path):
-        return {}
-    with open(path) as f:
-        doc = json.load(f)
-    return doc if isinstance(doc, dict) else {}
-
-
 def run_metrics(rdir: RunDir) -> dict[str, float]:
     """The numbers of the run's training summary and evaluation (evaluation wins where both have one)."""
     metrics: dict[str, Any] = {}
     for path in (rdir.summary, rdir.eval):
-        metrics.update({k: v for k, v in _read_json(path).items()
+        metrics.update({k: v for k, v in read_json_mapping(path).items()
                         if isinstance(v, (int, float)) and not isinstance(v, bool)})
     return metrics
 
@@ -137,7 +130,7 @@ def _file_parent(role: str, path: str) -> dict[str, Any]:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
         entry["sha256"] = h.hexdigest()
-        pulled = _read_json(os.path.join(os.path.dirname(os.path.abspath(path)), "manifest.json"))
+        pulled = read_json_mapping(os.path.join(os.path.dirname(os.path.abspath(path)), "manifest.json"))
         if pulled.get("name") and pulled.get("version"):
             entry["ref"] = f"{pulled['name']}:{pulled['version']}"
     return entry
@@ -156,7 +149,7 @@ def parent_artifacts(cfg: Config, rdir: RunDir) -> list[dict[str, Any]]:
                                     "key": key})
     if cfg.Global.pretrained_model:
         parents.append(_file_parent("pretrained", cfg.Global.pretrained_model))
-    report = _read_json(rdir.export_report).get("targets") or {}
+    report = read_json_mapping(rdir.export_report).get("targets") or {}
     int8 = sorted(t for t, r in report.items() if "int8" in t and isinstance(r, dict) and r.get("status") == "built")
     if int8 and os.path.isfile(rdir.model):
         parents.append({**_file_parent("fp32-source", rdir.model), "file": "model.pdparams", "targets": int8})

@@ -16,7 +16,6 @@ others are still predicted.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ppipe.errors import UserError
+from ppipe.storage import read_json_mapping
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm")
 
@@ -39,14 +39,6 @@ class LoadedModel:
     source: str
 
 
-def _read_json(path: str) -> dict:
-    if not os.path.isfile(path):
-        return {}
-    with open(path) as f:
-        doc = json.load(f)
-    return doc if isinstance(doc, dict) else {}
-
-
 def _find_config(folder: str) -> str | None:
     """The `config.yaml` of an artifact or run folder, or of the run folder an export folder sits in."""
     for candidate in (folder, os.path.dirname(folder), os.path.dirname(os.path.dirname(folder))):
@@ -58,7 +50,7 @@ def _find_config(folder: str) -> str | None:
 
 def _description(folder: str) -> tuple[list | None, list[str], str | None, int | None]:
     """(preprocessing ops, class names, architecture, num_classes) from the manifest's lineage, else the config."""
-    manifest = _read_json(os.path.join(folder, "manifest.json"))
+    manifest = read_json_mapping(os.path.join(folder, "manifest.json"))
     lineage, metadata = manifest.get("lineage") or {}, manifest.get("metadata") or {}
     ops, names = lineage.get("preprocessing"), list(lineage.get("class_names") or [])
     arch, num_classes = metadata.get("model"), metadata.get("num_classes")

@@ -50,6 +50,17 @@ def read_bytes(url: str) -> bytes:
         return f.read()
 
 
+def read_json_mapping(path: str) -> dict:
+    """The JSON object in the local file `path`; {} when the file is absent or holds something else."""
+    import json
+
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        doc = json.load(f)
+    return doc if isinstance(doc, dict) else {}
+
+
 def write_bytes_atomic(url: str, data: bytes) -> None:
     """Write `data` so that `url` either keeps its old content or holds all of the new one."""
     fs, path = filesystem(url)

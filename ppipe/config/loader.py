@@ -212,21 +212,28 @@ def _validate_amp(cfg: Config) -> None:
                           "into the float16 model for evaluation; use AMP.level O1 with EMA")
 
 
+def read_yaml_mapping(path: str | os.PathLike, what: str, expected: str) -> dict:
+    """The YAML mapping in `path`; a missing file, invalid YAML or anything but a mapping is a ConfigError that
+    names `what` (e.g. "config file") and the path."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"{what} {path!s} does not exist")
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{what} {path!s} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {path!s}: expected {expected}")
+    return data
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] = (), *,
                 data: dict | None = None) -> Config:
     """Load a PaddleClas-style YAML recipe (or `data`), apply overrides, and return a validated `Config`."""
     if data is None:
         if path is None:
             raise ConfigError("no config given: pass a YAML path or a mapping")
-        if not os.path.isfile(path):
-            raise ConfigError(f"config file {path!s} does not exist")
-        with open(path, encoding="utf-8") as f:
-            try:
-                data = yaml.safe_load(f) or {}
-            except yaml.YAMLError as e:
-                raise ConfigError(f"config file {path!s} is not valid YAML: {e}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {path!s}: expected a mapping of sections at the top level")
+        data = read_yaml_mapping(path, "config file", "a mapping of sections at the top level")
     data = apply_overrides(data, overrides)
     data = _split_arch(coerce_expressions(data))
     return validate(from_dict(Config, data))

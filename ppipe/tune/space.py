@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from ppipe.config import Config, ConfigError, config_to_data, load_config
+from ppipe.config.loader import read_yaml_mapping
 from ppipe.config.schema import TuneSection
 from ppipe.config.typed import from_dict, map_strings, parse_number, to_dict
 
@@ -125,15 +126,7 @@ def check_against_recipe(cfg: Config, space: dict[str, Distribution], where: str
 def load_search_space(path: str | os.PathLike, cfg: Config) -> SearchSpace:
     """Parse and validate the search file `path` against the recipe `cfg`."""
     where = str(path)
-    if not os.path.isfile(path):
-        raise ConfigError(f"search file {where} does not exist")
-    with open(path, encoding="utf-8") as f:
-        try:
-            data = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"search file {where} is not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"search file {where}: expected `Section.key: distribution` lines and an optional Tune:")
+    data = read_yaml_mapping(path, "search file", "`Section.key: distribution` lines and an optional Tune:")
     settings = _settings(cfg.Tune, data.pop("Tune", None), f"{where}: Tune")
     space = {str(key): parse_distribution(f"{where}: {key}", text) for key, text in data.items()}
     if not space:
