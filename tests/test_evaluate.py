@@ -51,10 +51,12 @@ def test_counts_of_ranks_sum_key_by_key_and_must_agree_on_keys():
         sum_counts([{"a": 1.0}, {"b": 1.0}])
 
 
-def test_two_ray_workers_give_the_numbers_of_one_process(tmp_path, digits_prepared, weights, local_ray):
+def test_two_ray_workers_give_the_numbers_of_one_process(tmp_path, digits_prepared, weights, local_ray, caplog):
     one = stages.evaluate(_config(tmp_path, digits_prepared), weights=weights, out=str(tmp_path / "one"))
-    two = stages.evaluate(_config(tmp_path, digits_prepared, "Ray.num_workers=2"), weights=weights,
-                          out=str(tmp_path / "two"))
+    with caplog.at_level("INFO", logger="ppipe.evaluation"):
+        two = stages.evaluate(_config(tmp_path, digits_prepared, "Ray.num_workers=2"), weights=weights,
+                              out=str(tmp_path / "two"))
+    assert "evaluating on 2 Ray workers" in caplog.text
     assert one["num_images"] == two["num_images"] == 360
     for key in ("top1", "top5", "loss", "ece", "mean_class_accuracy"):
         assert two[key] == pytest.approx(one[key], rel=1e-9, abs=1e-12), key
@@ -80,6 +82,21 @@ def test_cli_evaluates_a_pdparams_file_like_paddleclas_eval(tmp_path, digits_pre
     assert json.loads(capsys.readouterr().out)["top1"] == printed["top1"]
     written = json.loads((tmp_path / "elsewhere/eval.json").read_text())
     assert written["top1"] == printed["top1"] and (tmp_path / "elsewhere/eval/reliability.png").is_file()
+
+
+def test_evaluate_pulls_a_published_artifact_by_alias(tmp_path, digits_prepared, weights):
+    from ppipe.artifacts import ArtifactStore
+    from ppipe.errors import UserError
+
+    store = ArtifactStore(str(tmp_path / "store"))
+    store.publish("digits", {"model.pdparams": weights}, aliases=["candidate"], metadata={"model": "PPLCNet_x0_25"})
+    store.publish("other", {"model.pdparams": weights}, metadata={"model": "ResNet50_vd"})
+    cfg = _config(tmp_path, digits_prepared)
+    pulled = stages.evaluate(cfg, model_ref="digits@candidate")
+    assert pulled["weights"] == "digits@candidate (digits:v1)"
+    assert pulled["top1"] == stages.evaluate(cfg, weights=weights)["top1"]
+    with pytest.raises(UserError, match="holds a ResNet50_vd"):
+        stages.evaluate(cfg, model_ref="other")
 
 
 def test_evaluate_refuses_weights_for_another_number_of_classes(tmp_path, digits_prepared, weights):
@@ -152,8 +169,13 @@ def test_dvc_reads_the_evaluate_stage_metrics_and_plots(evaluated_run, tmp_path)
     shown = subprocess.run([*dvc, "metrics", "show", "--json"], cwd=repo, env=env, capture_output=True, text=True)
     data = json.loads(shown.stdout)[""]["data"]
     assert data[f"{params['run_dir']}/eval/metrics.json"]["data"]["top1"] == pytest.approx(metrics["top1"])
-    plots = subprocess.run([*dvc, "plots", "show", "--json"], cwd=repo, env=env, capture_output=True, text=True)
-    assert plots.returncode == 0, plots.stderr
-    shown_plots = json.loads(plots.stdout)
-    for name in ("reliability.csv", "confusion_focus.csv", "confusion_pairs.csv", "confusion_matrix.png"):
-        assert any(key.endswith(f"eval/{name}") for key in shown_plots), (name, list(shown_plots))
+    plots = json.loads(subprocess.run([*dvc, "plots", "show", "--json"], cwd=repo, env=env, capture_output=True,
+                                      text=True).stdout)
+    eval_dir = f"{params['run_dir']}/eval"
+    # only the train stage's curves (not written here) may be missing
+    assert [e["source"] for e in plots["errors"] if e["source"].startswith(eval_dir)] == []
+    for name in ("reliability.csv", "confusion_focus.csv", "confusion_pairs.csv"):
+        (rendered,) = plots["data"][f"{eval_dir}/{name}"]
+        assert rendered["type"] == "vega" and rendered["content"]["data"]["values"], name
+    for name in ("confusion_matrix.png", "reliability.png", "worst_classes.png"):
+        assert plots["data"][f"{eval_dir}/{name}"][0]["type"] == "image", name
