@@ -17,8 +17,7 @@ import yaml
 
 from ppipe import stages
 from ppipe.config import load_config
-from ppipe.evaluation import load_counts, sum_counts, write_run_model_card
-from ppipe.train.run_dir import RunDir
+from ppipe.evaluation import load_report, sum_counts, write_run_model_card
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
@@ -60,7 +59,7 @@ def test_two_ray_workers_give_the_numbers_of_one_process(tmp_path, digits_prepar
     assert one["num_images"] == two["num_images"] == 360
     for key in ("top1", "top5", "loss", "ece", "mean_class_accuracy"):
         assert two[key] == pytest.approx(one[key], rel=1e-9, abs=1e-12), key
-    single, spread = load_counts(str(tmp_path / "one/eval/counts.npz")), load_counts(str(tmp_path / "two/eval/counts.npz"))
+    single, spread = (load_report(str(tmp_path / name / "eval/counts.npz")) for name in ("one", "two"))
     np.testing.assert_array_equal(spread.confusion, single.confusion)
     assert single.confusion.sum() == 360 and single.top1 == pytest.approx(one["top1"])
 
@@ -179,3 +178,17 @@ def test_dvc_reads_the_evaluate_stage_metrics_and_plots(evaluated_run, tmp_path)
         assert rendered["type"] == "vega" and rendered["content"]["data"]["values"], name
     for name in ("confusion_matrix.png", "reliability.png", "worst_classes.png"):
         assert plots["data"][f"{eval_dir}/{name}"][0]["type"] == "image", name
+
+
+def test_evaluation_goes_to_wandb_as_tracking_says(evaluated_run, tmp_path, monkeypatch):
+    from ppipe.evaluation.stage import log_evaluation
+
+    _, rdir, _ = evaluated_run
+    report = load_report(rdir.eval_counts)
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    log_evaluation(_config(tmp_path / "off", "unused", "Tracking.wandb_mode=disabled"), report, "w")
+    assert not (tmp_path / "off").exists()
+    log_evaluation(_config(tmp_path, "unused", "Tracking.wandb_mode=offline"), report, "w")
+    (run,) = (tmp_path / "out/wandb").glob("offline-run-*")
+    assert list((run / "files/media/images/eval").glob("reliability*.png"))

@@ -8,6 +8,7 @@ turns an evaluated run folder into its model card (`card`).
 
 from ppipe.evaluation.card import write_run_model_card
 from ppipe.evaluation.runner import run_sharded, sum_counts
-from ppipe.evaluation.stage import evaluate, load_counts
+from ppipe.evaluation.saved_report import load_report
+from ppipe.evaluation.stage import evaluate
 
-__all__ = ["evaluate", "load_counts", "run_sharded", "sum_counts", "write_run_model_card"]
+__all__ = ["evaluate", "load_report", "run_sharded", "sum_counts", "write_run_model_card"]

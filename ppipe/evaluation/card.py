@@ -59,11 +59,11 @@ def write_run_model_card(cfg: Config, rdir: RunDir | str | None = None) -> list[
     (`ppipe evaluate`); its figures are under `eval/`."""
     from ppipe.build import infer_arch
     from ppipe.data import resolve_prepared
-    from ppipe.evaluation.stage import load_counts
+    from ppipe.evaluation.saved_report import load_report
     from ppipe.report import build_model_card, write_model_card
 
     rdir = RunDir.for_config(cfg) if rdir is None else rdir if isinstance(rdir, RunDir) else RunDir(rdir)
-    report = load_counts(rdir.eval_counts)
+    report = load_report(rdir.eval_counts)
     arch = infer_arch(cfg)
     figures = sorted(n for n in os.listdir(rdir.eval_outputs) if n.endswith(FIGURE_SUFFIX))
     images = {name.removesuffix(FIGURE_SUFFIX): f"{os.path.basename(rdir.eval_outputs)}/{name}" for name in figures}

@@ -9,17 +9,15 @@ Outputs (the run's own model: its run folder; other weights: only where `out` sa
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
 import os
 from typing import Any
 
-import numpy as np
-
 from ppipe.config import Config
 from ppipe.evaluation.model_scoring import ModelScorer, score_model
+from ppipe.evaluation.saved_report import save_counts
 from ppipe.evaluation.sources import evaluated_weights
 from ppipe.report import EvalAccumulator, EvalReport, log_to_wandb, write_eval_outputs
 from ppipe.storage import write_bytes_atomic
@@ -34,29 +32,7 @@ def _json_number(value):
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def save_counts(counts: EvalAccumulator, report: EvalReport, path: str) -> None:
-    """`counts` (`counts.npz`: confusion matrix, calibration bins, ...) with `report`'s class names and target
-    top-1, from which `load_counts` rebuilds the same report without evaluating again (the model card does)."""
-    targets = sorted(report.target_top1)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, flat=counts.to_flat(), num_bins=counts.num_bins,
-                        class_names=np.array(report.class_names, dtype=str), targets=np.array(targets, dtype=str),
-                        target_top1=np.array([report.target_top1[t] for t in targets], dtype=np.float64))
-    write_bytes_atomic(path, buf.getvalue())
-
-
-def load_counts(path: str) -> EvalReport:
-    """The report `save_counts` wrote to `path`."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} does not exist: evaluate the run first (`ppipe evaluate`)")
-    with np.load(path, allow_pickle=False) as saved:
-        names = [str(n) for n in saved["class_names"]]
-        report = EvalAccumulator.from_flat(saved["flat"], len(names), int(saved["num_bins"])).finalize(names)
-        return report.with_target_top1(dict(zip((str(t) for t in saved["targets"]),
-                                                (float(v) for v in saved["target_top1"]))))
-
-
-def _log_to_wandb(cfg: Config, report: EvalReport, origin: str) -> None:
+def log_evaluation(cfg: Config, report: EvalReport, origin: str) -> None:
     """The report to a wandb run `<run name>-eval`, in the mode `Tracking` (or `WANDB_MODE`) says."""
     mode = os.environ.get("WANDB_MODE") or cfg.Tracking.wandb_mode
     if mode == "disabled":
@@ -111,7 +87,7 @@ def evaluate(cfg: Config, *, weights: str | None = None, model_ref: str | None =
     out = out or (os.fspath(rdir) if source.is_run else None)
     if out:
         write_outputs(counts, report, document, out)
-    _log_to_wandb(cfg, report, source.origin)
+    log_evaluation(cfg, report, source.origin)
     log.info("evaluated %s on %d %s images: top-1 %.4f, top-5 %.4f", source.origin, document["num_images"], SPLIT,
              document["top1"], document.get("top5", math.nan))
     return document
