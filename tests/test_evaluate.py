@@ -109,7 +109,7 @@ def test_evaluate_refuses_weights_for_another_number_of_classes(tmp_path, digits
 
 @pytest.fixture(scope="module")
 def evaluated_run(tmp_path_factory, digits_prepared, weights):
-    """A run folder with weights and an FP32 export (plus a built target nothing here can run), evaluated."""
+    """A run folder with weights and an FP32 export (plus built targets that cannot be scored), evaluated."""
     tmp = tmp_path_factory.mktemp("run")
     cfg = _config(tmp, digits_prepared)
     rdir = stages.run_dir(cfg)
@@ -118,6 +118,8 @@ def evaluated_run(tmp_path_factory, digits_prepared, weights):
     stages.export(cfg, targets="paddle-inference-mkldnn")
     report = json.loads(Path(rdir.export_report).read_text())
     report["targets"]["tensorrt"] = {"status": "built", "files": [], "reason": "", "measurements": {}}
+    # recorded as built, but its folder is gone: reported as not scored, the evaluation goes on
+    report["targets"]["paddle-inference-mkldnn-int8"] = {"status": "built", "files": [], "measurements": {}}
     Path(rdir.export_report).write_text(json.dumps(report))
     return cfg, rdir, stages.evaluate(cfg)
 
@@ -128,7 +130,8 @@ def test_run_evaluation_writes_eval_json_dvc_outputs_and_target_top1(evaluated_r
     assert {"top1", "top5", "loss", "num_images"} <= set(metrics) and metrics["weights"] == rdir.model
     # the FP32 export computes the model's logits within 1e-4: the same predictions on the 360 images
     assert metrics["target_top1/paddle-inference-mkldnn"] == pytest.approx(metrics["top1"], abs=1 / 360)
-    assert "tensorrt" in metrics["targets_not_scored"]
+    assert "no runtime to score tensorrt" in metrics["targets_not_scored"]["tensorrt"]
+    assert "model folder not found" in metrics["targets_not_scored"]["paddle-inference-mkldnn-int8"]
     eval_dir = Path(rdir.eval_outputs)
     assert json.loads((eval_dir / "metrics.json").read_text())["top1"] == pytest.approx(metrics["top1"])
     assert {"reliability.csv", "confusion_focus.csv", "confusion_pairs.csv", "confusion_matrix.png",

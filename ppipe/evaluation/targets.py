@@ -103,20 +103,26 @@ def recorded_targets(export_report: str) -> dict[str, dict[str, Any]]:
 def score_targets(cfg: Config, export_report: str, exports: str, prepared: str, class_names: list[str], *,
                   split: str = "val") -> tuple[dict[str, float], dict[str, str]]:
     """({target: top-1}, {target: why it was not scored}) of every built target of `export_report`, whose files
-    lie under `exports/<target>/`."""
+    lie under `exports/<target>/`. A target that fails to run is reported, not raised: the model's own evaluation
+    must not be lost to it."""
     from ppipe.train.trainer import math_threads_per_worker
 
+    threads = math_threads_per_worker(cfg)[0]
     scored, skipped = {}, {}
     built = [name for name, entry in recorded_targets(export_report).items() if entry.get("status") == "built"]
     for target in sorted(built):
         reason = _unavailable(target)
+        if reason is None:
+            scorer = TargetScorer(cfg, prepared, split, target, os.path.join(exports, target), len(class_names),
+                                  threads)
+            try:
+                flat = run_sharded(scorer, cfg, use_gpu=False)[REPORT_KEY]
+            except Exception as e:  # noqa: BLE001 - one target's failure must not stop the evaluation
+                reason = f"scoring failed: {type(e).__name__}: {e}"
         if reason:
             skipped[target] = reason
-            log.info("target %s not scored: %s", target, reason)
+            log.warning("target %s not scored: %s", target, reason)
             continue
-        scorer = TargetScorer(cfg, prepared, split, target, os.path.join(exports, target), len(class_names),
-                              math_threads_per_worker(cfg)[0])
-        flat = run_sharded(scorer, cfg, use_gpu=False)[REPORT_KEY]
         scored[target] = EvalAccumulator.from_flat(flat, len(class_names)).finalize(class_names).top1
         log.info("target %s: top-1 %.4f on %s", target, scored[target], split)
     return scored, skipped
