@@ -84,6 +84,18 @@ def cmd_stage(name):
     return run
 
 
+def cmd_evaluate(args):
+    from ppipe import stages
+
+    # PaddleClas's tools/eval.py takes the weights as -o Global.pretrained_model=FILE; here that override (or
+    # --weights) names the weights to evaluate. A recipe's own Global.pretrained_model is where fine-tuning
+    # started, not what the run trained, so only the command line's counts.
+    cfg = _config(args)
+    given = any(o.startswith("Global.pretrained_model=") for o in args.override or ())
+    weights = args.weights or (cfg.Global.pretrained_model if given else None)
+    _emit(stages.evaluate(cfg, weights=weights, model_ref=args.model, out=args.out), args.json)
+
+
 def cmd_export(args):
     from ppipe import stages
 
@@ -290,13 +302,23 @@ def build_parser() -> argparse.ArgumentParser:
     tu.set_defaults(func=cmd_tune)
 
     for name, helptext in (("prepare", "prepare the config's Data.source into Data.prepared"),
-                           ("evaluate", "top-1/top-5 of the trained run on the val split"),
+                           ("evaluate", "the trained run (or weights) on the val split, over the Ray workers"),
                            ("export", "the deployment targets of the trained run, each checked and measured"),
                            ("publish", "publish the run to the artifact store")):
         sp = sub.add_parser(name, help=helptext)
         with_config(sp)
         sp.add_argument("--json", action="store_true")
         sp.set_defaults(func=cmd_stage(name))
+        if name == "evaluate":
+            sp.add_argument("--weights", default=None, metavar="FILE.pdparams",
+                            help="evaluate these weights (as -o Global.pretrained_model=FILE) instead of the run's")
+            sp.add_argument("--model", default=None, metavar="NAME@ALIAS",
+                            help="evaluate a published artifact's weights (NAME, NAME:vN or NAME@ALIAS in "
+                                 "Publish.store)")
+            sp.add_argument("--out", default=None, metavar="DIR",
+                            help="write eval.json and eval/ here (default: the run folder for the run's own "
+                                 "model; nowhere for other weights)")
+            sp.set_defaults(func=cmd_evaluate)
         if name == "export":
             sp.add_argument("--targets", default=None, metavar="T1,T2",
                             help="export targets to build (default: Export.targets, else all)")

@@ -52,12 +52,14 @@ def train(cfg: Config, *, data: str | None = None, resume: str | bool | None = N
     return run_training(cfg, data=data, resume=resume).summary()
 
 
-def evaluate(cfg: Config) -> dict[str, Any]:
-    from ppipe.data import resolve_prepared
-    from ppipe.evaluate import evaluate_run
+def evaluate(cfg: Config, *, weights: str | None = None, model_ref: str | None = None,
+             out: str | None = None) -> dict[str, Any]:
+    """The run's model on the val split, over the Ray workers (`ppipe.evaluation.evaluate`): the report and the
+    top-1 of each exported target into `<run>/eval.json` and `<run>/eval/`. `weights` (a .pdparams file) or
+    `model_ref` (`NAME@ALIAS` in `Publish.store`) evaluate other weights, whose outputs go to `out` only."""
+    from ppipe.evaluation import evaluate as evaluate_weights
 
-    rdir = run_dir(cfg)
-    return evaluate_run(cfg, rdir.trained_model(), resolve_prepared(cfg), out=rdir.eval)
+    return evaluate_weights(cfg, weights=weights, model_ref=model_ref, out=out)
 
 
 def export(cfg: Config, targets: list[str] | str | None = None) -> dict[str, Any]:

@@ -7,7 +7,10 @@ Everything that reads or writes a run asks these classes for the path; nothing e
                                              averaged weights)
         train.json  metrics.json  curves.csv the training summary, DVC metrics, per-epoch curves
         config.yaml                          the resolved recipe the run trained with
-        eval.json                            `ppipe evaluate`
+        eval.json                            `ppipe evaluate`: the numbers (also what publish records)
+        eval/  metrics.json *.csv *.png      `ppipe evaluate`: DVC metrics and plots; eval/counts.npz its counts
+        model_card.md  model_card.json       the model card (ppipe.evaluation.card), figures linked from eval/
+        lineage.json                         where the run came from (git commit, data, parents), when recorded
         inference/model.json  .pdiparams     `ppipe export`, and export.json beside it
     <checkpoint>/                            CheckpointDir: one training checkpoint (ppipe.train.checkpoint)
     <Ray.storage_path>/<run name>-<time>/    RunStorage: Ray Train's checkpoints, plus ppipe's per-start records
@@ -99,6 +102,20 @@ class RunDir:
     @property
     def eval(self) -> str:
         return self._file("eval.json")
+
+    @property
+    def eval_outputs(self) -> str:
+        """The evaluation's DVC metrics, plots and figures (`ppipe.report.write_eval_outputs`)."""
+        return self._file("eval")
+
+    @property
+    def eval_counts(self) -> str:
+        """The evaluation's summed counts (an `EvalAccumulator`), from which its report is rebuilt exactly."""
+        return self._file("eval", "counts.npz")
+
+    @property
+    def lineage(self) -> str:
+        return self._file("lineage.json")
 
     @property
     def inference(self) -> str:

@@ -1,0 +1,128 @@
+"""The top-1 of each built deployment target (`<run>/export.json`) on the same val split as the model, scored
+on the Ray workers like the model: Paddle Inference targets through `ppipe.inference`, ONNX through ONNX Runtime
+where it is installed. A target this machine cannot run is left out with the reason."""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ppipe.config import Config
+from ppipe.evaluation.model_scoring import REPORT_KEY
+from ppipe.evaluation.runner import Counts, run_sharded
+from ppipe.export.int8 import INT8_TARGET
+from ppipe.export.paddle_inference import PREDICTOR
+from ppipe.registry import Registry
+from ppipe.report import EvalAccumulator
+
+log = logging.getLogger("ppipe.evaluation")
+
+Predict = Callable[[np.ndarray], np.ndarray]
+
+# {target name: (target folder, math threads) -> predict(images) -> logits}
+TARGET_RUNTIMES: Registry[Callable[[str, int], Predict]] = Registry("target runtime")
+
+
+def _paddle_inference(directory: str, threads: int) -> Predict:
+    from ppipe.inference import create_predictor, predict
+
+    predictor = create_predictor(directory, threads=threads)  # the shipped predictor.json, more threads
+    return lambda images: predict(predictor, images)
+
+
+TARGET_RUNTIMES.register(_paddle_inference, name=PREDICTOR)
+TARGET_RUNTIMES.register(_paddle_inference, name=INT8_TARGET)
+
+
+@TARGET_RUNTIMES.register(name="onnx")
+def _onnx_runtime(directory: str, threads: int) -> Predict:
+    import onnxruntime as ort
+
+    models = sorted(glob.glob(os.path.join(directory, "*.onnx")))
+    if len(models) != 1:
+        raise FileNotFoundError(f"{directory}: expected one .onnx model, found {[os.path.basename(m) for m in models]}")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(models[0], options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda images: session.run(None, {name: np.ascontiguousarray(images, np.float32)})[0]
+
+
+def _unavailable(target: str) -> str | None:
+    """Why `target` cannot be scored here (None: it can)."""
+    if target not in TARGET_RUNTIMES:
+        return f"no runtime to score {target} with on the CPU workers (scored: {', '.join(TARGET_RUNTIMES.names())})"
+    if target == "onnx":
+        import importlib.util
+
+        if importlib.util.find_spec("onnxruntime") is None:
+            return "onnxruntime is not installed"
+    return None
+
+
+@dataclass(frozen=True)
+class TargetScorer:
+    """Scores the deployment target `target` in folder `directory` (readable from every worker, as run folders
+    are) on `split`."""
+
+    cfg: Config
+    prepared: str
+    split: str
+    target: str
+    directory: str
+    num_classes: int
+    threads: int
+
+    def __call__(self, rank: int, world_size: int) -> Counts:
+        from ppipe.evaluate import eval_batches, eval_transform_ops
+
+        run = TARGET_RUNTIMES.get(self.target)(self.directory, self.threads)
+        accumulator = EvalAccumulator.empty(self.num_classes)
+        batch = (self.cfg.DataLoader.Eval or self.cfg.DataLoader.Train).sampler.batch_size
+        for images, labels in eval_batches(self.prepared, self.split, eval_transform_ops(self.cfg), batch,
+                                           rank=rank, world_size=world_size):
+            accumulator.update(run(images), labels)
+        return {REPORT_KEY: accumulator.to_flat()}
+
+
+def recorded_targets(export_report: str) -> dict[str, dict[str, Any]]:
+    """{target: its entry} of every target `export.json` records (none when the run was not exported)."""
+    if not os.path.isfile(export_report):
+        return {}
+    with open(export_report) as f:
+        return dict(json.load(f).get("targets", {}))
+
+
+def score_targets(cfg: Config, export_report: str, exports: str, prepared: str, class_names: list[str], *,
+                  split: str = "val") -> tuple[dict[str, float], dict[str, str]]:
+    """({target: top-1}, {target: why it was not scored}) of every built target of `export_report`, whose files
+    lie under `exports/<target>/`. A target that fails to run is reported, not raised: the model's own evaluation
+    must not be lost to it."""
+    from ppipe.train.trainer import math_threads_per_worker
+
+    threads = math_threads_per_worker(cfg)[0]
+    scored, skipped = {}, {}
+    built = [name for name, entry in recorded_targets(export_report).items() if entry.get("status") == "built"]
+    for target in sorted(built):
+        reason = _unavailable(target)
+        if reason is None:
+            scorer = TargetScorer(cfg, prepared, split, target, os.path.join(exports, target), len(class_names),
+                                  threads)
+            try:
+                flat = run_sharded(scorer, cfg, use_gpu=False)[REPORT_KEY]
+            except Exception as e:  # noqa: BLE001 - one target's failure must not stop the evaluation
+                reason = f"scoring failed: {type(e).__name__}: {e}"
+        if reason:
+            skipped[target] = reason
+            log.warning("target %s not scored: %s", target, reason)
+            continue
+        scored[target] = EvalAccumulator.from_flat(flat, len(class_names)).finalize(class_names).top1
+        log.info("target %s: top-1 %.4f on %s", target, scored[target], split)
+    return scored, skipped
