@@ -1,4 +1,4 @@
-"""The training pipeline as a Prefect flow: prepare -> train -> evaluate -> export -> publish.
+"""The training pipeline as a Prefect flow: prepare -> train -> export -> evaluate -> publish.
 
 Orchestration only: each task body is one call into `ppipe.stages`; retries, caching and scheduling are
 Prefect's. Run it with `ppipe pipeline [CONFIG]` (Prefect's ephemeral API when no PREFECT_API_URL is set)
@@ -53,7 +53,8 @@ def publish(config_path: str, overrides: list[str]) -> dict:
 
 @flow(name="ppipe-train-pipeline", log_prints=True)
 def train_pipeline(config_path: str = QUICKSTART, overrides: list[str] | None = None) -> dict:
-    """Prepare the data, train on Ray, evaluate, export and publish one model; returns the published entry."""
+    """Prepare the data, train on Ray, export the deployment targets, evaluate the model and its targets on the val
+    split, and publish it with its model card; returns the published entry."""
     overrides = list(overrides or [])
     config_path = os.path.abspath(config_path)
     load_config(config_path, overrides)  # a bad recipe fails here, before any task runs
@@ -62,11 +63,12 @@ def train_pipeline(config_path: str = QUICKSTART, overrides: list[str] | None = 
     log.info("prepared %s", {k: v["num_images"] for k, v in data["splits"].items()})
     trained = train(config_path, overrides, wait_for=[data])
     log.info("trained %s: top1=%s in %s epochs", trained["model"], trained["top1"], trained["epochs_completed"])
-    metrics = evaluate(config_path, overrides, wait_for=[trained])
-    log.info("val top1=%.4f top5=%.4f", metrics["top1"], metrics["top5"])
-    exported = export(config_path, overrides, wait_for=[metrics])
+    exported = export(config_path, overrides, wait_for=[trained])
     log.info("exported, predictor max relative error %.2e", exported["max_rel_err"])
-    published = publish(config_path, overrides, wait_for=[exported])
+    # after the export, so that evaluation also scores every built target on the same val split (as dvc.yaml does)
+    metrics = evaluate(config_path, overrides, wait_for=[exported])
+    log.info("val top1=%.4f top5=%.4f", metrics["top1"], metrics["top5"])
+    published = publish(config_path, overrides, wait_for=[metrics])
     log.info("published %s:%s", published["name"], published["version"])
     return published
 

@@ -101,11 +101,17 @@ def publish(cfg: Config) -> dict[str, Any]:
     else:
         write_paddle_pickle(rdir.model, rdir.model)
     write_bytes_atomic(rdir.config, config_to_yaml(cfg).encode())
+    lineage = collect_lineage(cfg, rdir)
+    write_bytes_atomic(rdir.lineage, json.dumps(lineage, indent=1, default=str).encode())
+    if os.path.isfile(rdir.eval_counts):  # an evaluated run publishes its model card and figures with it
+        from ppipe.evaluation import write_run_model_card
+
+        write_run_model_card(cfg, rdir)
     files = rdir.published_files()
     arch = infer_arch(cfg)
     return ArtifactStore(cfg.Publish.store).publish(
         cfg.Publish.name or arch.name, files, metrics=run_metrics(rdir), targets=published_targets(rdir, files),
-        aliases=cfg.Publish.aliases, lineage=collect_lineage(cfg, rdir),
+        aliases=cfg.Publish.aliases, lineage=lineage,
         metadata={"model": arch.name, "num_classes": arch.num_classes,
                   "input_shape": list(cfg.Export.input_shape or cfg.Global.image_shape)})
 

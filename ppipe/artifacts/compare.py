@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
-from ppipe.artifacts.refs import LATEST, vname
+from ppipe import storage
+from ppipe.artifacts.refs import LATEST, ArtifactError, vname
 
 if TYPE_CHECKING:
     from ppipe.artifacts.store import ArtifactStore
@@ -24,7 +26,18 @@ def show(store: ArtifactStore, ref: str) -> dict[str, Any]:
             if isinstance(event, dict) and version in (event.get("version"), event.get("from")):
                 history.append({"alias": alias, **event})
     history.sort(key=lambda e: str(e.get("at")))
-    return {**manifest, "uri": store.url_of(name, version), "aliases": pointing, "alias_history": history}
+    shown = {**manifest, "uri": store.url_of(name, version), "aliases": pointing, "alias_history": history}
+    if "model_card.json" in manifest.get("files", {}):
+        shown["model_card"] = json.loads(_verified_file(store, manifest, "model_card.json"))
+    return shown
+
+
+def _verified_file(store: ArtifactStore, manifest: dict, rel: str) -> bytes:
+    """One published file of the version, refused when it is not what the manifest recorded."""
+    data = storage.read_bytes(store.url_of(manifest["name"], manifest["version"], rel))
+    if storage.sha256_bytes(data) != manifest["files"][rel]["sha256"]:
+        raise ArtifactError(f"{manifest['name']}:{manifest['version']}/{rel}: sha256 does not match the manifest")
+    return data
 
 
 def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:

@@ -32,12 +32,29 @@ def format_show(shown: dict[str, Any]) -> str:
     lines.append(f"  files ({len(shown.get('files') or {})}):")
     lines += [f"    {rel}  {info['size']} B  sha256 {info['sha256'][:12]}" for rel, info in
               sorted((shown.get("files") or {}).items())]
+    card = shown.get("model_card")
+    if card:
+        lines += _model_card_lines(card)
     history = shown.get("alias_history") or []
     if history:
         lines.append("  alias history:")
         lines += [f"    {e.get('at')}  {e.get('alias')}: {e.get('from') or 'unset'} -> {e.get('version')}  by "
                   f"{e.get('by')}" + (f"  gates {', '.join(e['gates'])}" if e.get("gates") else "") for e in history]
     return "\n".join(lines)
+
+
+def _model_card_lines(card: dict[str, Any]) -> list[str]:
+    """The model card's verdicts in a few lines: what a reviewer reads before `promote` (the whole card is
+    model_card.md in the artifact)."""
+    lines = ["  model card (model_card.md):"]
+    for key in ("model", "published", "metrics", "calibration", "targets"):
+        value = card.get(key)
+        if isinstance(value, dict):
+            lines.append(f"    {key}: " + ", ".join(f"{k}={_scalar(v)}" for k, v in value.items()
+                                                   if not isinstance(v, (dict, list))))
+        elif isinstance(value, list):
+            lines.append(f"    {key}: {len(value)} entries")
+    return lines
 
 
 def format_diff(d: dict[str, Any]) -> str:

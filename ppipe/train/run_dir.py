@@ -144,7 +144,12 @@ class RunDir:
                                                                                           "model.pdiparams",
                                                                                           "predictor.json")}
         reports = {"eval.json": self.eval, "train.json": self.summary, "export.json": self.export_report,
-                   "curves.csv": self.curves}
+                   "curves.csv": self.curves, "model_card.md": self._file("model_card.md"),
+                   "model_card.json": self._file("model_card.json")}
+        if os.path.isdir(self.eval_outputs):  # the evaluation's figures and tables, which the model card shows
+            base = os.path.basename(self.eval_outputs)
+            reports.update({f"{base}/{name}": os.path.join(self.eval_outputs, name)
+                            for name in sorted(os.listdir(self.eval_outputs))})
         files.update({rel: path for rel, path in {**inference, **reports}.items() if os.path.isfile(path)})
         if "inference/model.json" not in files:
             raise FileNotFoundError(f"{self.inference} has no exported model: run `ppipe export` first")
