@@ -17,10 +17,7 @@ import pytest
 from ppipe.config import load_config
 from ppipe.train.trainer import init_ray
 from tests.test_train import QUICKSTART, _cfg
-
-REPO = Path(__file__).resolve().parents[1]
-SMALL = ["Global.image_shape=[3, 16, 16]", "DataLoader.Train.dataset.transform_ops.1.RandCropImage.size=16",
-         "DataLoader.Eval.dataset.transform_ops.1.ResizeImage.size=16", "Ray.num_workers=1", "Global.epochs=1"]
+from tests.test_train_interrupt import _env, _train_command
 
 
 def _fake_credentials() -> dict[str, str]:
@@ -108,11 +105,9 @@ def _run(command: list[str], cwd: Path, env: dict[str, str], timeout_s: int) -> 
 def test_training_on_s3_run_storage_writes_the_credentials_nowhere(tmp_path, digits_prepared, s3_bucket,
                                                                   ray_temp_dir):
     credentials = _fake_credentials()
-    env = {**os.environ, **credentials, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline",
-           "RAY_TMPDIR": str(ray_temp_dir)}
-    overrides = [*SMALL, f"Global.output_dir={tmp_path}/out", f"Ray.storage_path={s3_bucket}/runs"]
-    done = _run([sys.executable, "-m", "ppipe", "train", str(QUICKSTART), "--data", digits_prepared,
-                 *[part for o in overrides for part in ("-o", o)]], tmp_path, env, timeout_s=300)
+    env = _env(**credentials, WANDB_MODE="offline", RAY_TMPDIR=str(ray_temp_dir))
+    done = _run(_train_command(tmp_path, digits_prepared, "Global.epochs=1", f"Ray.storage_path={s3_bucket}/runs"),
+                tmp_path, env, timeout_s=300)
     # the workers reached the run storage with the credentials (a checkpoint is there) ...
     assert b'"checkpoint": "s3://' in done.stdout
     assert list((tmp_path / "out" / "wandb").glob("offline-run-*"))
@@ -128,9 +123,8 @@ def test_training_on_s3_run_storage_writes_the_credentials_nowhere(tmp_path, dig
 @pytest.mark.timeout(600)
 def test_the_pipeline_writes_the_credentials_nowhere(tmp_path, ray_temp_dir):
     credentials = _fake_credentials()
-    env = {**os.environ, **credentials, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline",
-           "RAY_TMPDIR": str(ray_temp_dir), "PREFECT_HOME": str(tmp_path / "prefect"),
-           "PPIPE_STORE": str(tmp_path / "artifacts")}
+    env = _env(**credentials, WANDB_MODE="offline", RAY_TMPDIR=str(ray_temp_dir),
+               PREFECT_HOME=str(tmp_path / "prefect"), PPIPE_STORE=str(tmp_path / "artifacts"))
     overrides = ["Global.epochs=1", "Export.targets=[paddle-inference-mkldnn]"]
     done = _run([sys.executable, "-m", "ppipe", "pipeline", str(QUICKSTART),
                  *[part for o in overrides for part in ("-o", o)]], tmp_path, env, timeout_s=540)

@@ -52,8 +52,8 @@ class RunInterrupted(KeyboardInterrupt):
 class SignalWatch:
     """What `stop_on_signals` saw: the first stop signal received, if any."""
 
+    active: bool  # in the main thread, the only one Python delivers signals to
     signum: int | None = None
-    _active: bool = False
 
     def _handle(self, signum, frame) -> None:
         if self.signum is not None:
@@ -67,7 +67,7 @@ class SignalWatch:
 
     def install(self) -> None:
         """(Re)install the handlers: `ray.init` replaces the driver's SIGTERM handler with its own."""
-        if self._active:
+        if self.active:
             for signum in STOP_SIGNALS:
                 signal.signal(signum, self._handle)
 
@@ -81,8 +81,8 @@ def stop_on_signals() -> Iterator[SignalWatch]:
     """While the block runs, SIGINT and SIGTERM raise KeyboardInterrupt in the main thread (once; later ones are
     logged and ignored); the previous handlers come back after it. Off the main thread (a Tune trial's driver),
     where Python delivers no signals, it changes nothing."""
-    watch = SignalWatch(_active=threading.current_thread() is threading.main_thread())
-    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS} if watch._active else {}
+    watch = SignalWatch(active=threading.current_thread() is threading.main_thread())
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS} if watch.active else {}
     watch.install()
     try:
         yield watch
