@@ -63,10 +63,30 @@ def cmd_data_prepare(args):
 
 def cmd_train(args):
     from ppipe import stages
+    from ppipe.train.interrupt import RunInterrupted
 
-    # --resume RUN: that run; --resume alone (""): the latest run of this config
+    # --resume RUN: that run; --resume alone (""): the newest run of this config
     resume = True if args.resume == "" else args.resume
-    _emit(stages.train(_config(args), data=args.data, resume=resume), args.json)
+    try:
+        _emit(stages.train(_config(args), data=args.data, resume=resume), args.json)
+    except RunInterrupted as stop:
+        print(f"ppipe: {_interrupted_run(stop, args)}", file=sys.stderr)
+        sys.exit(stop.exit_code)
+
+
+def _interrupted_run(stop, args) -> str:
+    """One line: which run a signal stopped, what it keeps, and the command that continues it."""
+    import shlex
+
+    command = ["ppipe", "train", args.config] + (["--data", args.data] if args.data else [])
+    command += [part for o in args.override or () for part in ("-o", o)]
+    again = shlex.join(command + ["--resume", stop.run_name])
+    if stop.checkpoint is None:
+        return (f"{stop.signal_name}: stopped run {stop.run_name} before its first checkpoint; start it again "
+                f"with: {shlex.join(command)}")
+    epoch = f"epoch {stop.checkpoint.epoch}, " if stop.checkpoint.epoch is not None else ""
+    return (f"{stop.signal_name}: stopped run {stop.run_name}; its last checkpoint ({epoch}{stop.checkpoint.path}) "
+            f"is kept. Continue it with: {again}")
 
 
 def cmd_tune(args):
@@ -289,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(tr)
     tr.add_argument("--data", help="a prepared dataset (the OUT of `ppipe data prepare`)")
     tr.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN",
-                    help="continue a run from its latest checkpoint (no RUN: the latest run of this config)")
+                    help="continue a run from its latest checkpoint (no RUN: the run of this config started last)")
     tr.add_argument("--json", action="store_true")
     tr.set_defaults(func=cmd_train)
 

@@ -14,7 +14,8 @@ Everything that reads or writes a run asks these classes for the path; nothing e
         inference/model.json  .pdiparams     `ppipe export`, and export.json beside it
     <checkpoint>/                            CheckpointDir: one training checkpoint (ppipe.train.checkpoint)
     <Ray.storage_path>/<run name>-<time>/    RunStorage: Ray Train's checkpoints, plus ppipe's per-start records
-        attempts/<invocation>/  workers/<invocation>/
+        attempts/<invocation>/  workers/<invocation>/      <invocation>: the UTC time that `ppipe train` call began
+        checkpoint_manager_snapshot.json     Ray Train's list of the run's registered (complete) checkpoints
 """
 
 from __future__ import annotations
@@ -164,8 +165,22 @@ class RunStorage:
     storage: str
     name: str
 
+    @property
+    def root(self) -> str:
+        return join(self.storage, self.name)
+
+    @property
+    def all_attempts(self) -> str:
+        """The folder of the run's `attempts(invocation)` folders, one per `ppipe train` call that started workers."""
+        return join(self.storage, self.name, "attempts")
+
+    @property
+    def checkpoint_snapshot(self) -> str:
+        """Ray Train's record of the run's registered checkpoints (a checkpoint is listed once it is complete)."""
+        return join(self.storage, self.name, "checkpoint_manager_snapshot.json")
+
     def attempts(self, invocation: str) -> str:
-        return join(self.storage, self.name, "attempts", invocation)
+        return join(self.all_attempts, invocation)
 
     def workers(self, invocation: str) -> str:
         return join(self.storage, self.name, "workers", invocation)

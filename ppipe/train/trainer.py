@@ -3,22 +3,23 @@
 Where it runs is configuration (`Ray` section): no address starts a local Ray instance sized for the
 requested workers; an address joins a cluster. Run storage (`Ray.storage_path`) is a local path or an
 `s3://` URI; each run gets a fresh name (`<run_name>-<UTC time>`) unless `resume` names an existing one,
-in which case it continues from that run's latest checkpoint.
+in which case it continues from that run's latest checkpoint (`ppipe.train.runs`: a name that is no run
+there is an error listing the runs that are).
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import logging
 import os
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from ppipe.config import Config, ConfigError, config_to_yaml
+from ppipe.config import Config, config_to_yaml
 from ppipe.storage import write_bytes_atomic
 from ppipe.train.run_dir import RunDir, RunStorage
+from ppipe.train.runs import fresh_run_name, run_to_resume, utc_stamp
 
 log = logging.getLogger("ppipe.train")
 
@@ -49,17 +50,6 @@ def _storage_path(cfg: Config) -> str:
     return path if "://" in path else os.path.abspath(path)
 
 
-def _latest_run(storage: str, base: str) -> str | None:
-    from ppipe.storage import filesystem
-
-    fs, root = filesystem(storage)
-    if not fs.exists(root):
-        return None
-    names = sorted(os.path.basename(p.rstrip("/")) for p in fs.ls(root, detail=False))
-    names = [n for n in names if n.startswith(base + "-")]
-    return names[-1] if names else None
-
-
 # Ray Train reads it in its controller; "0" leaves the preemption watcher actor out (`init_ray`).
 _PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 # How often Ray Train's controller polls the workers (default 2 s). Each poll takes at most one training report
@@ -84,20 +74,31 @@ def _controller_settings():
         os.environ.pop(_POLL_INTERVAL_ENV, None)
 
 
+# Where the S3/MinIO run storage is: settings, not secrets, that a cluster's workers need to reach the driver's
+# storage. Keys, tokens and API keys are deliberately absent (`init_ray`).
+_STORAGE_LOCATION_VARS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "AWS_REGION")
+
+
+def _storage_location_env() -> dict[str, str]:
+    return {k: os.environ[k] for k in _STORAGE_LOCATION_VARS if k in os.environ}
+
+
 def init_ray(cfg: Config) -> None:
     import ray
 
     if ray.is_initialized():
         return
-    # Storage credentials and endpoint (S3/MinIO) travel with the job, so the Train controller and the
-    # workers reach the same run storage as the driver, on a cluster too.
-    env = {k: v for k, v in os.environ.items() if k.startswith("AWS_") or k.startswith("WANDB_")}
-    # What the run's processes log (glog levels, warnings, --verbose); their output reaches this driver's stderr
-    # without Ray's and Paddle's routine lines (ppipe.console).
+    # No credential ever goes into the job's runtime_env: Ray writes a runtime_env into its logs (the runtime env
+    # agent's, readable by every user of the machine) and shows it on a cluster's dashboard. The instance started
+    # below inherits this process's environment, workers included; a cluster's nodes get credentials from the
+    # cluster (Kubernetes secrets, instance roles: infra/README.md). Only where the run storage is travels along.
+    # What the run's processes log (glog levels, warnings, --verbose) does travel: their output reaches this
+    # driver's stderr without Ray's and Paddle's routine lines (ppipe.console).
     from ppipe import console
 
-    env |= console.worker_env(console.verbose())
+    env = console.worker_env(console.verbose())
     if cfg.Ray.address:
+        env |= _storage_location_env()
         ray.init(address=cfg.Ray.address, log_to_driver=True, runtime_env={"env_vars": env} if env else None)
         console.route_ray_output()
         return
@@ -148,14 +149,11 @@ def resolve_use_gpu(cfg: Config, cluster_resources: dict[str, float]) -> tuple[b
 
 
 def _run_name(cfg: Config, storage: str, resume: str | bool | None) -> str:
-    """A fresh `<run_name>-<UTC time>`, or the run `resume` names (True: the latest run of this config)."""
-    base = cfg.run_name
+    """A fresh `<run_name>-<UTC time>`, or the run `resume` names (True: the newest run of this config), which must
+    exist (`ppipe.train.runs`)."""
     if not resume:
-        return f"{base}-{dt.datetime.now(dt.timezone.utc).strftime('%Y%m%d-%H%M%S-%f')}"
-    run_name = resume if isinstance(resume, str) else _latest_run(storage, base)
-    if not run_name:
-        raise ConfigError(f"--resume: no earlier run of {base!r} under {storage}")
-    return run_name
+        return fresh_run_name(cfg.run_name)
+    return run_to_resume(storage, cfg.run_name, resume)
 
 
 def _absolute(path):
@@ -249,8 +247,6 @@ def _fit(job, run_name: str, storage: str):
 
 def train(cfg: Config, *, data: str | None = None, resume: str | bool | None = None) -> TrainResult:
     """Train `cfg` on Ray; returns where the final checkpoint is and what it scored. `cfg` is not changed."""
-    from ppipe.train.loop import WorkerJob
-
     from ppipe.config import check_class_num
     from ppipe.data import open_prepared, resolve_prepared
 
@@ -261,14 +257,34 @@ def train(cfg: Config, *, data: str | None = None, resume: str | bool | None = N
     prepared = dataset.url
     storage = _storage_path(cfg)
     run_name = _run_name(cfg, storage, resume)
-    invocation = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S-%f")  # this call's attempts
-    init_ray(cfg)
-    resolved = resolved_for_workers(cfg, _place_workers(cfg))
-    run_storage = RunStorage(storage, run_name)
-    job = WorkerJob(config=resolved, prepared=prepared, attempts_dir=run_storage.attempts(invocation),
-                    workers_dir=run_storage.workers(invocation))
-    result = _fit(job, run_name, storage)
+    resolved, result = _fit_until_done_or_stopped(cfg, prepared, RunStorage(storage, run_name))
     return _collect(resolved, result, run_name)
+
+
+def _fit_until_done_or_stopped(cfg: Config, prepared: str, run: RunStorage):
+    """Start Ray and train (the resolved config and Ray's result). On SIGINT/SIGTERM: stop the workers, shut down
+    the Ray instance started here and raise RunInterrupted naming the run's last checkpoint
+    (`ppipe.train.interrupt`)."""
+    import ray
+
+    from ppipe.train.interrupt import RunInterrupted, stop_on_signals
+    from ppipe.train.loop import WorkerJob
+    from ppipe.train.runs import latest_checkpoint
+
+    invocation = utc_stamp()  # this call's attempts
+    owns_ray = not ray.is_initialized()
+    with stop_on_signals() as signals:
+        try:
+            init_ray(cfg)
+            signals.install()  # ray.init put its own SIGTERM handler (an immediate exit) in place of ours
+            resolved = resolved_for_workers(cfg, _place_workers(cfg))
+            job = WorkerJob(config=resolved, prepared=prepared, attempts_dir=run.attempts(invocation),
+                            workers_dir=run.workers(invocation))
+            return resolved, _fit(job, run.name, run.storage)
+        except KeyboardInterrupt:
+            if owns_ray:
+                ray.shutdown()
+            raise RunInterrupted(signals.received(), run.name, latest_checkpoint(run.storage, run.name)) from None
 
 
 def _collect(cfg: Config, result, run_name: str) -> TrainResult:
