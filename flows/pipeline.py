@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 
 from ppipe import console, stages
 from ppipe.config import load_config
@@ -51,6 +53,21 @@ def publish(config_path: str, overrides: list[str]) -> dict:
     return stages.publish(_cfg(config_path, overrides))
 
 
+@task(name="model-card")
+def model_card_artifact(config_path: str, overrides: list[str], published: dict) -> None:
+    """The published model card, shown in the Prefect UI as the flow run's markdown artifact."""
+    card = os.path.join(os.fspath(stages.run_dir(_cfg(config_path, overrides))), "model_card.md")
+    if os.path.isfile(card):
+        with open(card, encoding="utf-8") as f:
+            create_markdown_artifact(key=_artifact_key(f"model-card-{published['name']}"), markdown=f.read(),
+                                     description=f"model card of {published['name']}:{published['version']}")
+
+
+def _artifact_key(text: str) -> str:
+    # Prefect artifact keys: lowercase letters, digits and dashes
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+
+
 @flow(name="ppipe-train-pipeline", log_prints=True)
 def train_pipeline(config_path: str = QUICKSTART, overrides: list[str] | None = None) -> dict:
     """Prepare the data, train on Ray, export the deployment targets, evaluate the model and its targets on the val
@@ -70,6 +87,7 @@ def train_pipeline(config_path: str = QUICKSTART, overrides: list[str] | None = 
     log.info("val top1=%.4f top5=%.4f", metrics["top1"], metrics["top5"])
     published = publish(config_path, overrides, wait_for=[metrics])
     log.info("published %s:%s", published["name"], published["version"])
+    model_card_artifact(config_path, overrides, published, wait_for=[published])
     return published
 
 

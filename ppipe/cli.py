@@ -272,22 +272,34 @@ def cmd_pipeline(args):
     sys.exit(subprocess.call(cmd, env=env))
 
 
+def _with_config(sp, optional=False):
+    sp.add_argument("config", nargs="?" if optional else None, help="PaddleClas-style YAML recipe")
+    sp.add_argument("-o", "--override", action="append", metavar="Key.sub=value",
+                    help="override a config value (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ppipe", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="every log line: debug level, and Ray's, Paddle's and gloo's own")
     sub = p.add_subparsers(dest="command", required=True)
+    for add in (_add_models_parser, _add_data_parser, _add_training_parsers, _add_stage_parsers,
+                _add_artifacts_parser, _add_predict_parser, _add_deploy_parser):
+        add(sub)
+    pl = sub.add_parser("pipeline", help="the whole chain as a Prefect flow (no CONFIG: the quickstart)")
+    _with_config(pl, optional=True)
+    pl.set_defaults(func=cmd_pipeline)
+    return p
 
-    def with_config(sp, optional=False):
-        sp.add_argument("config", nargs="?" if optional else None, help="PaddleClas-style YAML recipe")
-        sp.add_argument("-o", "--override", action="append", metavar="Key.sub=value",
-                        help="override a config value (repeatable)")
 
+def _add_models_parser(sub) -> None:
     models = sub.add_parser("models", help="the model zoo").add_subparsers(dest="what", required=True)
     ml = models.add_parser("list", help="list architectures")
     ml.add_argument("pattern", nargs="?", default="*")
     ml.add_argument("--json", action="store_true")
     ml.set_defaults(func=cmd_models_list)
 
+
+def _add_data_parser(sub) -> None:
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="what", required=True)
     dd = data.add_parser("demo", help="write the embedded digits dataset as an ImageNet-layout folder")
     dd.add_argument("out")
@@ -305,8 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--json", action="store_true")
     dp.set_defaults(func=cmd_data_prepare)
 
+
+def _add_training_parsers(sub) -> None:
     tr = sub.add_parser("train", help="distributed training on Ray")
-    with_config(tr)
+    _with_config(tr)
     tr.add_argument("--data", help="a prepared dataset (the OUT of `ppipe data prepare`)")
     tr.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN",
                     help="continue a run from its latest checkpoint (no RUN: the run of this config started last)")
@@ -314,19 +328,21 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=cmd_train)
 
     tu = sub.add_parser("tune", help="hyperparameter search with Ray Tune (each trial a training run)")
-    with_config(tu)
+    _with_config(tu)
     tu.add_argument("search", help="search file: `Section.key: loguniform(a, b)` lines and optional Tune: settings")
     tu.add_argument("--data", help="a prepared dataset (the OUT of `ppipe data prepare`)")
     tu.add_argument("--resume", action="store_true", help="continue the experiment after its driver stopped")
     tu.add_argument("--json", action="store_true")
     tu.set_defaults(func=cmd_tune)
 
+
+def _add_stage_parsers(sub) -> None:
     for name, helptext in (("prepare", "prepare the config's Data.source into Data.prepared"),
                            ("evaluate", "the trained run (or weights) on the val split, over the Ray workers"),
                            ("export", "the deployment targets of the trained run, each checked and measured"),
                            ("publish", "publish the run to the artifact store")):
         sp = sub.add_parser(name, help=helptext)
-        with_config(sp)
+        _with_config(sp)
         sp.add_argument("--json", action="store_true")
         sp.set_defaults(func=cmd_stage(name))
         if name == "evaluate":
@@ -344,9 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
                             help="export targets to build (default: Export.targets, else all)")
             sp.set_defaults(func=cmd_export)
 
-    _add_artifacts_parser(sub)
-    _add_predict_parser(sub)
 
+def _add_deploy_parser(sub) -> None:
     deploy = sub.add_parser("deploy", help="build a deployment from an export").add_subparsers(dest="what",
                                                                                           required=True)
     dt = deploy.add_parser("tensorrt", help="build, serialise and check a TensorRT engine (needs TensorRT + GPU)")
@@ -355,11 +370,6 @@ def build_parser() -> argparse.ArgumentParser:
                     help="default: build_spec.json's precision")
     dt.add_argument("--json", action="store_true")
     dt.set_defaults(func=cmd_deploy_tensorrt)
-
-    pl = sub.add_parser("pipeline", help="the whole chain as a Prefect flow (no CONFIG: the quickstart)")
-    with_config(pl, optional=True)
-    pl.set_defaults(func=cmd_pipeline)
-    return p
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
