@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import logging
 import os
 import re
 from typing import Any, Iterable
@@ -83,6 +84,10 @@ def _validate_optimizer(cfg: Config) -> None:
     # step_size, one rate) is checked now rather than on the workers; one step per epoch is as good as any count
     build_lr(cfg.Optimizer.lr, cfg.Global.epochs, steps_per_epoch=1)
     gradient_clip(cfg.Optimizer)
+    if cfg.Optimizer.lr.step_each_epoch is not None:
+        logging.getLogger("ppipe.config").info(
+            "Optimizer.lr.step_each_epoch: %s is not used: ppipe counts each epoch's steps from the prepared data",
+            cfg.Optimizer.lr.step_each_epoch)
 
 
 def _validate_data_loaders(cfg: Config) -> None:

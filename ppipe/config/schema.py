@@ -124,6 +124,9 @@ class LRSection:
     power: float = field(default=1.0, metadata=POSITIVE)
     last_epoch: int = field(default=-1, metadata=within(low=-1))  # -1: the schedule starts from its beginning
     by_epoch: bool = False
+    # PaddleClas 2.x recipes state the steps per epoch; ppipe counts them from the prepared data, so the value is
+    # accepted and not used (the loader says so)
+    step_each_epoch: int | None = field(default=None, metadata=COUNT)
 
 
 @dataclass(frozen=True)
