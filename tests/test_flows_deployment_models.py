@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -72,8 +73,10 @@ def test_tune_searches_then_publishes_the_best_trial(prefect_server, prefect_env
 
     published = _published(str(tmp_path / "store"), "quickstart-pplcnet")
     assert published["version"] == "v1"
-    lineage = _published(str(tmp_path / "store"), "quickstart-pplcnet.lineage")["metadata"]
-    assert lineage["parents"][0].startswith("tune:") and lineage["parents"][0].endswith("best.yaml"), lineage
+    (parent,) = _published(str(tmp_path / "store"), "quickstart-pplcnet.lineage")["metadata"]["parents"]
+    assert parent.startswith("tune:") and parent.endswith("best.yaml"), parent
+    summary = json.loads((Path(parent.removeprefix("tune:")).parent / "results.json").read_text())
+    assert len(summary["trials"]) == 2 and summary["best"]["recipe"] == parent.removeprefix("tune:"), summary
     rows = json.loads(_artifacts(api, run_id)["tune-models"]["data"])
     assert [(r["status"], r["ref"]) for r in rows] == [("published", "quickstart-pplcnet:v1")], rows
     print(f"\n[tune e2e] {time.monotonic() - t0:.0f} s (with deploy)")
