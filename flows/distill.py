@@ -45,7 +45,10 @@ def teacher_index(recipe_path: str, key: str) -> int:
 def _teacher_ref(teacher: str | None, teacher_recipe: str | None, overrides: tuple[str, ...], recipe_root: str,
                  since: float) -> str:
     if (teacher is None) == (teacher_recipe is None):
-        raise ConfigError("distill: give exactly one of `teacher` (a registry reference) or `teacher_recipe`")
+        raise ConfigError(f"distill: give exactly one of `teacher` (a registry reference) or `teacher_recipe`, "
+                          f"got teacher={teacher!r}, teacher_recipe={teacher_recipe!r} (to train the teacher "
+                          f"with the `distill` deployment, whose default teacher is a registry reference, "
+                          f"pass \"teacher\": null)")
     if teacher is not None:
         return teacher
     rows = run_models([ModelJob(Recipe(resolve_recipe(teacher_recipe, recipe_root), overrides))],

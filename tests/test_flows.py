@@ -172,6 +172,16 @@ def test_distill_finds_the_teachers_place_in_the_recipe(tmp_path):
         teacher_index(str(REPO / "configs" / "quickstart.yaml"), "Teacher")
 
 
+def test_distill_with_a_teacher_recipe_and_the_deployments_default_teacher_says_to_pass_null():
+    from flows.distill import _teacher_ref
+
+    with pytest.raises(ConfigError, match=r"got teacher='quickstart-pplcnet@production', teacher_recipe='t.yaml'.*"
+                                          r"pass \"teacher\": null"):
+        _teacher_ref("quickstart-pplcnet@production", "t.yaml", (), "configs/ImageNet", since=0.0)
+    with pytest.raises(ConfigError, match="give exactly one of"):
+        _teacher_ref(None, None, (), "configs/ImageNet", since=0.0)
+
+
 def test_shipped_flow_recipes_and_search_files_load():
     from flows.workspace import REPO
     from ppipe.config import load_config
