@@ -123,7 +123,9 @@ def create_predictor(model_dir: str, *, mkldnn: bool | None = None, threads: int
     config.switch_ir_optim(s.ir_optim)
     if s.memory_optim:
         config.enable_memory_optim()
-    if s.mkldnn:
+    if not s.mkldnn:
+        config.disable_mkldnn()  # Paddle 3.3.1 turns oneDNN on by default on x86
+    else:
         config.enable_mkldnn()
         config.set_mkldnn_cache_capacity(s.mkldnn_cache_capacity)
         if s.int8:
