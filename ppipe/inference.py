@@ -147,6 +147,9 @@ def predict(predictor, batch: np.ndarray) -> np.ndarray:
     handle = predictor.get_input_handle(names[0])
     handle.reshape(list(x.shape))
     handle.copy_from_cpu(x)
-    predictor.run()
+    try:
+        predictor.run()
+    except Exception as e:  # noqa: BLE001 - Paddle raises a different type per failing kernel
+        raise InferenceError(f"the predictor failed on a {list(x.shape)} float32 batch: {e}") from e
     out = predictor.get_output_handle(predictor.get_output_names()[0])
     return out.copy_to_cpu()

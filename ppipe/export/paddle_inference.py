@@ -206,12 +206,14 @@ def run_with_fallback_passes(model_dir: str, x: np.ndarray, threads: int = 1
     for deleted in ((), *FALLBACK_DELETED_PASSES):
         settings = _inference.PredictorSettings(mkldnn=True, threads=threads, deleted_passes=deleted)
         try:
-            return np.asarray(_inference.predict(_inference.create_predictor(model_dir, settings=settings), x)), \
-                settings
+            got = np.asarray(_inference.predict(_inference.create_predictor(model_dir, settings=settings), x))
         except Exception as e:  # noqa: BLE001 - a broken pass surfaces as any Paddle error
             tried.append((deleted, str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)))
-            if deleted:
-                log.info("export: the predictor without %s fails too: %s", deleted, tried[-1][1])
+            continue
+        if deleted:
+            log.warning("export: the oneDNN predictor fails with every IR pass (%s); it runs with %s deleted, "
+                        "which predictor.json records", tried[0][1], list(deleted))
+        return got, settings
     raise ExportError(f"the exported model does not run in Paddle Inference (oneDNN): {tried[0][1]} (also "
                       f"failed with each of {[list(d) for d, _ in tried[1:]]} deleted)")
 
