@@ -123,7 +123,9 @@ def create_predictor(model_dir: str, *, mkldnn: bool | None = None, threads: int
     config.switch_ir_optim(s.ir_optim)
     if s.memory_optim:
         config.enable_memory_optim()
-    if s.mkldnn:
+    if not s.mkldnn:
+        config.disable_mkldnn()  # Paddle 3.3.1 turns oneDNN on by default on x86
+    else:
         config.enable_mkldnn()
         config.set_mkldnn_cache_capacity(s.mkldnn_cache_capacity)
         if s.int8:
@@ -145,6 +147,9 @@ def predict(predictor, batch: np.ndarray) -> np.ndarray:
     handle = predictor.get_input_handle(names[0])
     handle.reshape(list(x.shape))
     handle.copy_from_cpu(x)
-    predictor.run()
+    try:
+        predictor.run()
+    except Exception as e:  # noqa: BLE001 - Paddle raises a different type per failing kernel
+        raise InferenceError(f"the predictor failed on a {list(x.shape)} float32 batch: {e}") from e
     out = predictor.get_output_handle(predictor.get_output_names()[0])
     return out.copy_to_cpu()

@@ -146,6 +146,35 @@ def test_export_nan_output_fails(tmp_path, monkeypatch):
     assert not (tmp_path / "o").exists()
 
 
+class Upsampler(nn.Layer):
+    """A strided conv upsampled back by `interpolate(scale_factor=2)` plus a skip connection, then a linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2D(3, 4, 3, padding=1, stride=2)
+        self.fc = nn.Linear(4, 5)
+
+    def forward(self, x):
+        y = nn.functional.interpolate(self.conv(x), scale_factor=2, mode="nearest") + x[:, :1]
+        return self.fc(y.mean(axis=[2, 3]))
+
+
+def test_export_deletes_a_broken_onednn_pass_and_ships_it(tmp_path):
+    """Paddle 3.3.1's oneDNN runtime cannot run an interpolation placed on it ("ConvertPirAttribute2Runtime
+    Attribute not support ArrayAttribute<Double>", HRNet, MobileViT); the export runs it without
+    onednn_placement_pass and records that in predictor.json, which create_predictor applies."""
+    paddle.seed(0)
+    out = tmp_path / "up"
+    info = export_inference_model(Upsampler(), str(out), (3, 8, 8), check_batch=2)
+    assert info["deleted_passes"] == ["onednn_placement_pass"] and info["max_rel_err"] <= 1e-4
+    assert sorted(os.listdir(out)) == ["model.json", "model.pdiparams", "predictor.json"]
+    assert inference.load_settings(str(out)).deleted_passes == ("onednn_placement_pass",)
+    x = np.random.default_rng(5).standard_normal((3, 3, 8, 8)).astype(np.float32)
+    assert predict(create_predictor(str(out)), x).shape == (3, 5)
+    with pytest.raises(InferenceError, match="ArrayAttribute"):  # the shipped setting is what makes it run
+        predict(create_predictor(str(out), settings=inference.PredictorSettings()), x)
+
+
 def test_export_bad_input(tmp_path):
     with pytest.raises(ExportError, match="input_shape"):
         export_inference_model(_tiny(), str(tmp_path / "o"), (16, 16))

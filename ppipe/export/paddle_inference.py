@@ -25,7 +25,7 @@ from ppipe.export.measure import measure_speed
 from ppipe.export.targets import TARGETS, ExportContext, TargetResult
 
 __all__ = ["ExportError", "export_inference_model", "prepare_for_export", "reparameterize", "max_relative_error",
-           "predictor_target", "shipped_settings"]
+           "predictor_target", "shipped_settings", "run_with_fallback_passes", "FALLBACK_DELETED_PASSES"]
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +127,12 @@ def export_inference_model(model, out_dir: str, input_shape: tuple[int, int, int
         max_rel_err = max|a - b| / max|b|
 
     If ``max_rel_err > rtol`` (or the predictor fails) `ExportError` is raised with the numbers and nothing is
-    left at `out_dir`. Otherwise the folder is renamed to `out_dir` (replacing an earlier export there).
+    left at `out_dir`. Otherwise the folder is renamed to `out_dir` (replacing an earlier export there). A model
+    that runs only with one of `FALLBACK_DELETED_PASSES` deleted gets a `predictor.json` naming them, which
+    `ppipe.inference.create_predictor(out_dir)` applies.
 
     Returns ``{"model_file", "params_file", "input_shape": [C, H, W], "max_rel_err", "predictor":
-    "paddle-inference-mkldnn", "check_batch", "rtol", "output_shape"}``.
+    "paddle-inference-mkldnn", "check_batch", "rtol", "output_shape", "deleted_passes"}``.
     """
     layer, x, reference = prepare_for_export(model, input_shape, check_batch=check_batch, seed=seed)
     return save_checked_export(layer, x, reference, out_dir, rtol=rtol, threads=threads, seed=seed)
@@ -164,16 +166,14 @@ def save_checked_export(layer, x: np.ndarray, reference: np.ndarray, out_dir: st
         except Exception as e:  # noqa: BLE001
             raise ExportError(f"paddle.jit.save failed for input [None, {c}, {h}, {w}]: {e}") from e
         model_file, params_file = _inference.find_model_files(tmp)
-        try:
-            predictor = _inference.create_predictor(tmp, mkldnn=True, threads=threads)
-            got = np.asarray(_inference.predict(predictor, x))
-        except Exception as e:  # noqa: BLE001
-            raise ExportError(f"the exported model does not run in Paddle Inference (oneDNN): {e}") from e
+        got, settings = run_with_fallback_passes(tmp, x, threads)
+        if settings.deleted_passes:  # users' create_predictor(out_dir) gets the configuration that works
+            with open(os.path.join(tmp, _inference.PREDICTOR_FILE), "w") as f:
+                json.dump(settings.to_dict(), f, indent=1)
         if got.shape != reference.shape:
             raise ExportError(f"predictor output shape {list(got.shape)} != dygraph output shape "
                               f"{list(reference.shape)}")
         err = check_logits(got, reference, rtol, seed=seed)
-        del predictor
     return {
         "model_file": os.path.join(out_dir, os.path.basename(model_file)),
         "params_file": os.path.join(out_dir, os.path.basename(params_file)),
@@ -183,15 +183,50 @@ def save_checked_export(layer, x: np.ndarray, reference: np.ndarray, out_dir: st
         "check_batch": check_batch,
         "rtol": float(rtol),
         "output_shape": [None, *list(reference.shape[1:])],
+        "deleted_passes": list(settings.deleted_passes),
     }
 
 
-def shipped_settings(export_settings: Any, **overrides) -> _inference.PredictorSettings:
+# oneDNN IR passes of Paddle 3.3.1 that break some programs, each tried alone (in this order) when the predictor
+# with every pass fails; the first that makes it run is recorded in the export's `predictor.json`:
+# - operator_reshape_onednn_fuse_pass folds a reshape into the fc before it and mis-shapes a dynamic batch under
+#   window reshapes (SwinTransformer, Twins at 224: "input [-8, 37632] against weight [96, 288]");
+# - onednn_placement_pass places interpolation on oneDNN with an attribute its runtime cannot convert (HRNet at
+#   32, MobileViT at 32: "ConvertPirAttribute2RuntimeAttribute not support ArrayAttribute<Double>"); without it
+#   the conv/matmul kernels are still oneDNN's.
+FALLBACK_DELETED_PASSES = (("operator_reshape_onednn_fuse_pass",), ("onednn_placement_pass",))
+
+
+def run_with_fallback_passes(model_dir: str, x: np.ndarray, threads: int = 1
+                             ) -> tuple[np.ndarray, _inference.PredictorSettings]:
+    """(logits of `x`, the settings that ran): a oneDNN predictor for `model_dir` with every IR pass, else with
+    the first of `FALLBACK_DELETED_PASSES` deleted that lets it run; `ExportError` with the first failure (and
+    what was tried) when none does."""
+    tried = []
+    for deleted in ((), *FALLBACK_DELETED_PASSES):
+        settings = _inference.PredictorSettings(mkldnn=True, threads=threads, deleted_passes=deleted)
+        try:
+            got = np.asarray(_inference.predict(_inference.create_predictor(model_dir, settings=settings), x))
+        except Exception as e:  # noqa: BLE001 - a broken pass surfaces as any Paddle error
+            tried.append((deleted, str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)))
+            continue
+        if deleted:
+            log.warning("export: the oneDNN predictor fails with every IR pass (%s); it runs with %s deleted, "
+                        "which predictor.json records", tried[0][1], list(deleted))
+        return got, settings
+    raise ExportError(f"the exported model does not run in Paddle Inference (oneDNN): {tried[0][1]} (also "
+                      f"failed with each of {[list(d) for d, _ in tried[1:]]} deleted)")
+
+
+def shipped_settings(export_settings: Any, reference_dir: str | None = None,
+                     **overrides) -> _inference.PredictorSettings:
     """The predictor configuration a Paddle Inference target ships in its `predictor.json`: the export
-    settings' `threads` on top of `PredictorSettings`' defaults (see benchmarks/README.md for how they were
-    chosen)."""
+    settings' `threads` and the IR passes the checked reference export in `reference_dir` had to delete
+    (`run_with_fallback_passes`) on top of `PredictorSettings`' defaults (see benchmarks/README.md for how they
+    were chosen)."""
     threads = int(getattr(export_settings, "threads", 1) or 1)
-    return _inference.PredictorSettings(threads=threads, **overrides)
+    deleted = _inference.load_settings(reference_dir).deleted_passes if reference_dir else ()
+    return _inference.PredictorSettings(threads=threads, **{"deleted_passes": deleted, **overrides})
 
 
 def predictor_target(ctx: ExportContext, name: str, source_dir: str, settings: _inference.PredictorSettings,
@@ -230,4 +265,4 @@ def paddle_inference_mkldnn(ctx: ExportContext) -> TargetResult:
         return {"max_rel_err": check_logits(got, ctx.reference_logits, rtol), "rtol": rtol,
                 "check_batch": int(len(ctx.check_inputs))}
 
-    return predictor_target(ctx, PREDICTOR, ctx.reference_dir, shipped_settings(ctx.settings), check)
+    return predictor_target(ctx, PREDICTOR, ctx.reference_dir, shipped_settings(ctx.settings, ctx.reference_dir), check)
