@@ -145,7 +145,8 @@ def paddle_inference_mkldnn_int8(ctx: ExportContext) -> TargetResult:
     max_drop = float(getattr(ctx.settings, "int8_max_top1_drop", 0.01))
     with tempfile.TemporaryDirectory(dir=ctx.out_root, prefix=".int8-") as tmp:
         save_int8_program(quantized, tmp, ctx.input_shape)
-        fp32 = _inference.create_predictor(ctx.reference_dir, settings=shipped_settings(ctx.settings, ctx.reference_dir))
+        fp32 = _inference.create_predictor(ctx.reference_dir,
+                                           settings=shipped_settings(ctx.settings, ctx.reference_dir))
 
         def check(predictor) -> dict:
             if ctx.evaluation is None:
@@ -159,4 +160,5 @@ def paddle_inference_mkldnn_int8(ctx: ExportContext) -> TargetResult:
                 raise ExportError(f"INT8 loses {ref['top1'] - got['top1']:.4f} top-1 (> {max_drop}): {record}")
             return record
 
-        return predictor_target(ctx, INT8_TARGET, tmp, shipped_settings(ctx.settings, ctx.reference_dir, int8=True), check)
+        return predictor_target(ctx, INT8_TARGET, tmp,
+                                shipped_settings(ctx.settings, ctx.reference_dir, int8=True), check)
