@@ -149,18 +149,28 @@ def json_stdout() -> Iterator[TextIO]:
     """A stream onto this process's stdout for one JSON document, while everything else written to stdout (by
     Python, Ray's threads, C++ code, child processes started meanwhile) goes to stderr."""
     sys.stdout.flush()
+    original = sys.stdout
     saved = os.dup(1)
     os.dup2(2, 1)
-    document = os.fdopen(os.dup(saved), "w")
+    # Where Python's stdout is not descriptor 1 (pytest's capture, a notebook), the document goes where it points.
+    document = os.fdopen(os.dup(saved), "w") if _is_descriptor_1(original) else None
     try:
-        with contextlib.redirect_stdout(sys.stderr):  # where sys.stdout is not descriptor 1 (pytest, notebooks)
-            yield document
+        with contextlib.redirect_stdout(sys.stderr):
+            yield document or original
     finally:
-        document.flush()
-        document.close()
+        if document is not None:
+            document.flush()
+            document.close()
         sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
+
+
+def _is_descriptor_1(stream) -> bool:
+    try:
+        return stream.fileno() == 1
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def epoch_line(metrics: dict[str, Any], epochs: int, *, checkpoint: bool) -> str:
