@@ -195,7 +195,8 @@ def test_deployment_run_completes_and_publishes(prefect_server, prefect_env, tmp
     tasks = httpx.post(f"{api}/task_runs/filter", json={"task_runs": {"flow_run_id": {"any_": [flow_run_id]}}},
                        timeout=30).json()
     states = {t["name"].rsplit("-", 1)[0]: t["state_type"] for t in tasks}  # task run names are "<task>-<suffix>"
-    assert states == dict.fromkeys(["prepare", "train", "evaluate", "export", "publish"], "COMPLETED"), states
+    stages = ["prepare", "train", "export", "evaluate", "publish", "model-card"]
+    assert states == dict.fromkeys(stages, "COMPLETED"), states
 
     # the flow published exactly one version of the quickstart model, with its metrics, to the temp store
     rows = list_artifacts(str(store))
