@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 from ppipe.config import Config, config_to_yaml
+from ppipe.storage import read_json_mapping
 from ppipe.train.run_dir import RunDir
 
 FIGURE_SUFFIX = ".png"
@@ -46,11 +47,7 @@ def _recipe_yaml(cfg: Config, rdir: RunDir) -> str:
 
 
 def _lineage(cfg: Config, rdir: RunDir) -> dict[str, Any]:
-    lineage: dict[str, Any] = {"run_name": cfg.run_name}
-    if os.path.isfile(rdir.lineage):
-        with open(rdir.lineage) as f:
-            lineage.update(json.load(f))
-    return lineage
+    return {"run_name": cfg.run_name, **read_json_mapping(rdir.lineage)}
 
 
 def write_run_model_card(cfg: Config, rdir: RunDir | str | None = None) -> list[str]:

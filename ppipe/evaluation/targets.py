@@ -5,7 +5,6 @@ where it is installed. A target this machine cannot run is left out with the rea
 from __future__ import annotations
 
 import glob
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from ppipe.export.int8 import INT8_TARGET
 from ppipe.export.paddle_inference import PREDICTOR
 from ppipe.registry import Registry
 from ppipe.report import EvalAccumulator
+from ppipe.storage import read_json_mapping
 
 log = logging.getLogger("ppipe.evaluation")
 
@@ -94,10 +94,7 @@ class TargetScorer:
 
 def recorded_targets(export_report: str) -> dict[str, dict[str, Any]]:
     """{target: its entry} of every target `export.json` records (none when the run was not exported)."""
-    if not os.path.isfile(export_report):
-        return {}
-    with open(export_report) as f:
-        return dict(json.load(f).get("targets", {}))
+    return dict(read_json_mapping(export_report).get("targets") or {})
 
 
 def score_targets(cfg: Config, export_report: str, exports: str, prepared: str, class_names: list[str], *,
