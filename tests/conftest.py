@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from pathlib import Path
 
 import pytest
+
+PADDLECLAS_CONFIGS = Path(__file__).resolve().parent / "data" / "paddleclas_configs"
 
 
 def _free_port() -> int:
@@ -59,6 +62,19 @@ def digits_prepared(tmp_path_factory):
     write_digits_demo(str(root / "source"), image_size=16)
     prepare_dataset(str(root / "source"), str(root / "prepared"), shard_size=200, progress=False)
     return str(root / "prepared")
+
+
+@pytest.fixture(scope="session")
+def paddleclas_recipe():
+    """The path of one of PaddleClas's own recipes, given relative to its ppcls/configs/ImageNet/ (for example
+    "ResNet/ResNet50.yaml"), as copied unchanged under tests/data/paddleclas_configs."""
+    def path(relative: str) -> Path:
+        found = PADDLECLAS_CONFIGS / relative
+        if not found.is_file():
+            raise FileNotFoundError(f"no PaddleClas recipe {relative!r} under {PADDLECLAS_CONFIGS}")
+        return found
+
+    return path
 
 
 @pytest.fixture(scope="module")

@@ -305,137 +305,9 @@ def test_distillation_model_arguments_are_checked_per_model_at_load():
 
 
 # ------------------------------------------------------------------------- a PaddleClas recipe, no edits at all
+# PaddleClas's ResNet/ResNet50.yaml is copied unchanged under tests/data (the `paddleclas_recipe` fixture).
 
-# PaddleClas's ppcls/configs/ImageNet/ResNet/ResNet50.yaml, key for key (comments and Infer's image path aside).
-PADDLECLAS_RESNET50 = """
-Global:
-  checkpoints: null
-  pretrained_model: null
-  output_dir: ./output/
-  device: gpu
-  save_interval: 1
-  eval_during_train: True
-  eval_interval: 1
-  epochs: 120
-  print_batch_step: 10
-  use_visualdl: False
-  image_shape: [3, 224, 224]
-  save_inference_dir: ./inference
-  to_static: False
-AMP:
-  use_amp: False
-  use_fp16_test: False
-  scale_loss: 128.0
-  use_dynamic_loss_scaling: True
-  use_promote: False
-  level: O1
-Arch:
-  name: ResNet50
-  class_num: 1000
-  pretrained: True
-Loss:
-  Train:
-    - CELoss:
-        weight: 1.0
-  Eval:
-    - CELoss:
-        weight: 1.0
-Optimizer:
-  name: Momentum
-  momentum: 0.9
-  lr:
-    name: Piecewise
-    learning_rate: 0.1
-    decay_epochs: [30, 60, 90]
-    values: [0.1, 0.01, 0.001, 0.0001]
-  regularizer:
-    name: 'L2'
-    coeff: 0.0001
-DataLoader:
-  Train:
-    dataset:
-      name: ImageNetDataset
-      image_root: ./dataset/ILSVRC2012/
-      cls_label_path: ./dataset/ILSVRC2012/train_list.txt
-      transform_ops:
-        - DecodeImage:
-            to_rgb: True
-            channel_first: False
-        - RandCropImage:
-            size: 224
-        - RandFlipImage:
-            flip_code: 1
-        - NormalizeImage:
-            scale: 1.0/255.0
-            mean: [0.485, 0.456, 0.406]
-            std: [0.229, 0.224, 0.225]
-            order: ''
-    sampler:
-      name: DistributedBatchSampler
-      batch_size: 64
-      drop_last: False
-      shuffle: True
-    loader:
-      num_workers: 4
-      use_shared_memory: True
-  Eval:
-    dataset:
-      name: ImageNetDataset
-      image_root: ./dataset/ILSVRC2012/
-      cls_label_path: ./dataset/ILSVRC2012/val_list.txt
-      transform_ops:
-        - DecodeImage:
-            to_rgb: True
-            channel_first: False
-        - ResizeImage:
-            resize_short: 256
-        - CropImage:
-            size: 224
-        - NormalizeImage:
-            scale: 1.0/255.0
-            mean: [0.485, 0.456, 0.406]
-            std: [0.229, 0.224, 0.225]
-            order: ''
-    sampler:
-      name: DistributedBatchSampler
-      batch_size: 64
-      drop_last: False
-      shuffle: False
-    loader:
-      num_workers: 4
-      use_shared_memory: True
-Infer:
-  infer_imgs: demo.jpg
-  batch_size: 10
-  transforms:
-    - DecodeImage:
-        to_rgb: True
-        channel_first: False
-    - ResizeImage:
-        resize_short: 256
-    - CropImage:
-        size: 224
-    - NormalizeImage:
-        scale: 1.0/255.0
-        mean: [0.485, 0.456, 0.406]
-        std: [0.229, 0.224, 0.225]
-        order: ''
-    - ToCHWImage:
-  PostProcess:
-    name: Topk
-    topk: 5
-    class_id_map_file: ppcls/utils/imagenet1k_label_list.txt
-Metric:
-  Train:
-    - TopkAcc:
-        topk: [1, 5]
-  Eval:
-    - TopkAcc:
-        topk: [1, 5]
-"""
-
-
-def _paddleclas_pvt_v2(base: str = PADDLECLAS_RESNET50) -> str:
+def _paddleclas_pvt_v2(base: str) -> str:
     """PaddleClas's PVTV2/PVT_V2_B3.yaml sections where they differ from ResNet50.yaml's (Arch, Loss, Optimizer with
     its 1e-x numbers, Mixup/CutMix, no training metric), with `clip_grad: null` as PaddleClas's FasterNet files
     write it, and `Train:` left empty as its DPN/ResNet_vd files do."""
@@ -493,10 +365,10 @@ DATA_PATHS = ["DataLoader.Train.dataset.image_root=/data/ILSVRC2012/",
               "DataLoader.Eval.dataset.cls_label_path=/data/ILSVRC2012/val_list.txt"]
 
 
-def test_paddleclas_resnet50_and_pvt_v2_yaml_load_unchanged_with_only_the_data_paths_overridden(tmp_path):
-    resnet, pvt = tmp_path / "ResNet50.yaml", tmp_path / "PVT_V2_B3.yaml"
-    resnet.write_text(PADDLECLAS_RESNET50)
-    pvt.write_text(_paddleclas_pvt_v2())
+def test_paddleclas_resnet50_and_pvt_v2_yaml_load_unchanged_with_only_the_data_paths_overridden(tmp_path,
+                                                                                                  paddleclas_recipe):
+    resnet, pvt = paddleclas_recipe("ResNet/ResNet50.yaml"), tmp_path / "PVT_V2_B3.yaml"
+    pvt.write_text(_paddleclas_pvt_v2(resnet.read_text()))
     assert "epsilon: 1e-8" in pvt.read_text() and "clip_grad: null" in pvt.read_text()
 
     r50 = load_config(resnet, DATA_PATHS)

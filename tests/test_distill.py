@@ -1,8 +1,7 @@
-"""SSLD-style distillation: the DistillationModel, the distillation losses, config checks, and a run whose
-published weights are the student's alone."""
+"""SSLD-style distillation: the DistillationModel (and its models' `return_patterns`), the SSLD losses, config
+checks, and a run whose published weights are the student's alone."""
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +10,8 @@ import pytest
 import yaml
 
 from ppipe.config import ConfigError, load_config
-from ppipe.losses.distillation import (DistillationCELoss, DistillationDKDLoss, DistillationDMLLoss,
-                                  DistillationGTCELoss)
+from ppipe.losses.distillation import DistillationCELoss, DistillationDMLLoss, DistillationGTCELoss
+from ppipe.losses.logit_distillation import DistillationDKDLoss
 from ppipe.models.distillation import build_distillation_model
 from ppipe.build import build_model, infer_arch
 from ppipe.losses import CombinedLoss, cross_entropy
@@ -107,9 +106,8 @@ def test_dkd_loss_vanishes_when_student_matches_teacher_and_grows_otherwise():
     dkd = DistillationDKDLoss(model_name_pairs=[["S", "T"]], temperature=4.0, alpha=1.0, beta=8.0)
     assert float(dkd({"S": t, "T": t}, None)) == pytest.approx(0.0, abs=1e-4)
     assert float(dkd({"S": s, "T": t}, None)) > 0.1
-    labels = paddle.to_tensor([0, 1, 2, -1, 4, 5])
-    gt = DistillationDKDLoss(model_name_pairs=[["S", "T"]], use_target_as_gt=True)
-    assert np.isfinite(float(gt({"S": s, "T": t}, labels)))
+    labels = paddle.to_tensor([0, 1, 2, -1, 4, 5])  # the fourth image is unlabeled
+    assert np.isfinite(float(dkd({"S": s, "T": t}, labels)))
 
 
 def test_distillation_recipe_is_checked_at_load():
@@ -132,7 +130,7 @@ def test_distillation_recipe_is_checked_at_load():
         _cfg(bad)
     with pytest.raises(ConfigError, match=r"Loss\.Train\[0\]\.CELoss: takes one logits tensor, but DistillationModel "
                                           r"in training gives the named outputs of several models; use "
-                                          r"DistillationCELoss or .*DistillationGTCELoss$"):
+                                          r"DistillationCELoss or .*DistillationGTCELoss"):
         _cfg(_arch(), "Loss.Train=[{CELoss: {weight: 1.0}}]")
     with pytest.raises(ConfigError, match=r"Loss\.Train\[0\]\.DistillationDMLLoss: unknown parameter 'bogus'"):
         _cfg(_arch(), "Loss.Train=[{DistillationDMLLoss: {weight: 1.0, bogus: 1}}]")
@@ -205,94 +203,61 @@ def test_evaluation_scores_with_the_recipes_metric(digits_prepared):
     assert summarize(alone) == reported  # without the metrics: every top-k counted
 
 
-# PaddleClas's ppcls/configs/ImageNet/Distillation/PPLCNet_x2_5_ssld.yaml, key for key (comments and Infer aside),
-# with the student and teacher ppipe's test suite can build quickly.
-PADDLECLAS_SSLD = """
-Global: {checkpoints: null, pretrained_model: null, output_dir: ./output_r50_vd_distill, device: gpu,
-         save_interval: 1, eval_during_train: True, eval_interval: 1, epochs: 100, print_batch_step: 10,
-         use_visualdl: False, image_shape: [3, 224, 224], save_inference_dir: ./inference, to_static: True}
-AMP: {scale_loss: 128.0, use_dynamic_loss_scaling: True, level: O1}
-Arch:
-  name: "DistillationModel"
-  class_num: &class_num 1000
-  pretrained_list:
-  freeze_params_list: [True, False]
-  infer_model_name: "Student"
-  models:
-    - Teacher: {name: PPLCNet_x0_5, class_num: *class_num, pretrained: TEACHER, use_ssld: True}
-    - Student: {name: PPLCNet_x0_25, class_num: *class_num, pretrained: False}
-Loss:
-  Train:
-    - DistillationDMLLoss: {weight: 1.0, model_name_pairs: [["Student", "Teacher"]]}
-  Eval:
-    - CELoss: {weight: 1.0}
-Optimizer:
-  name: Momentum
-  momentum: 0.9
-  lr: {name: Cosine, learning_rate: 0.2, warmup_epoch: 5}
-  regularizer: {name: 'L2', coeff: 0.00004}
-DataLoader:
-  Train:
-    dataset:
-      name: ImageNetDataset
-      image_root: ./dataset/ILSVRC2012/
-      cls_label_path: ./dataset/ILSVRC2012/train_list.txt
-      transform_ops:
-        - DecodeImage: {to_rgb: True, channel_first: False}
-        - RandCropImage: {size: 224}
-        - RandFlipImage: {flip_code: 1}
-        - NormalizeImage: {scale: 1.0/255.0, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], order: ''}
-    sampler: {name: DistributedBatchSampler, batch_size: 128, drop_last: False, shuffle: True}
-    loader: {num_workers: 8, use_shared_memory: True}
-  Eval:
-    dataset:
-      name: ImageNetDataset
-      image_root: ./dataset/ILSVRC2012/
-      cls_label_path: ./dataset/ILSVRC2012/train_list.txt
-      transform_ops:
-        - DecodeImage: {to_rgb: True, channel_first: False}
-        - ResizeImage: {resize_short: 256}
-        - CropImage: {size: 224}
-        - NormalizeImage: {scale: 1.0/255.0, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], order: ''}
-    sampler: {name: DistributedBatchSampler, batch_size: 256, drop_last: False, shuffle: False}
-    loader: {num_workers: 8, use_shared_memory: True}
-Metric:
-    Train:
-    - DistillationTopkAcc:
-        model_key: "Student"
-        topk: [1, 5]
-    Eval:
-    - DistillationTopkAcc:
-        model_key: "Student"
-        topk: [1, 5]
-"""
-
-
-def test_a_paddleclas_distillation_recipe_with_distillation_topk_acc_loads(tmp_path):
+def test_a_paddleclas_distillation_recipe_with_distillation_topk_acc_loads(tmp_path, paddleclas_recipe):
     from ppipe.evaluate import eval_metrics
 
-    recipe = tmp_path / "PPLCNet_x2_5_ssld.yaml"
-    recipe.write_text(PADDLECLAS_SSLD.replace("TEACHER", str(tmp_path / "teacher.pdparams")))
-    cfg = load_config(recipe)
+    cfg = load_config(paddleclas_recipe("Distillation/PPLCNet_x2_5_ssld.yaml"),
+                      [f"Arch.models.0.Teacher.pretrained={tmp_path / 'teacher.pdparams'}"])
     assert cfg.Metric.Train == cfg.Metric.Eval == [{"DistillationTopkAcc": {"model_key": "Student", "topk": [1, 5]}}]
     (metric,) = eval_metrics(cfg)
     assert (metric.model_key, metric.feature_key, metric.topk) == ("Student", None, (1, 5))
 
 
-PADDLECLAS_SRC = os.environ.get("PADDLECLAS_SRC")
-# PaddleClas's Distillation recipes whose models and losses ppipe has (the others use feature-map losses, other
-# backbones or the pre-2.3 `step_each_epoch` key); their teacher weights are given as a file, never downloaded.
-SUPPORTED_DISTILLATION = ["PPLCNet_x1_0_ssld.yaml", "PPLCNet_x2_5_dml.yaml", "PPLCNet_x2_5_ssld.yaml",
-                          "mv3_large_x1_0_distill_mv3_small_x1_0.yaml"]
+def _tapped_arch(student_patterns, teacher_patterns=("blocks[1]",)):
+    return {"name": "DistillationModel", "class_num": 10, "freeze_params_list": [True, False],
+            "models": [{"Teacher": {"name": "ResNet18", "return_patterns": list(teacher_patterns)}},
+                       {"Student": {"name": "ResNet18", "return_patterns": list(student_patterns)}}],
+            "infer_model_name": "Student"}
 
 
-@pytest.mark.skipif(not PADDLECLAS_SRC, reason="set PADDLECLAS_SRC to a PaddleClas source tree")
-@pytest.mark.parametrize("name", SUPPORTED_DISTILLATION)
-def test_paddleclas_distillation_recipes_load_unchanged(name, tmp_path):
-    path = Path(PADDLECLAS_SRC) / "ppcls" / "configs" / "ImageNet" / "Distillation" / name
-    data = yaml.safe_load(path.read_text())
-    teacher_weights = [f"Arch.models.{i}.{key}.pretrained={tmp_path / 'weights.pdparams'}"
-                       for i, item in enumerate(data["Arch"]["models"]) for key, spec in item.items()
-                       if spec.get("pretrained") is True]
-    cfg = load_config(path, teacher_weights)
-    assert any("DistillationTopkAcc" in item for item in cfg.Metric.Eval)
+def test_return_patterns_add_the_named_sublayer_outputs_beside_the_logits():
+    paddle.seed(0)
+    model = build_distillation_model(_kwargs(_tapped_arch(["blocks[1]", "avg_pool"])), class_num=10)
+    model.train()
+    x = paddle.randn([2, 3, 32, 32])
+    out = model(x)
+    assert set(out["Student"]) == {"logits", "blocks[1]", "avg_pool"} and set(out["Teacher"]) == {"logits",
+                                                                                                 "blocks[1]"}
+    student = model.Student
+    assert out["Student"]["blocks[1]"].shape == [2, 64, 8, 8] and out["Student"]["logits"].shape == [2, 10]
+    student.eval()
+    pooled = student.avg_pool(student.forward_features(x))
+    np.testing.assert_allclose(model(x)["Student"]["avg_pool"].numpy(), pooled.numpy(), rtol=1e-5, atol=1e-6)
+    # the taps live for one forward pass: the student alone (what is exported) returns its logits tensor
+    assert isinstance(student(x), paddle.Tensor)
+    assert not any(layer._forward_post_hooks for layer in student.sublayers(include_self=True))
+    # the frozen teacher's features carry no gradient; the student's do
+    model.train()
+    out = model(x)
+    assert out["Teacher"]["blocks[1]"].stop_gradient and not out["Student"]["blocks[1]"].stop_gradient
+
+
+def test_return_patterns_that_name_no_sublayer_fail_at_load_naming_what_is_there():
+    def cfg(arch):
+        data = yaml.safe_load(QUICKSTART.read_text())
+        data["Arch"] = arch
+        data["Loss"]["Train"] = [{"DistillationGTCELoss": {"weight": 1.0, "model_names": ["Student"]}}]
+        data["Metric"] = {split: [{"DistillationTopkAcc": {"model_key": "Student", "topk": [1, 5]}}]
+                          for split in ("Train", "Eval")}
+        return load_config(data=data)
+
+    assert cfg(_tapped_arch(["blocks[7]"])).Arch.name == "DistillationModel"
+    with pytest.raises(ConfigError, match=r"Arch\.models\[1\]\.Student\.return_patterns: 'blocks\[8\]': "
+                                          r"ResNet\.blocks has 8 sublayers, no \[8\]"):
+        cfg(_tapped_arch(["blocks[8]"]))
+    with pytest.raises(ConfigError, match=r"Arch\.models\[0\]\.Teacher\.return_patterns: 'stages': ResNet has no "
+                                          r"sublayer 'stages'; its sublayers are stem, max_pool, blocks, avg_pool"):
+        cfg(_tapped_arch(["avg_pool"], teacher_patterns=["stages"]))
+    with pytest.raises(ConfigError, match=r"Arch\.models\[1\]\.Student\.return_patterns: expected a list of "
+                                          r"sublayer paths"):
+        cfg(_tapped_arch([3]))

@@ -51,7 +51,7 @@ def validate(cfg: Config) -> Config:
 
 def _validate_arch(cfg: Config) -> None:
     from ppipe.models import get_spec
-    from ppipe.models.distillation import DISTILLATION, parse_models
+    from ppipe.models.distillation import DISTILLATION, check_return_patterns, parse_models
 
     arch_num, global_num = cfg.Arch.class_num, cfg.Global.class_num
     if arch_num is not None and global_num is not None and arch_num != global_num:
@@ -63,6 +63,7 @@ def _validate_arch(cfg: Config) -> None:
             if model["class_num"] is not None:  # a free-form entry: typed and ranged here
                 check_range(COUNT, convert(int, model["class_num"], f"{where}.class_num"), f"{where}.class_num")
             check_arch_arguments(model["name"], model["class_num"] or 1000, model["kwargs"], where)
+            check_return_patterns(model, where)
     else:
         try:
             get_spec(cfg.Arch.name)

@@ -1,15 +1,18 @@
-"""PaddleClas's distillation losses, over the {model name: logits} outputs of a `DistillationModel`.
+"""PaddleClas's distillation losses over the named outputs of a `DistillationModel`, and what they share.
+
+A `DistillationModel` returns `{model key: output}`; a model given `return_patterns` outputs a mapping itself,
+`{"logits": ..., pattern: feature map, ...}` (`ppipe.models.feature_taps`), whose field a loss picks with `key`
+(its logits when `key` is unset, as PaddleClas's CELoss does). The SSLD losses live here:
 
 * `DistillationCELoss`: cross entropy of the first model of each pair against the softmax of the second
   (soft targets; `epsilon` smooths them).
 * `DistillationDMLLoss`: SSLD's symmetric divergence (deep mutual learning, Zhang et al. 2018):
   (KL(p2 || p1) + KL(p1 || p2)) / 2 with p = softmax (or sigmoid) of the logits, batch-mean reduced.
 * `DistillationGTCELoss`: cross entropy of the named models against the ground truth (unlabeled rows skipped).
-* `DistillationDKDLoss`: decoupled knowledge distillation (Zhao et al. 2022, arXiv:2203.08679): target-class
-  and non-target-class KL terms weighted by `alpha` and `beta`, at `temperature`. The target class is the
-  label when `use_target_as_gt` (and the row is labeled), else the second model's top prediction.
 
-Losses over teacher outputs need no labels, which is how unlabeled images train the student.
+The losses of later papers over logits are in `ppipe.losses.logit_distillation`, those over feature maps in
+`ppipe.losses.feature_distillation`. Losses over teacher outputs need no labels, which is how unlabeled images
+train the student.
 """
 
 from __future__ import annotations
@@ -22,8 +25,45 @@ from ppipe.losses.classification import LOSSES, Loss, cross_entropy
 from ppipe.model_outputs import LOGITS, NAMED
 
 
-class _PairLoss(Loss):
-    """Base for losses over pairs of named outputs; `key` picks a field when outputs are dicts themselves."""
+def model_output(outputs, name: str, key: str | None, who: str):
+    """The output of model `name` among a DistillationModel's `outputs`, and its field `key` where the model returns
+    several (`return_patterns`); with no `key`, its logits. `who` names the loss in errors."""
+    if not isinstance(outputs, dict):
+        raise ValueError(f"{who} needs a DistillationModel (named outputs)")
+    if name not in outputs:
+        raise ValueError(f"{who}: no model named {name!r}; the models are {sorted(outputs)}")
+    out = outputs[name]
+    field = key or "logits"
+    if isinstance(out, dict):
+        if field not in out:
+            raise ValueError(f"{who}: the output of {name!r} has no field {field!r}; it has {sorted(out)} (the "
+                             f"model's return_patterns name its fields)")
+        return out[field]
+    if field != "logits":
+        raise ValueError(f"{who}: key {field!r}, but model {name!r} returns its logits alone; give it "
+                         f"return_patterns: [{field!r}] to return that sublayer's output")
+    return out
+
+
+def target_classes(labels, teacher_logits, use_teacher: bool = False):
+    """The class each row is distilled towards, as PaddleClas's DKD/SKD/WSL losses choose it: the label, or the
+    teacher's top class when `use_teacher` (PaddleClas's `use_target_as_gt`) or there are no labels.
+
+    ppipe also trains on unlabeled rows (label -1), which take the teacher's top class; soft targets (Mixup/Cutmix)
+    take their largest share.
+    """
+    top = teacher_logits.argmax(axis=-1)
+    if use_teacher or labels is None:
+        return top
+    if labels.ndim == teacher_logits.ndim and labels.shape[-1] == teacher_logits.shape[-1]:
+        return labels.argmax(axis=-1)
+    ids = labels.reshape([-1]).astype("int64")
+    return paddle.where(ids >= 0, ids, top)
+
+
+class PairLoss(Loss):
+    """Base for losses over pairs of named outputs (`model_name_pairs`, first model distilled towards the second);
+    `key` picks a field when outputs are mappings themselves. The pairs' losses add up."""
 
     params = ("weight", "model_name_pairs", "key", "name")
     accepts = frozenset({NAMED})
@@ -36,18 +76,12 @@ class _PairLoss(Loss):
         self.pairs = [tuple(p) for p in pairs]
         self.key = key
 
-    def _out(self, outputs, name):
-        if not isinstance(outputs, dict):
-            raise ValueError(f"{type(self).__name__} needs a DistillationModel (named outputs)")
-        if name not in outputs:
-            raise ValueError(f"{type(self).__name__}: no model named {name!r}; the models are {sorted(outputs)}")
-        out = outputs[name]
-        return out[self.key] if self.key is not None else out
-
     def __call__(self, outputs, labels):
+        who = type(self).__name__
         total = None
         for a, b in self.pairs:
-            value = self.pair_loss(self._out(outputs, a), self._out(outputs, b), labels)
+            value = self.pair_loss(model_output(outputs, a, self.key, who), model_output(outputs, b, self.key, who),
+                                   labels)
             total = value if total is None else total + value
         return total
 
@@ -55,8 +89,8 @@ class _PairLoss(Loss):
         raise NotImplementedError
 
 
-class DistillationCELoss(_PairLoss):
-    params = _PairLoss.params + ("epsilon",)
+class DistillationCELoss(PairLoss):
+    params = PairLoss.params + ("epsilon",)
 
     def __init__(self, weight=1.0, model_name_pairs=None, epsilon=None, key=None, name=None):
         super().__init__(weight, model_name_pairs, key, name)
@@ -66,8 +100,8 @@ class DistillationCELoss(_PairLoss):
         return cross_entropy(out1, F.softmax(out2, axis=-1), self.epsilon)
 
 
-class DistillationDMLLoss(_PairLoss):
-    params = _PairLoss.params + ("act",)
+class DistillationDMLLoss(PairLoss):
+    params = PairLoss.params + ("act",)
 
     def __init__(self, weight=1.0, model_name_pairs=None, act="softmax", key=None, name=None):
         super().__init__(weight, model_name_pairs, key, name)
@@ -109,45 +143,10 @@ class DistillationGTCELoss(Loss):
             return cross_entropy(outputs, labels, self.epsilon)
         total = None
         for name in self.model_names:
-            if name not in outputs:
-                raise ValueError(f"DistillationGTCELoss: no model named {name!r}; the models are {sorted(outputs)}")
-            out = outputs[name] if self.key is None else outputs[name][self.key]
-            value = cross_entropy(out, labels, self.epsilon)
+            value = cross_entropy(model_output(outputs, name, self.key, "DistillationGTCELoss"), labels, self.epsilon)
             total = value if total is None else total + value
         return total
 
 
-class DistillationDKDLoss(_PairLoss):
-    params = _PairLoss.params + ("temperature", "alpha", "beta", "use_target_as_gt")
-
-    def __init__(self, weight=1.0, model_name_pairs=None, key=None, temperature=1.0, alpha=1.0, beta=1.0,
-                 use_target_as_gt=False, name=None):
-        super().__init__(weight, model_name_pairs, key, name)
-        self.t, self.alpha, self.beta = float(temperature), float(alpha), float(beta)
-        self.use_target_as_gt = bool(use_target_as_gt)
-
-    def pair_loss(self, student, teacher, labels):
-        teacher_top = teacher.argmax(axis=-1)
-        if self.use_target_as_gt and labels is not None and labels.ndim == 1:
-            ids = labels.astype("int64")
-            target = paddle.where(ids >= 0, ids, teacher_top)
-        else:
-            target = teacher_top
-        gt = F.one_hot(target, student.shape[-1]).astype(student.dtype)
-        t = self.t
-        p_s, p_t = F.softmax(student / t, axis=-1), F.softmax(teacher / t, axis=-1)
-        # target-class KD: binary (target, rest) distributions
-        b_s = paddle.stack([(p_s * gt).sum(-1), (p_s * (1 - gt)).sum(-1)], axis=-1)
-        b_t = paddle.stack([(p_t * gt).sum(-1), (p_t * (1 - gt)).sum(-1)], axis=-1)
-        n = student.shape[0]
-        eps = 1e-12
-        tckd = (b_t * (paddle.log(b_t + eps) - paddle.log(b_s + eps))).sum() * t * t / n
-        # non-target-class KD: distributions over the other classes only
-        q_t = F.softmax(teacher / t - 1000.0 * gt, axis=-1)
-        log_q_s = F.log_softmax(student / t - 1000.0 * gt, axis=-1)
-        nckd = (q_t * (paddle.log(q_t + eps) - log_q_s)).sum() * t * t / n
-        return self.alpha * tckd + self.beta * nckd
-
-
-for _cls in (DistillationCELoss, DistillationDMLLoss, DistillationGTCELoss, DistillationDKDLoss):
+for _cls in (DistillationCELoss, DistillationDMLLoss, DistillationGTCELoss):
     LOSSES.register(_cls)

@@ -6,11 +6,13 @@
       freeze_params_list: [true, false]
       models:
         - Teacher: {name: PPLCNet_x1_0, pretrained: output/teacher/model.pdparams}
-        - Student: {name: PPLCNet_x0_25}
+        - Student: {name: PPLCNet_x0_25, return_patterns: ["blocks5"]}
       infer_model_name: Student
 
-`forward` returns {name: logits}. A frozen model runs without gradients and stays in eval mode (its
-BatchNorm statistics are the trained teacher's, not those of the student's batches). Parameter names are
+`forward` returns {name: logits}; a model given `return_patterns` (`ppipe.models.feature_taps`) returns
+{"logits": logits, pattern: that sublayer's output, ...} instead, for feature-map losses. A frozen model runs
+without gradients and stays in eval mode (its BatchNorm statistics are the trained teacher's, not those of the
+student's batches). Parameter names are
 `<Name>.<model key>`, as in PaddleClas's distillation checkpoints; `infer_model` is the model exported and
 published.
 """
@@ -24,14 +26,16 @@ import paddle.nn as nn
 
 from ppipe.errors import ConfigError
 from ppipe.model_outputs import NAMED
+from ppipe.models.feature_taps import FeatureTaps, check_patterns
 
 DISTILLATION = "DistillationModel"  # the Arch name, which no zoo architecture takes
 ARCH_KEYS = ("models", "freeze_params_list", "pretrained_list", "infer_model_name")
-_MODEL_KEYS = ("name", "class_num", "pretrained", "use_ssld")
+_MODEL_KEYS = ("name", "class_num", "pretrained", "use_ssld", "return_patterns")
 
 
 def parse_models(kwargs: dict[str, Any], class_num: int | None, where: str = "Arch") -> list[tuple[str, dict]]:
-    """[(key, {"name", "class_num", "pretrained", "kwargs"})] from a DistillationModel Arch section."""
+    """[(key, {"name", "class_num", "pretrained", "return_patterns", "kwargs"})] from a DistillationModel Arch
+    section; "return_patterns" is a tuple of sublayer paths, empty for a model that returns its logits alone."""
     from ppipe.models import get_spec
 
     unknown = [k for k in kwargs if k not in ARCH_KEYS]
@@ -58,8 +62,13 @@ def parse_models(kwargs: dict[str, Any], class_num: int | None, where: str = "Ar
         if pretrained is True:
             raise ConfigError(f"{where}.models[{i}].{key}.pretrained: give the path of a .pdparams file "
                               f"(weights are never downloaded)")
+        patterns = spec.get("return_patterns")
+        try:
+            patterns = check_patterns(patterns, f"{where}.models[{i}].{key}.return_patterns") if patterns else ()
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         out.append((key, {"name": spec["name"], "class_num": spec.get("class_num", class_num),
-                          "pretrained": pretrained or None,
+                          "pretrained": pretrained or None, "return_patterns": patterns,
                           "kwargs": {k: v for k, v in spec.items() if k not in _MODEL_KEYS}}))
     keys = [k for k, _ in out]
     if len(set(keys)) != len(keys):
@@ -73,13 +82,30 @@ def parse_models(kwargs: dict[str, Any], class_num: int | None, where: str = "Ar
     return out
 
 
-class DistillationModel(nn.Layer):
-    train_outputs = NAMED  # {model key: logits}, in training and evaluation alike
+def check_return_patterns(spec: dict, where: str) -> None:
+    """Refuse return_patterns of a parsed model `spec` (`parse_models`) that name no sublayer of its architecture,
+    checked on the model built without weights (`paddle.LazyGuard`)."""
+    if not spec["return_patterns"]:
+        return
+    from ppipe.models import create_model
 
-    def __init__(self, models: list[tuple[str, nn.Layer]], frozen: list[bool], infer_model_name: str):
+    with paddle.LazyGuard():
+        model = create_model(spec["name"], num_classes=spec["class_num"] or 1000, **spec["kwargs"])
+    try:
+        FeatureTaps(spec["return_patterns"]).check(model)
+    except ValueError as e:
+        raise ConfigError(f"{where}.{e}") from None
+
+
+class DistillationModel(nn.Layer):
+    train_outputs = NAMED  # {model key: logits or, with taps, {"logits", pattern...}}, in training and evaluation
+
+    def __init__(self, models: list[tuple[str, nn.Layer]], frozen: list[bool], infer_model_name: str,
+                 taps: dict[str, FeatureTaps] | None = None):
         super().__init__()
         self.names = [k for k, _ in models]
         self.frozen = dict(zip(self.names, frozen))
+        self.taps = dict(taps or {})
         for key, model in models:
             self.add_sublayer(key, model)
             if self.frozen[key]:
@@ -99,15 +125,18 @@ class DistillationModel(nn.Layer):
                 getattr(self, key).eval()
         return self
 
+    def _run(self, key: str, x):
+        model = getattr(self, key)
+        return self.taps[key](model, x) if key in self.taps else model(x)
+
     def forward(self, x):
         out = {}
         for key in self.names:
-            model = getattr(self, key)
             if self.frozen[key]:
                 with paddle.no_grad():
-                    out[key] = model(x)
+                    out[key] = self._run(key, x)
             else:
-                out[key] = model(x)
+                out[key] = self._run(key, x)
         return out
 
 
@@ -118,4 +147,8 @@ def build_distillation_model(kwargs: dict[str, Any], class_num: int | None) -> D
     models = [(key, create_model(s["name"], num_classes=s["class_num"] or 1000, pretrained=s["pretrained"],
                                  **s["kwargs"])) for key, s in specs]
     frozen = [bool(f) for f in (kwargs.get("freeze_params_list") or [False] * len(models))]
-    return DistillationModel(models, frozen, kwargs.get("infer_model_name", specs[-1][0]))
+    taps = {key: FeatureTaps(s["return_patterns"]) for key, s in specs if s["return_patterns"]}
+    for key, model in models:
+        if key in taps:
+            taps[key].check(model)
+    return DistillationModel(models, frozen, kwargs.get("infer_model_name", specs[-1][0]), taps)
