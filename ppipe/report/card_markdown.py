@@ -40,6 +40,17 @@ def _num(x: float | None, fmt: str) -> str | None:
     return None if x is None else format(x, fmt)
 
 
+def _size(side: int | str | None) -> str | None:
+    """A square input's side as "224 x 224"; "HxW" as the card writes a non-square one."""
+    if side is None:
+        return None
+    return f"{side} x {side}" if isinstance(side, int) else str(side).replace("x", " x ")
+
+
+def _yes_no(flag: bool | None) -> str | None:
+    return None if flag is None else "yes" if flag else "no"
+
+
 def _fence(text: str) -> str:
     """A code fence longer than any backtick run in `text`, so the recipe cannot close it early."""
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
@@ -61,7 +72,8 @@ def _model_lines(card: dict) -> list[str]:
     lines += _table(["Field", "Value"], [
         ["Architecture", m["arch"]], ["Family", m["family"]],
         ["Parameters (ImageNet-1k head)", f"{m['params_m']} M"], ["FLOPs", f"{m['flops_g']} G"],
-        ["Input size", f"{m['input_size']} x {m['input_size']}"], ["Classes", m["num_classes"]],
+        ["Input size", _size(m["input_size"])], ["Input size from", m.get("input_size_source")],
+        ["PaddleClas's input size", _size(m.get("spec_input_size"))], ["Classes", m["num_classes"]],
         ["Published weights", m["published_weights"]]])
     names = card["class_names"]
     shown = ", ".join(f"`{n}`" for n in names[:CLASS_NAMES_SHOWN])
@@ -109,10 +121,14 @@ def _targets_lines(card: dict) -> list[str]:
     lines = ["## Deployment targets", ""]
     if not card["targets"]:
         return lines + ["No deployment target was exported.", ""]
+    lines += ["Every target the export tried. Only the deployable ones are published; the top-1 of each is "
+              "measured on the images its row names, and its delta is against the FP32 model on those images.", ""]
     return lines + _table(
-        ["Target", "Status", "Latency b=1 (ms)", "Throughput b=32 (img/s)", "Top-1", "Delta vs Paddle", "Note"],
-        [[t["name"], t["status"], _num(t["latency_ms_b1"], ".2f"), _num(t["throughput_b32"], ".1f"), _pct(t["top1"]),
-          _pp(t["delta_top1"]), t["reason"]] for t in card["targets"]])
+        ["Target", "Status", "Deployable", "Latency b=1 (ms)", "Throughput b=32 (img/s)", "Top-1", "Top-5",
+         "Measured on", "Delta vs FP32 model", "Note"],
+        [[t["name"], t["status"], _yes_no(t["deployable"]), _num(t["latency_ms_b1"], ".2f"),
+          _num(t["throughput_b32"], ".1f"), _pct(t["top1"]), _pct(t["top5"]), t["measured_on"], _pp(t["delta_top1"]),
+          t["reason"]] for t in card["targets"]])
 
 
 def _provenance_lines(card: dict) -> list[str]:
