@@ -92,7 +92,8 @@ def test_card_tables_targets_lineage_recipe_and_embeds_figures(tmp_path):
     card = _card("ResNet50_vd", 10, report, targets=targets)
     md = card.markdown
     # top-1 from the report's targets, on the report's images
-    assert "| onnx | built | yes | 3.21 | 812.0 | 70.00% | — | the evaluation's split (20 images) | -5.00 pp | — |" in md
+    assert ("| onnx | built | yes | 3.21 | 812.0 | 70.00% | — | the evaluation's split (20 images) | -5.00 pp | — |"
+            in md)
     assert "| paddle-inference-mkldnn-int8 | built | yes | 1.50 | 1400.0 | 70.00% | — | — | -5.00 pp | — |" in md
     assert "| tensorrt | skipped | no | — | — | — | — | — | — | no GPU on this machine |" in md
     assert "| Git commit | 0badc0de |" in md and "flow run" not in md  # only what lineage holds
