@@ -126,6 +126,20 @@ def test_card_states_the_input_size_it_is_given_and_where_it_came_from():
     assert spec["input_size"] == 224 and spec["input_size_source"].startswith("the architecture's spec")
 
 
+def test_recorded_lineage_reads_as_rows_and_points_to_the_sections_that_show_data_and_recipe():
+    lineage = {"code": {"commit": "0badc0de", "dirty": True}, "data": {"url": "d", "splits": {"val": 20}},
+               "config": {"Arch": {"name": "X"}}, "run_name": "run-7", "class_names": ["n0", "n1"],
+               "parents": [{"role": "teacher", "path": "/t.pdparams", "sha256": "ab" * 32, "ref": "t:v2"}],
+               "preprocessing": [{"ResizeImage": {"size": 32}}, {"ToCHWImage": None}]}
+    md = _card("ResNet50_vd", 10, _report(10, 15), lineage=lineage, data_version=lineage["data"]).markdown
+    assert "| Git commit | 0badc0de (uncommitted changes) |" in md
+    assert "| Parents | teacher: t:v2 sha256 abababababab |" in md
+    assert "| Preprocessing (eval transforms) | ResizeImage(size=32) → ToCHWImage() |" in md
+    assert "| Config | in the Recipe section |" in md and "| Data | in the Data section |" in md
+    assert "| Class ids (dataset folders) | `n0`, `n1` |" in md and "| splits | val: 20 |" in md
+    assert "{'" not in md  # no Python repr of a nested value
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"images": {"reliability": "/abs/reliability.png"}}, "must be a relative path inside the artifact"),
     ({"images": {"reliability": "../reliability.png"}}, "must be a relative path inside the artifact"),

@@ -1,13 +1,13 @@
 """The model card of a run, built from what its folder holds: the evaluation (`eval/counts.npz`, eval.json), the
 deployment targets (`export.json`: every target with its status, latency and throughput; the top-1 of the built
 ones on the val split, the gate's measurement of a refused INT8 one), the input size the recipe evaluated and
-exported at, the resolved recipe, the prepared dataset's identity and the lineage (`lineage.json`, when
-recorded). Written as `<run>/model_card.md` and `.json`, with the figures of `<run>/eval/` linked relative to
-them, so the run folder (or a published copy of it) is self-contained."""
+exported at, the resolved recipe, the prepared dataset's identity (`ppipe.lineage.data_identity`, the one the
+manifest's lineage records) and the lineage (`lineage.json`, when recorded). Written as `<run>/model_card.md`
+and `.json`, with the figures of `<run>/eval/` linked relative to them, so the run folder (or a published copy
+of it) is self-contained."""
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -19,18 +19,6 @@ from ppipe.storage import read_json_mapping
 from ppipe.train.run_dir import ExportRecord, RunDir
 
 FIGURE_SUFFIX = ".png"
-
-
-def data_version(prepared: str) -> dict[str, Any]:
-    """The prepared dataset's identity: where it is, the sha256 of its manifest (which lists every shard's
-    sha256, so any change to the data changes it) and its split sizes."""
-    from ppipe.data import open_prepared
-    from ppipe.storage import sha256_bytes
-
-    dataset = open_prepared(prepared)
-    canonical = json.dumps(dataset.manifest, sort_keys=True, separators=(",", ":")).encode()
-    return {"prepared": dataset.url, "manifest_sha256": sha256_bytes(canonical),
-            "splits": {name: dataset.num_images(name) for name in dataset.split_names}}
 
 
 def target_rows(rdir: RunDir, exported: ExportRecord, report: EvalReport) -> dict[str, dict[str, Any]]:
@@ -57,8 +45,8 @@ def write_run_model_card(cfg: Config, rdir: RunDir | str | None = None) -> list[
     `model_card.md` and `model_card.json` there; returns the paths written. The run must have been evaluated
     (`ppipe evaluate`); its figures are under `eval/`."""
     from ppipe.build import infer_arch
-    from ppipe.data import resolve_prepared
     from ppipe.evaluate import eval_transform_ops
+    from ppipe.lineage import data_identity
     from ppipe.evaluation.saved_report import load_report
     from ppipe.models import get_spec
     from ppipe.report import build_model_card, write_model_card
@@ -71,7 +59,7 @@ def write_run_model_card(cfg: Config, rdir: RunDir | str | None = None) -> list[
     exported = rdir.export_record()
     size = model_input_size(eval_transform_ops(cfg), exported.input_shape, get_spec(arch.name).input_size)
     card = build_model_card(arch=arch.name, num_classes=arch.num_classes, class_names=report.class_names,
-                            recipe_yaml=_recipe_yaml(cfg, rdir), data_version=data_version(resolve_prepared(cfg)),
+                            recipe_yaml=_recipe_yaml(cfg, rdir), data_version=data_identity(cfg)[0],
                             report=report, targets=target_rows(rdir, exported, report), lineage=_lineage(cfg, rdir),
                             images=images, input_size=size.as_card_value(), input_size_source=size.source)
     return write_model_card(card, rdir.root)
