@@ -149,8 +149,7 @@ def parent_artifacts(cfg: Config, rdir: RunDir) -> list[dict[str, Any]]:
                                     "key": key})
     if cfg.Global.pretrained_model:
         parents.append(_file_parent("pretrained", cfg.Global.pretrained_model))
-    report = read_json_mapping(rdir.export_report).get("targets") or {}
-    int8 = sorted(t for t, r in report.items() if "int8" in t and isinstance(r, dict) and r.get("status") == "built")
+    int8 = sorted(t for t in rdir.export_record().built() if "int8" in t)
     if int8 and os.path.isfile(rdir.model):
         parents.append({**_file_parent("fp32-source", rdir.model), "file": "model.pdparams", "targets": int8})
     return parents

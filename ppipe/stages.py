@@ -119,10 +119,7 @@ def publish(cfg: Config) -> dict[str, Any]:
 def published_targets(rdir: RunDir, files: dict[str, str]) -> list[str]:
     """`TARGETS` plus every other target `<run>/export.json` records as built, whose files are added to
     `files` as `export/<target>/...`."""
-    from ppipe.storage import read_json_mapping
-
-    recorded = read_json_mapping(rdir.export_report).get("targets") or {}
-    built = {k: v for k, v in recorded.items() if v.get("status") == "built"}
+    built = rdir.export_record().built()  # a failed, skipped or refused target is never published
     for name, result in built.items():
         if name not in TARGETS:
             files.update({f"export/{rel}": os.path.join(rdir.exports, rel) for rel in result["files"]})

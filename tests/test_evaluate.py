@@ -107,19 +107,36 @@ def test_evaluate_refuses_weights_for_another_number_of_classes(tmp_path, digits
         stages.evaluate(_config(tmp_path, digits_prepared), weights=weights, model_ref="x@candidate")
 
 
+def _gate_scoring(fp32_top1: float, int8_top1: float):
+    """Stands in for the INT8 accuracy gate's `topk_of`, which scores the FP32 predictor first, then INT8."""
+    results = iter([fp32_top1, int8_top1])
+
+    def topk_of(run, batches, ks=(1, 5)):
+        return {"top1": next(results), "top5": 1.0, "num_images": 8}
+    return topk_of
+
+
 @pytest.fixture(scope="module")
 def evaluated_run(tmp_path_factory, digits_prepared, weights):
-    """A run folder with weights and an FP32 export (plus built targets that cannot be scored), evaluated."""
+    """A run folder with weights, its FP32 export and an INT8 target its accuracy gate refused (the gate's scores
+    stood in: FP32 0.9, INT8 0.1 on 8 images), plus recorded targets: two built that cannot be scored and a
+    skipped one; evaluated."""
+    import ppipe.export.int8 as int8
+
     tmp = tmp_path_factory.mktemp("run")
-    cfg = _config(tmp, digits_prepared)
+    cfg = _config(tmp, digits_prepared, "Export.calibration_images=8", "Export.calibration_batch=8",
+                  "Export.int8_eval_images=8")
     rdir = stages.run_dir(cfg)
     Path(rdir.root).mkdir(parents=True)
     shutil.copyfile(weights, rdir.model)
-    stages.export(cfg, targets="paddle-inference-mkldnn")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(int8, "topk_of", _gate_scoring(0.9, 0.1))
+        stages.export(cfg, targets="paddle-inference-mkldnn,paddle-inference-mkldnn-int8")
     report = json.loads(Path(rdir.export_report).read_text())
     report["targets"]["tensorrt"] = {"status": "built", "files": [], "reason": "", "measurements": {}}
     # recorded as built, but its folder is gone: reported as not scored, the evaluation goes on
-    report["targets"]["paddle-inference-mkldnn-int8"] = {"status": "built", "files": [], "measurements": {}}
+    report["targets"]["onnx"] = {"status": "built", "files": [], "measurements": {"latency_ms_b1": 1.5}}
+    report["targets"]["paddle-lite"] = {"status": "skipped", "reason": "paddlelite needs Python <= 3.10\n(detail)"}
     Path(rdir.export_report).write_text(json.dumps(report))
     return cfg, rdir, stages.evaluate(cfg)
 
@@ -131,14 +148,39 @@ def test_run_evaluation_writes_eval_json_dvc_outputs_and_target_top1(evaluated_r
     # the FP32 export computes the model's logits within 1e-4: the same predictions on the 360 images
     assert metrics["target_top1/paddle-inference-mkldnn"] == pytest.approx(metrics["top1"], abs=1 / 360)
     assert "no runtime to score tensorrt" in metrics["targets_not_scored"]["tensorrt"]
-    assert "model folder not found" in metrics["targets_not_scored"]["paddle-inference-mkldnn-int8"]
+    assert "scoring failed: FileNotFoundError" in metrics["targets_not_scored"]["onnx"]
     eval_dir = Path(rdir.eval_outputs)
     assert json.loads((eval_dir / "metrics.json").read_text())["top1"] == pytest.approx(metrics["top1"])
     assert {"reliability.csv", "confusion_focus.csv", "confusion_pairs.csv", "confusion_matrix.png",
             "per_class.csv", "counts.npz"} <= {p.name for p in eval_dir.iterdir()}
 
 
+def test_target_table_lists_every_target_with_its_status_and_a_refused_int8_with_the_gate_figures(evaluated_run):
+    _, rdir, metrics = evaluated_run
+    table = metrics["targets"]
+    assert sorted(table) == ["onnx", "paddle-inference-mkldnn", "paddle-inference-mkldnn-int8", "paddle-lite",
+                             "tensorrt"]
+    fp32 = table["paddle-inference-mkldnn"]
+    assert (fp32["status"], fp32["deployable"], fp32["num_images"]) == ("built", True, 360)
+    assert fp32["top1"] == metrics["target_top1/paddle-inference-mkldnn"] and fp32["measured_on"] == (
+        "the val split (360 images)")
+    int8 = table["paddle-inference-mkldnn-int8"]
+    assert (int8["status"], int8["deployable"]) == ("refused", False)
+    assert (int8["top1"], int8["top5"], int8["num_images"], int8["reference_top1"]) == (0.1, 1.0, 8, 0.9)
+    assert "refused by the export's INT8 accuracy gate" in int8["reason"] and "first 8 val images" in int8["reason"]
+    assert "target_top1/paddle-inference-mkldnn-int8" not in metrics  # a refused target is never scored as shipped
+    assert not Path(rdir.exports, "paddle-inference-mkldnn-int8").exists()
+    assert table["onnx"]["reason"].startswith("not scored: scoring failed") and table["onnx"]["top1"] is None
+    assert table["onnx"]["latency_ms_b1"] == 1.5
+    assert table["paddle-lite"] == {**table["paddle-lite"], "status": "skipped", "deployable": False,
+                                    "reason": "paddlelite needs Python <= 3.10"}
+    files: dict[str, str] = {}
+    assert "paddle-inference-mkldnn-int8" not in stages.published_targets(rdir, files)
+
+
 def test_model_card_is_written_from_the_run_folder(evaluated_run):
+    from ppipe.lineage import data_identity
+
     cfg, rdir, metrics = evaluated_run
     Path(rdir.lineage).write_text(json.dumps({"git_commit": "0badc0de"}))
     paths = write_run_model_card(cfg, rdir)
@@ -147,13 +189,22 @@ def test_model_card_is_written_from_the_run_folder(evaluated_run):
     assert card["metrics"]["top1"] == pytest.approx(metrics["top1"])
     rows = {row["name"]: row for row in card["targets"]}
     assert rows["paddle-inference-mkldnn"]["top1"] == metrics["target_top1/paddle-inference-mkldnn"]
-    assert rows["tensorrt"]["top1"] is None
+    assert rows["tensorrt"]["top1"] is None and rows["tensorrt"]["reason"].startswith("not scored: no runtime")
+    int8 = rows["paddle-inference-mkldnn-int8"]
+    assert (int8["status"], int8["top1"], int8["delta_top1"]) == ("refused", 0.1, pytest.approx(-0.8))
     assert card["data_version"]["splits"] == {"train": 1437, "val": 360}
-    assert len(card["data_version"]["manifest_sha256"]) == 64
+    # the same identity the artifact's lineage records for the data, not a second hash of the manifest
+    assert card["data_version"] == data_identity(cfg)[0] and len(card["data_version"]["manifest_sha256"]) == 64
     assert card["lineage"] == {"run_name": "quickstart", "git_commit": "0badc0de"}
     assert card["images"]["reliability"] == "eval/reliability.png"
     assert (Path(rdir.root) / card["images"]["confusion_matrix"]).is_file()
-    assert "eval/reliability.png" in (Path(rdir.root) / "model_card.md").read_text()
+    # the size the recipe evaluated and exported at (16 here), not the spec's 224
+    model = card["model"]
+    assert (model["input_size"], model["spec_input_size"]) == (16, 224)
+    assert model["input_size_source"] == "the eval transforms (ResizeImage.size) and the export's input_shape"
+    md = (Path(rdir.root) / "model_card.md").read_text()
+    assert "eval/reliability.png" in md and "| Input size | 16 x 16 |" in md
+    assert "| paddle-inference-mkldnn-int8 | refused | no | " in md and "the first 8 val images" in md
 
 
 def test_dvc_reads_the_evaluate_stage_metrics_and_plots(evaluated_run, tmp_path):

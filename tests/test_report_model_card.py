@@ -85,15 +85,17 @@ def test_comparison_does_not_apply_to_another_number_of_classes():
 
 def test_card_tables_targets_lineage_recipe_and_embeds_figures(tmp_path):
     report = _report(10, 15).with_target_top1({"onnx": 0.7})
-    targets = {"onnx": {"status": "ok", "latency_ms_b1": 3.21, "throughput_b32": 812.0},
-               "paddle-inference-mkldnn-int8": {"status": "ok", "latency_ms_b1": 1.5, "throughput_b32": 1400.0,
+    targets = {"onnx": {"status": "built", "latency_ms_b1": 3.21, "throughput_b32": 812.0},
+               "paddle-inference-mkldnn-int8": {"status": "built", "latency_ms_b1": 1.5, "throughput_b32": 1400.0,
                                                 "top1": 0.7},
                "tensorrt": {"status": "skipped", "reason": "no GPU on this machine"}}
     card = _card("ResNet50_vd", 10, report, targets=targets)
     md = card.markdown
-    assert "| onnx | ok | 3.21 | 812.0 | 70.00% | -5.00 pp | — |" in md  # top-1 from the report's targets
-    assert "| paddle-inference-mkldnn-int8 | ok | 1.50 | 1400.0 | 70.00% | -5.00 pp | — |" in md
-    assert "| tensorrt | skipped | — | — | — | — | no GPU on this machine |" in md
+    # top-1 from the report's targets, on the report's images
+    assert ("| onnx | built | yes | 3.21 | 812.0 | 70.00% | — | the evaluation's split (20 images) | -5.00 pp | — |"
+            in md)
+    assert "| paddle-inference-mkldnn-int8 | built | yes | 1.50 | 1400.0 | 70.00% | — | — | -5.00 pp | — |" in md
+    assert "| tensorrt | skipped | no | — | — | — | — | — | — | no GPU on this machine |" in md
     assert "| Git commit | 0badc0de |" in md and "flow run" not in md  # only what lineage holds
     assert "![Reliability diagram](eval/reliability.png)" in md
     assert "![Confusion matrix](eval/confusion_matrix.png)" in md
@@ -101,6 +103,41 @@ def test_card_tables_targets_lineage_recipe_and_embeds_figures(tmp_path):
     assert card.json["images"] == IMAGES and card.json["calibration"]["num_bins"] == 15
     md_url, json_url = write_model_card(card, str(tmp_path / "card"))
     assert Path(md_url).read_text() == md and json.loads(Path(json_url).read_text()) == card.json
+
+
+def test_refused_target_shows_the_gate_figures_against_fp32_on_the_same_images():
+    refused = {"status": "refused", "deployable": False, "top1": 0.086, "top5": 0.5, "num_images": 360,
+               "measured_on": "the INT8 accuracy gate: the first 360 val images", "reference_top1": 0.925,
+               "reason": "refused by the export's INT8 accuracy gate"}
+    card = _card("ResNet50_vd", 10, _report(10, 15), targets={"paddle-inference-mkldnn-int8": refused})
+    (row,) = card.json["targets"]
+    assert row["delta_top1"] == pytest.approx(0.086 - 0.925)  # not against the model's 75% on the whole split
+    assert ("| paddle-inference-mkldnn-int8 | refused | no | — | — | 8.60% | 50.00% | the INT8 accuracy gate: the "
+            "first 360 val images | -83.90 pp | refused by the export's INT8 accuracy gate |") in card.markdown
+
+
+def test_card_states_the_input_size_it_is_given_and_where_it_came_from():
+    card = _card("ResNet50_vd", 10, _report(10, 15), input_size=32, input_size_source="the eval transforms")
+    model = card.json["model"]
+    assert (model["input_size"], model["input_size_source"], model["spec_input_size"]) == (
+        32, "the eval transforms", 224)
+    assert "| Input size | 32 x 32 |" in card.markdown and "| Input size from | the eval transforms |" in card.markdown
+    spec = _card("ResNet50_vd", 10, _report(10, 15)).json["model"]
+    assert spec["input_size"] == 224 and spec["input_size_source"].startswith("the architecture's spec")
+
+
+def test_recorded_lineage_reads_as_rows_and_points_to_the_sections_that_show_data_and_recipe():
+    lineage = {"code": {"commit": "0badc0de", "dirty": True}, "data": {"url": "d", "splits": {"val": 20}},
+               "config": {"Arch": {"name": "X"}}, "run_name": "run-7", "class_names": ["n0", "n1"],
+               "parents": [{"role": "teacher", "path": "/t.pdparams", "sha256": "ab" * 32, "ref": "t:v2"}],
+               "preprocessing": [{"ResizeImage": {"size": 32}}, {"ToCHWImage": None}]}
+    md = _card("ResNet50_vd", 10, _report(10, 15), lineage=lineage, data_version=lineage["data"]).markdown
+    assert "| Git commit | 0badc0de (uncommitted changes) |" in md
+    assert "| Parents | teacher: t:v2 sha256 abababababab |" in md
+    assert "| Preprocessing (eval transforms) | ResizeImage(size=32) → ToCHWImage() |" in md
+    assert "| Config | in the Recipe section |" in md and "| Data | in the Data section |" in md
+    assert "| Class ids (dataset folders) | `n0`, `n1` |" in md and "| splits | val: 20 |" in md
+    assert "{'" not in md  # no Python repr of a nested value
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -1,41 +1,31 @@
-"""The model card of a run, built from what its folder holds: the evaluation (`eval/counts.npz`), the deployment
-targets (`export.json`: latency, throughput, top-1 on the val split), the resolved recipe, the prepared dataset's
-identity and the lineage (`lineage.json`, when recorded). Written as `<run>/model_card.md` and `.json`, with the
-figures of `<run>/eval/` linked relative to them, so the run folder (or a published copy of it) is self-contained."""
+"""The model card of a run, built from what its folder holds: the evaluation (`eval/counts.npz`, eval.json), the
+deployment targets (`export.json`: every target with its status, latency and throughput; the top-1 of the built
+ones on the val split, the gate's measurement of a refused INT8 one), the input size the recipe evaluated and
+exported at, the resolved recipe, the prepared dataset's identity (`ppipe.lineage.data_identity`, the one the
+manifest's lineage records) and the lineage (`lineage.json`, when recorded). Written as `<run>/model_card.md`
+and `.json`, with the figures of `<run>/eval/` linked relative to them, so the run folder (or a published copy
+of it) is self-contained."""
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 from ppipe.config import Config, config_to_yaml
+from ppipe.evaluation.input_size import model_input_size
+from ppipe.evaluation.target_table import target_table
+from ppipe.report import EvalReport
 from ppipe.storage import read_json_mapping
-from ppipe.train.run_dir import RunDir
+from ppipe.train.run_dir import ExportRecord, RunDir
 
 FIGURE_SUFFIX = ".png"
 
 
-def data_version(prepared: str) -> dict[str, Any]:
-    """The prepared dataset's identity: where it is, the sha256 of its manifest (which lists every shard's
-    sha256, so any change to the data changes it) and its split sizes."""
-    from ppipe.data import open_prepared
-    from ppipe.storage import sha256_bytes
-
-    dataset = open_prepared(prepared)
-    canonical = json.dumps(dataset.manifest, sort_keys=True, separators=(",", ":")).encode()
-    return {"prepared": dataset.url, "manifest_sha256": sha256_bytes(canonical),
-            "splits": {name: dataset.num_images(name) for name in dataset.split_names}}
-
-
-def target_rows(export_report: str) -> dict[str, dict[str, Any]]:
-    """{target: {"status", "reason", "latency_ms_b1", "throughput_b32"}} of every target `export.json` records
-    (the card takes each target's top-1 from the evaluation)."""
-    from ppipe.evaluation.targets import recorded_targets
-
-    return {name: {"status": entry.get("status"), "reason": entry.get("reason") or None,
-                   **{k: (entry.get("measurements") or {}).get(k) for k in ("latency_ms_b1", "throughput_b32")}}
-            for name, entry in recorded_targets(export_report).items()}
+def target_rows(rdir: RunDir, exported: ExportRecord, report: EvalReport) -> dict[str, dict[str, Any]]:
+    """The evaluation's target table (`target_table`) of the run: every target its export recorded, with the
+    top-1 each built one scored on the val split (`report.target_top1`) or why it was not (eval.json)."""
+    not_scored = read_json_mapping(rdir.eval).get("targets_not_scored") or {}
+    return target_table(exported.targets, report.target_top1, not_scored, report.num_images)
 
 
 def _recipe_yaml(cfg: Config, rdir: RunDir) -> str:
@@ -55,8 +45,10 @@ def write_run_model_card(cfg: Config, rdir: RunDir | str | None = None) -> list[
     `model_card.md` and `model_card.json` there; returns the paths written. The run must have been evaluated
     (`ppipe evaluate`); its figures are under `eval/`."""
     from ppipe.build import infer_arch
-    from ppipe.data import resolve_prepared
+    from ppipe.evaluate import eval_transform_ops
+    from ppipe.lineage import data_identity
     from ppipe.evaluation.saved_report import load_report
+    from ppipe.models import get_spec
     from ppipe.report import build_model_card, write_model_card
 
     rdir = RunDir.for_config(cfg) if rdir is None else rdir if isinstance(rdir, RunDir) else RunDir(rdir)
@@ -64,8 +56,10 @@ def write_run_model_card(cfg: Config, rdir: RunDir | str | None = None) -> list[
     arch = infer_arch(cfg)
     figures = sorted(n for n in os.listdir(rdir.eval_outputs) if n.endswith(FIGURE_SUFFIX))
     images = {name.removesuffix(FIGURE_SUFFIX): f"{os.path.basename(rdir.eval_outputs)}/{name}" for name in figures}
+    exported = rdir.export_record()
+    size = model_input_size(eval_transform_ops(cfg), exported.input_shape, get_spec(arch.name).input_size)
     card = build_model_card(arch=arch.name, num_classes=arch.num_classes, class_names=report.class_names,
-                            recipe_yaml=_recipe_yaml(cfg, rdir), data_version=data_version(resolve_prepared(cfg)),
-                            report=report, targets=target_rows(rdir.export_report), lineage=_lineage(cfg, rdir),
-                            images=images)
+                            recipe_yaml=_recipe_yaml(cfg, rdir), data_version=data_identity(cfg)[0],
+                            report=report, targets=target_rows(rdir, exported, report), lineage=_lineage(cfg, rdir),
+                            images=images, input_size=size.as_card_value(), input_size_source=size.source)
     return write_model_card(card, rdir.root)

@@ -3,7 +3,9 @@ targets on the same split, and write the results where DVC, `ppipe publish`, wan
 
 Outputs (the run's own model: its run folder; other weights: only where `out` says):
     eval.json        the numbers: the recipe's metrics (top1, top5, ...), loss, num_images, the report's scalars
-                     (ece, mean/worst class accuracy, `target_top1/<target>`) and what was evaluated
+                     (ece, mean/worst class accuracy, `target_top1/<target>`), what was evaluated, and `targets`:
+                     every exported target, deployable or not, with its status, reason and top-1
+                     (`ppipe.evaluation.target_table`)
     eval/            `ppipe.report.write_eval_outputs`: DVC metrics and plots, figures; `counts.npz` beside them
 """
 
@@ -65,6 +67,7 @@ def evaluate(cfg: Config, *, weights: str | None = None, model_ref: str | None =
     from ppipe.build import infer_arch
     from ppipe.data import open_prepared, resolve_prepared
     from ppipe.errors import UserError
+    from ppipe.evaluation.target_table import target_table
     from ppipe.evaluation.targets import score_targets
 
     dataset = open_prepared(resolve_prepared(cfg))
@@ -78,12 +81,15 @@ def evaluate(cfg: Config, *, weights: str | None = None, model_ref: str | None =
     report = counts.finalize(class_names)
     rdir = RunDir.for_config(cfg)
     skipped: dict[str, str] = {}
+    table: dict[str, dict[str, Any]] = {}
     if source.is_run:
-        top1, skipped = score_targets(cfg, rdir.export_report, rdir.exports, dataset.url, class_names, split=SPLIT)
+        exported = rdir.export_record()
+        top1, skipped = score_targets(cfg, exported.built(), rdir.exports, dataset.url, class_names, split=SPLIT)
         report = report.with_target_top1(top1)
+        table = target_table(exported.targets, top1, skipped, report.num_images, SPLIT)
     document = {"model": arch.name, "split": SPLIT, "weights": source.origin,
                 **{k: _json_number(v) for k, v in report.scalars().items()}, **metrics,
-                "targets_not_scored": skipped}
+                "targets_not_scored": skipped, "targets": table}
     out = out or (os.fspath(rdir) if source.is_run else None)
     if out:
         write_outputs(counts, report, document, out)

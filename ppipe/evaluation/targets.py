@@ -1,15 +1,15 @@
 """The top-1 of each built deployment target (`<run>/export.json`) on the same val split as the model, scored
 on the Ray workers like the model: Paddle Inference targets through `ppipe.inference`, ONNX through ONNX Runtime
-where it is installed. A target this machine cannot run is left out with the reason."""
+where it is installed. A target this machine cannot run is left out with the reason; `target_table` lists every
+target, scored or not, built or not."""
 
 from __future__ import annotations
 
 import glob
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -20,7 +20,6 @@ from ppipe.export.int8 import INT8_TARGET
 from ppipe.export.paddle_inference import PREDICTOR
 from ppipe.registry import Registry
 from ppipe.report import EvalAccumulator
-from ppipe.storage import read_json_mapping
 
 log = logging.getLogger("ppipe.evaluation")
 
@@ -92,26 +91,20 @@ class TargetScorer:
         return {REPORT_KEY: accumulator.to_flat()}
 
 
-def recorded_targets(export_report: str) -> dict[str, dict[str, Any]]:
-    """{target: its entry} of every target `export.json` records (none when the run was not exported)."""
-    return dict(read_json_mapping(export_report).get("targets") or {})
-
-
-def score_targets(cfg: Config, export_report: str, exports: str, prepared: str, class_names: list[str], *,
+def score_targets(cfg: Config, built: Iterable[str], exports: str, prepared: str, class_names: list[str], *,
                   split: str = "val") -> tuple[dict[str, float], dict[str, str]]:
-    """({target: top-1}, {target: why it was not scored}) of every built target of `export_report`, whose files
-    lie under `exports/<target>/`. A target that fails to run is reported, not raised: the model's own evaluation
-    must not be lost to it."""
+    """({target: top-1}, {target: why it was not scored}) of the `built` targets of a run
+    (`RunDir.export_record().built()`), whose files lie under `exports/<target>/`. A target that fails to run is
+    reported, not raised: the model's own evaluation must not be lost to it."""
     from ppipe.train.trainer import math_threads_per_worker
 
     threads = math_threads_per_worker(cfg)[0]
     scored, skipped = {}, {}
-    built = [name for name, entry in recorded_targets(export_report).items() if entry.get("status") == "built"]
     for target in sorted(built):
         reason = _unavailable(target)
         if reason is None:
-            scorer = TargetScorer(cfg, prepared, split, target, os.path.join(exports, target), len(class_names),
-                                  threads)
+            scorer = TargetScorer(cfg, prepared, split, target, os.path.join(exports, target),
+                                  len(class_names), threads)
             try:
                 flat = run_sharded(scorer, cfg, use_gpu=False)[REPORT_KEY]
             except Exception as e:  # noqa: BLE001 - one target's failure must not stop the evaluation

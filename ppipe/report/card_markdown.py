@@ -8,18 +8,35 @@ from typing import Any
 FIGURE_TITLES = {"reliability": "Reliability diagram", "confusion_matrix": "Confusion matrix",
                  "worst_classes": "Least accurate classes"}
 LINEAGE_LABELS = {"run_name": "Run", "git_commit": "Git commit", "git_dirty": "Uncommitted changes",
-                  "data_identity": "Data identity", "parents": "Parents", "flow_run_id": "Prefect flow run"}
+                  "data_identity": "Data identity", "parents": "Parents", "flow_run_id": "Prefect flow run",
+                  "preprocessing": "Preprocessing (eval transforms)", "class_names": "Class ids (dataset folders)"}
+# lineage.json entries the card shows in their own section: not repeated (the JSON card keeps them)
+LINEAGE_SHOWN_ELSEWHERE = {"config": "Recipe", "data": "Data"}
 CLASS_NAMES_SHOWN = 20
 NONE = "—"
 
 
-def _cell(value: Any) -> str:
-    """A value as one Markdown table cell: pipes escaped, newlines flattened, None as a dash."""
+def _text(value: Any) -> str:
+    """A value as plain text: a mapping as `key: value, ...`, a list comma-separated, None as a dash."""
     if value is None:
         return NONE
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_text(v)}" for k, v in value.items())
     if isinstance(value, (list, tuple)):
-        value = ", ".join(str(v) for v in value)
-    return str(value).replace("|", "\\|").replace("\n", " ")
+        return ", ".join(_text(v) for v in value)
+    return str(value)
+
+
+def _cell(value: Any) -> str:
+    """A value as one Markdown table cell: pipes escaped, newlines flattened."""
+    return _text(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _names(names: list[str]) -> str:
+    """The first `CLASS_NAMES_SHOWN` names in backticks, and how many there are in all."""
+    shown = ", ".join(f"`{n}`" for n in names[:CLASS_NAMES_SHOWN])
+    return shown + (f", ... ({len(names)} in all; full list in model_card.json)" if len(names) > CLASS_NAMES_SHOWN
+                    else "")
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
@@ -38,6 +55,17 @@ def _pp(delta: float | None) -> str | None:
 
 def _num(x: float | None, fmt: str) -> str | None:
     return None if x is None else format(x, fmt)
+
+
+def _size(side: int | str | None) -> str | None:
+    """A square input's side as "224 x 224"; "HxW" as the card writes a non-square one."""
+    if side is None:
+        return None
+    return f"{side} x {side}" if isinstance(side, int) else str(side).replace("x", " x ")
+
+
+def _yes_no(flag: bool | None) -> str | None:
+    return None if flag is None else "yes" if flag else "no"
 
 
 def _fence(text: str) -> str:
@@ -61,12 +89,10 @@ def _model_lines(card: dict) -> list[str]:
     lines += _table(["Field", "Value"], [
         ["Architecture", m["arch"]], ["Family", m["family"]],
         ["Parameters (ImageNet-1k head)", f"{m['params_m']} M"], ["FLOPs", f"{m['flops_g']} G"],
-        ["Input size", f"{m['input_size']} x {m['input_size']}"], ["Classes", m["num_classes"]],
+        ["Input size", _size(m["input_size"])], ["Input size from", m.get("input_size_source")],
+        ["PaddleClas's input size", _size(m.get("spec_input_size"))], ["Classes", m["num_classes"]],
         ["Published weights", m["published_weights"]]])
-    names = card["class_names"]
-    shown = ", ".join(f"`{n}`" for n in names[:CLASS_NAMES_SHOWN])
-    more = f", ... ({len(names)} in all; full list in model_card.json)" if len(names) > CLASS_NAMES_SHOWN else ""
-    return lines + [f"Classes: {shown}{more}", ""]
+    return lines + [f"Classes: {_names(card['class_names'])}", ""]
 
 
 def _metrics_lines(card: dict) -> list[str]:
@@ -109,10 +135,49 @@ def _targets_lines(card: dict) -> list[str]:
     lines = ["## Deployment targets", ""]
     if not card["targets"]:
         return lines + ["No deployment target was exported.", ""]
+    lines += ["Every target the export tried. Only the deployable ones are published; the top-1 of each is "
+              "measured on the images its row names, and its delta is against the FP32 model on those images.", ""]
     return lines + _table(
-        ["Target", "Status", "Latency b=1 (ms)", "Throughput b=32 (img/s)", "Top-1", "Delta vs Paddle", "Note"],
-        [[t["name"], t["status"], _num(t["latency_ms_b1"], ".2f"), _num(t["throughput_b32"], ".1f"), _pct(t["top1"]),
-          _pp(t["delta_top1"]), t["reason"]] for t in card["targets"]])
+        ["Target", "Status", "Deployable", "Latency b=1 (ms)", "Throughput b=32 (img/s)", "Top-1", "Top-5",
+         "Measured on", "Delta vs FP32 model", "Note"],
+        [[t["name"], t["status"], _yes_no(t["deployable"]), _num(t["latency_ms_b1"], ".2f"),
+          _num(t["throughput_b32"], ".1f"), _pct(t["top1"]), _pct(t["top5"]), t["measured_on"], _pp(t["delta_top1"]),
+          t["reason"]] for t in card["targets"]])
+
+
+def _operator(op: Any) -> str:
+    """A transform operator as `Name(key=value, ...)`."""
+    if not isinstance(op, dict):
+        return str(op)
+    return " ".join(f"{name}(" + ", ".join(f"{k}={v}" for k, v in (params or {}).items()) + ")"
+                    for name, params in op.items())
+
+
+def _parent(parent: Any) -> str:
+    if not isinstance(parent, dict):
+        return str(parent)
+    digest = f" sha256 {parent['sha256'][:12]}" if parent.get("sha256") else ""
+    return f"{parent.get('role', '?')}: {parent.get('ref') or parent.get('path', '?')}{digest}"
+
+
+def _lineage_rows(lineage: dict) -> list[list[Any]]:
+    """lineage.json (`ppipe.lineage`) as rows a reviewer reads; what another section shows is pointed to."""
+    rows: list[list[Any]] = []
+    for key, value in lineage.items():
+        if key in LINEAGE_SHOWN_ELSEWHERE:
+            rows.append([key.capitalize(), f"in the {LINEAGE_SHOWN_ELSEWHERE[key]} section"])
+        elif key == "class_names" and isinstance(value, list):
+            rows.append([LINEAGE_LABELS[key], _names([str(v) for v in value])])
+        elif key == "code" and isinstance(value, dict):
+            rows.append(["Git commit", f"{value.get('commit')}" + (" (uncommitted changes)" if value.get("dirty")
+                                                                     else "")])
+        elif key == "parents" and isinstance(value, list):
+            rows.append([LINEAGE_LABELS[key], [_parent(p) for p in value] or "none"])
+        elif key == "preprocessing" and isinstance(value, list):
+            rows.append([LINEAGE_LABELS[key], " → ".join(_operator(op) for op in value)])
+        else:
+            rows.append([LINEAGE_LABELS.get(key, key), value])
+    return rows
 
 
 def _provenance_lines(card: dict) -> list[str]:
@@ -123,11 +188,8 @@ def _provenance_lines(card: dict) -> list[str]:
     else:
         lines += [f"Data version: `{version}`", ""]
     lines += ["## Lineage", ""]
-    lineage = card["lineage"]
-    if lineage:
-        lines += _table(["Field", "Value"], [[LINEAGE_LABELS.get(k, k), v] for k, v in lineage.items()])
-    else:
-        lines += ["No lineage was recorded.", ""]
+    rows = _lineage_rows(card["lineage"])
+    lines += _table(["Field", "Value"], rows) if rows else ["No lineage was recorded.", ""]
     fence = _fence(card["recipe_yaml"])
     return lines + ["## Recipe", "", "The resolved configuration this model was trained with:", "",
                     f"{fence}yaml", card["recipe_yaml"].rstrip("\n"), fence, ""]

@@ -20,9 +20,11 @@ from ppipe.report.card_markdown import render_markdown
 from ppipe.report.eval_report import EvalReport
 from ppipe.report.reference import published_results
 
-SCHEMA = "ppipe.model_card/1"
+SCHEMA = "ppipe.model_card/2"  # /2: every target with status, deployability, what its top-1 was measured on
 IMAGENET_CLASSES = 1000
-TARGET_FIELDS = ("status", "latency_ms_b1", "throughput_b32", "top1", "reason")
+TARGET_FIELDS = ("status", "deployable", "latency_ms_b1", "throughput_b32", "top1", "top5", "num_images",
+                 "measured_on", "reference_top1", "reason")
+SPEC_SIZE_SOURCE = "the architecture's spec (PaddleClas's input size)"
 CARD_MD = "model_card.md"
 CARD_JSON = "model_card.json"
 
@@ -42,12 +44,16 @@ def _plain(value: dict) -> dict:
     return json.loads(json.dumps(value, default=str))
 
 
-def _model_section(arch: str, num_classes: int) -> dict[str, Any]:
+def _model_section(arch: str, num_classes: int, input_size: int | str | None,
+                   input_size_source: str | None) -> dict[str, Any]:
     from ppipe.models import get_spec
 
     spec = get_spec(arch)
+    if input_size is None:
+        input_size, input_size_source = spec.input_size, SPEC_SIZE_SOURCE
     return {"arch": arch, "family": spec.family, "params_m": spec.params_m, "flops_g": spec.flops_g,
-            "input_size": spec.input_size, "published_weights": list(spec.weights), "num_classes": num_classes}
+            "input_size": input_size, "input_size_source": input_size_source, "spec_input_size": spec.input_size,
+            "published_weights": list(spec.weights), "num_classes": num_classes}
 
 
 def _published_section(arch: str, num_classes: int, top1: float) -> dict[str, Any]:
@@ -76,9 +82,14 @@ def _targets_section(targets: Mapping[str, Mapping[str, Any]], report: EvalRepor
         if unknown:
             raise ValueError(f"targets[{name!r}] has unknown keys {unknown}; expected {', '.join(TARGET_FIELDS)}")
         row = {"name": name, **{k: entry.get(k) for k in TARGET_FIELDS}}
-        if row["top1"] is None:
-            row["top1"] = report.target_top1.get(name)
-        row["delta_top1"] = row["top1"] - report.top1 if row["top1"] is not None else None
+        if row["deployable"] is None:
+            row["deployable"] = row["status"] == "built"
+        if row["top1"] is None and name in report.target_top1:
+            row["top1"], row["num_images"] = report.target_top1[name], report.num_images
+            row["measured_on"] = f"the evaluation's split ({report.num_images} images)"
+        # against the FP32 model on the same images: the evaluation's split, or the INT8 gate's first images
+        reference = report.top1 if row["reference_top1"] is None else row["reference_top1"]
+        row["delta_top1"] = row["top1"] - reference if row["top1"] is not None else None
         rows.append(row)
     return rows
 
@@ -96,14 +107,19 @@ def _checked_images(images: Mapping[str, str]) -> dict[str, str]:
 def build_model_card(*, arch: str, num_classes: int, class_names, recipe_yaml: str,
                      data_version: str | Mapping[str, Any], report: EvalReport,
                      targets: Mapping[str, Mapping[str, Any]], lineage: Mapping[str, Any],
-                     images: Mapping[str, str]) -> ModelCard:
+                     images: Mapping[str, str], input_size: int | str | None = None,
+                     input_size_source: str | None = None) -> ModelCard:
     """The card of one trained model.
 
     `arch`: the registered architecture name; `recipe_yaml`: the resolved config as YAML text; `data_version`: the
     dataset's identity (a string, or a mapping of its fields); `report`: its evaluation on the val split;
-    `targets`: {target: {"status", "latency_ms_b1", "throughput_b32", "top1", "reason"}} (missing keys allowed);
+    `targets`: {target: {"status", "deployable", "latency_ms_b1", "throughput_b32", "top1", "top5", "num_images",
+    "measured_on", "reference_top1", "reason"}} (missing keys allowed; a top-1 left out is taken from
+    `report.target_top1`, a reference left out is the model's top-1 on the report's split);
     `lineage`: {"git_commit", "git_dirty", "data_identity", "parents", "run_name", "flow_run_id", ...}, shown as far
-    as present; `images`: {figure kind: path relative to the card}, e.g. {"reliability": "eval/reliability.png"}.
+    as present; `images`: {figure kind: path relative to the card}, e.g. {"reliability": "eval/reliability.png"};
+    `input_size`: the side (or "HxW") the model was evaluated and exported at, and `input_size_source` what said
+    so (None: the architecture's spec size, said to be that).
     """
     class_names = [str(n) for n in class_names]
     if len(class_names) != num_classes or report.num_classes != num_classes:
@@ -112,7 +128,7 @@ def build_model_card(*, arch: str, num_classes: int, class_names, recipe_yaml: s
     summary = report.summary()
     card = {
         "schema": SCHEMA,
-        "model": _model_section(arch, num_classes),
+        "model": _model_section(arch, num_classes, input_size, input_size_source),
         "class_names": class_names,
         "data_version": _plain(dict(data_version)) if isinstance(data_version, Mapping) else str(data_version),
         "recipe_yaml": recipe_yaml,

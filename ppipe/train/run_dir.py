@@ -21,9 +21,10 @@ Everything that reads or writes a run asks these classes for the path; nothing e
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
-from ppipe.storage import join
+from ppipe.storage import join, read_json_mapping
 
 MODEL_FILE = "model.pdparams"
 
@@ -58,6 +59,20 @@ class CheckpointDir:
     def published_weights(self) -> str:
         """The weights a run publishes: the infer model where the run saved one, else the model itself."""
         return self.infer_model if os.path.exists(self.infer_model) else self.model
+
+
+@dataclass(frozen=True)
+class ExportRecord:
+    """What the run's `ppipe export` recorded in its export.json: `targets` {target: its entry, whatever its
+    status ("built", "skipped", "failed"): "status", "reason", "files", "check", "measurements"} and
+    `input_shape` (C, H, W), the shape the exported models take. Empty when the run was not exported."""
+
+    targets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    input_shape: tuple[int, ...] | None = None
+
+    def built(self) -> dict[str, dict[str, Any]]:
+        """The targets whose files exist: `status == "built"`."""
+        return {name: entry for name, entry in self.targets.items() if entry.get("status") == "built"}
 
 
 @dataclass(frozen=True)
@@ -130,6 +145,22 @@ class RunDir:
     @property
     def export_report(self) -> str:
         return self._file("export.json")
+
+    def export_record(self) -> ExportRecord:
+        """The run's export.json, read here only (publish, target scoring, the model card and lineage ask this);
+        an empty record when the run was not exported. A record whose targets are not objects is an error
+        naming the file."""
+        doc = read_json_mapping(self.export_report)
+        targets = doc.get("targets") or {}
+        if not isinstance(targets, dict):
+            raise ValueError(f"{self.export_report}: 'targets' must be an object of target entries, "
+                             f"got {type(targets).__name__}")
+        for name, entry in targets.items():
+            if not isinstance(entry, dict):
+                raise ValueError(f"{self.export_report}: targets.{name} must be an object with a 'status', "
+                                 f"got {type(entry).__name__}")
+        shape = doc.get("input_shape")
+        return ExportRecord(dict(targets), tuple(int(d) for d in shape) if isinstance(shape, list) else None)
 
     def trained_model(self) -> str:
         """The run's weights; a clear error when the run has not been trained here."""
