@@ -16,6 +16,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from flows.flow_run import expose_flow_run_id
 from ppipe import console, stages
 from ppipe.config import load_config
 
@@ -50,6 +51,7 @@ def export(config_path: str, overrides: list[str]) -> dict:
 
 @task(name="publish", retries=2)
 def publish(config_path: str, overrides: list[str]) -> dict:
+    expose_flow_run_id()
     return stages.publish(_cfg(config_path, overrides))
 
 

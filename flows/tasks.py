@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from prefect import task
 
 from flows import lineage, promotion
+from flows.flow_run import expose_flow_run_id
 from flows.retry import INFRA_RETRIES
 from ppipe import stages
 from ppipe.config import Config, load_config
@@ -75,6 +76,7 @@ def export(recipe: Recipe) -> dict:
 
 @task(name="publish", **INFRA_RETRIES)
 def publish(recipe: Recipe) -> dict:
+    expose_flow_run_id()
     return stages.publish(recipe.load())
 
 

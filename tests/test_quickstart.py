@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 
@@ -27,5 +28,9 @@ def test_quickstart_pipeline_publishes_a_model_above_90_percent_top1(tmp_path):
     assert entry["name"] == "quickstart-pplcnet" and entry["version"] == "v1"
     assert entry["metrics"]["top1"] >= 0.90, entry["metrics"]
     assert "paddle-inference-mkldnn" in entry["targets"]
+    # the lineage names the Prefect flow run that published it, though no worker set PREFECT__FLOW_RUN_ID
+    from ppipe.artifacts import resolve
+    lineage = resolve(str(tmp_path / "artifacts"), "quickstart-pplcnet:v1")["lineage"]
+    assert uuid.UUID(lineage["flow_run_id"]), lineage
     # wandb wrote an offline run to sync later
     assert list((tmp_path / "output" / "wandb").glob("offline-run-*"))
