@@ -52,9 +52,23 @@ def _model_card_lines(card: dict[str, Any]) -> list[str]:
         if isinstance(value, dict):
             lines.append(f"    {key}: " + ", ".join(f"{k}={_scalar(v)}" for k, v in value.items()
                                                    if not isinstance(v, (dict, list))))
+        elif key == "targets" and isinstance(value, list):
+            lines.append("    targets:")
+            lines += [_target_line(row) for row in value if isinstance(row, dict)]
         elif isinstance(value, list):
             lines.append(f"    {key}: {len(value)} entries")
     return lines
+
+
+def _target_line(row: dict[str, Any]) -> str:
+    """One deployment target of the card: its status, its top-1 and on what it was measured, or why it has none."""
+    top1 = row.get("top1")
+    scored = (f"top1={_scalar(top1)} on {row.get('num_images')} images" if top1 is not None
+              else "not scored")
+    latency = row.get("latency_ms_b1")
+    speed = f", {_scalar(latency)} ms at batch 1" if isinstance(latency, (int, float)) else ""
+    reason = f"  ({_clip(row['reason'])})" if row.get("reason") and row.get("status") != "built" else ""
+    return f"      {row.get('name')}: {row.get('status')}, {scored}{speed}{reason}"
 
 
 def format_diff(d: dict[str, Any]) -> str:
@@ -71,3 +85,9 @@ def format_diff(d: dict[str, Any]) -> str:
     for section in ("lineage", "metadata"):
         lines += [f"  {section} {k}: {_scalar(v['a'])} -> {_scalar(v['b'])}" for k, v in d[section].items()]
     return "\n".join(lines)
+
+
+def _clip(text: str, limit: int = 160) -> str:
+    """A reason on one console line; the whole text is in model_card.md and `--json`."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
