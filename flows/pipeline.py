@@ -19,6 +19,7 @@ from prefect.artifacts import create_markdown_artifact
 from flows.flow_run import expose_flow_run_id
 from ppipe import console, stages
 from ppipe.config import load_config
+from ppipe.report.inline_figures import inline_figures
 
 QUICKSTART = str(Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml")
 
@@ -61,8 +62,9 @@ def model_card_artifact(config_path: str, overrides: list[str], published: dict)
     card = os.path.join(os.fspath(stages.run_dir(_cfg(config_path, overrides))), "model_card.md")
     if os.path.isfile(card):
         with open(card, encoding="utf-8") as f:
-            create_markdown_artifact(key=_artifact_key(f"model-card-{published['name']}"), markdown=f.read(),
-                                     description=f"model card of {published['name']}:{published['version']}")
+            markdown = inline_figures(f.read(), os.path.dirname(card))  # the UI has no files beside the card
+        create_markdown_artifact(key=_artifact_key(f"model-card-{published['name']}"), markdown=markdown,
+                                 description=f"model card of {published['name']}:{published['version']}")
 
 
 def _artifact_key(text: str) -> str:

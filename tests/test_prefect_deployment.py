@@ -204,6 +204,11 @@ def test_deployment_run_completes_and_publishes(prefect_server, prefect_env, tmp
     metrics = rows[0]["metrics"]
     assert "top1" in metrics and 0.0 <= metrics["top1"] <= 1.0, metrics
     assert "candidate" in rows[0]["aliases"]
+    # the flow run shows the model card, its figures embedded (the UI has no files beside the Markdown)
+    artifacts = httpx.post(f"{api}/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}},
+                           timeout=30).json()
+    (card,) = [a for a in artifacts if (a.get("key") or "").startswith("model-card-")]
+    assert "# " in card["data"] and "data:image/png;base64," in card["data"], card["data"][:500]
     # the run's files went to tmp_path, not into the repo (the flow's working directory)
     run_dirs = [p for p in out.iterdir() if (p / "model.pdparams").is_file()]
     assert len(run_dirs) == 1, list(out.iterdir())
