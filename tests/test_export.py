@@ -336,7 +336,7 @@ def test_export_accepts_an_export_as_close_to_float64_as_dygraph_is_and_records_
     monkeypatch.setattr(inference, "predict", lambda p, b: exact)  # an export that computes the exact logits
     # an rtol below dygraph's own float32 rounding: float32 fails, float64 says the export is the closer one
     info = export_inference_model(_tiny(), str(tmp_path / "o"), (3, 8, 8), rtol=dygraph_err / 2)
-    assert info["max_rel_err"] == pytest.approx(dygraph_err) > info["rtol"]
+    assert info["max_rel_err"] == pytest.approx(dygraph_err, rel=1e-3) and info["max_rel_err"] > info["rtol"]
     assert info["float64"] == {"export_max_rel_err": 0.0, "dygraph_max_rel_err": pytest.approx(dygraph_err),
                                "factor": FLOAT64_FACTOR}
 
