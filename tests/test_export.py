@@ -350,3 +350,21 @@ def test_export_refuses_an_export_further_from_float64_than_dygraph_with_both_nu
         export_inference_model(_tiny(), str(tmp_path / "o"), (3, 8, 8), rtol=dygraph_err)
     assert f"{5 * dygraph_err:.3e} off and the float32 dygraph logits {dygraph_err:.3e}" in str(ei.value)
     assert not (tmp_path / "o").exists()
+
+
+def test_export_stage_records_the_float64_arbitration_in_the_fp32_target(tmp_path, monkeypatch):
+    """export_targets: the reference export and the paddle-inference-mkldnn target's check are both arbitrated."""
+    from ppipe.config.schema import ExportSection
+    from ppipe.export.run import export_targets
+
+    x = np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    _, exact, dygraph_err = _rounding_error(_tiny(), x)
+    monkeypatch.setattr(inference, "predict", lambda p, b: exact)
+    settings = ExportSection(rtol=dygraph_err / 2, measure_seconds=0.0)
+    summary = export_targets(_tiny(), str(tmp_path / "export"), (3, 8, 8), ["paddle-inference-mkldnn"],
+                             settings=settings)
+    fp32 = summary["targets"]["paddle-inference-mkldnn"]
+    assert fp32["status"] == "built", fp32["reason"]
+    assert fp32["check"]["max_rel_err"] > fp32["check"]["rtol"]
+    assert fp32["check"]["float64"]["export_max_rel_err"] == 0.0
+    assert fp32["check"]["float64"]["dygraph_max_rel_err"] == pytest.approx(dygraph_err)
