@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ppipe.export.paddle_inference import max_relative_error
+from ppipe.export.logits_check import Float64Reference, compare_logits
 from ppipe.export.target_outcome import DEFAULT_RTOL, NotApplicable, TargetFailed, build_target, check_rtol
 from ppipe.export.targets import TARGETS, ExportContext, TargetResult
 
@@ -70,16 +70,16 @@ def run_onnx(session, batch: np.ndarray) -> np.ndarray:
     return session.run(None, {name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
 
-def check_onnx(session, check_inputs: np.ndarray, reference_logits: np.ndarray, rtol: float = DEFAULT_RTOL) -> dict:
-    """Compare ONNX Runtime's logits with the dygraph ones (``max|a - b| / max|b|``); TargetFailed above `rtol`."""
+def check_onnx(session, check_inputs: np.ndarray, reference_logits: np.ndarray, rtol: float = DEFAULT_RTOL,
+               float64: Float64Reference | None = None) -> dict:
+    """Compare ONNX Runtime's logits with the dygraph ones (``max|a - b| / max|b|``), float64-arbitrated beyond
+    `rtol` where `float64` is given (`ppipe.export.logits_check`); TargetFailed when they disagree."""
     import onnxruntime as ort
 
-    err = max_relative_error(run_onnx(session, check_inputs), reference_logits)
-    if not err <= rtol:
-        raise TargetFailed(f"ONNX Runtime disagrees with the dygraph model: max_rel_err {err:.3e} > rtol {rtol:.1e} "
-                           f"(batch {list(check_inputs.shape)})")
-    return {"max_rel_err": float(err), "rtol": rtol, "runtime": f"onnxruntime {ort.__version__}",
-            "batch": int(check_inputs.shape[0])}
+    check = compare_logits(run_onnx(session, check_inputs), reference_logits, rtol, float64)
+    if not check.passed:
+        raise TargetFailed(f"{check.explain('ONNX Runtime')} (batch {list(check_inputs.shape)})")
+    return {**check.record(), "runtime": f"onnxruntime {ort.__version__}", "batch": int(check_inputs.shape[0])}
 
 
 def cpu_model() -> str:
@@ -121,7 +121,8 @@ def build_onnx(ctx: ExportContext, folder: str) -> TargetResult:
     path = os.path.join(folder, "model.onnx")
     convert_to_onnx(ctx.reference_dir, path)
     session = onnx_session(path, threads=MEASURE_THREADS)
-    check = check_onnx(session, ctx.check_inputs, ctx.reference_logits, check_rtol(ctx))
+    check = check_onnx(session, ctx.check_inputs, ctx.reference_logits, check_rtol(ctx),
+                       Float64Reference.of_context(ctx))
     check["opset"] = OPSET
     measurements = measure(lambda b: run_onnx(session, b), ctx.input_shape, threads=MEASURE_THREADS)
     return TargetResult(name="onnx", status="built", check=check, measurements=measurements)

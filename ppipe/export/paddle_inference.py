@@ -21,33 +21,18 @@ import numpy as np
 
 from ppipe import inference as _inference
 from ppipe import storage
+from ppipe.export.logits_check import (ExportError, Float64Reference, LogitsCheck, compare_logits, first_output,
+                                       max_relative_error)
 from ppipe.export.measure import measure_speed
 from ppipe.export.targets import TARGETS, ExportContext, TargetResult
 
 __all__ = ["ExportError", "export_inference_model", "prepare_for_export", "reparameterize", "max_relative_error",
+           "save_checked_export", "unfolded_float64_reference",
            "predictor_target", "shipped_settings", "run_with_fallback_passes", "FALLBACK_DELETED_PASSES"]
 
 log = logging.getLogger(__name__)
 
 PREDICTOR = "paddle-inference-mkldnn"
-
-
-class ExportError(Exception):
-    """The model could not be exported, or the exported model does not reproduce the dygraph logits."""
-
-
-def max_relative_error(actual: np.ndarray, reference: np.ndarray) -> float:
-    """``max|actual - reference| / max|reference|`` in float64 (the absolute error when the reference is all 0;
-    NaN/inf anywhere gives inf)."""
-    a = np.asarray(actual, dtype=np.float64)
-    b = np.asarray(reference, dtype=np.float64)
-    if a.shape != b.shape:
-        raise ExportError(f"predictor output shape {list(a.shape)} != dygraph output shape {list(b.shape)}")
-    if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        return float("inf")
-    diff = float(np.max(np.abs(a - b))) if a.size else 0.0
-    scale = float(np.max(np.abs(b))) if b.size else 0.0
-    return diff / scale if scale > 0 else diff
 
 
 def reparameterize(model) -> int:
@@ -65,16 +50,6 @@ def reparameterize(model) -> int:
             rp()
             calls += 1
     return calls
-
-
-def _first_output(out: Any):
-    if isinstance(out, (list, tuple)):
-        if not out:
-            raise ExportError("the model returned an empty list/tuple")
-        return out[0]
-    if isinstance(out, dict):
-        raise ExportError(f"the model returned a dict ({sorted(out)}); export a model whose forward returns logits")
-    return out
 
 
 def prepare_for_export(model, input_shape: tuple[int, int, int], *, check_batch: int = 4,
@@ -100,7 +75,7 @@ def prepare_for_export(model, input_shape: tuple[int, int, int], *, check_batch:
     x = np.random.default_rng(seed).standard_normal((check_batch, c, h, w)).astype(np.float32)
     try:
         with paddle.no_grad():
-            reference = _first_output(layer(paddle.to_tensor(x))).numpy()
+            reference = first_output(layer(paddle.to_tensor(x))).numpy()
     except ExportError:
         raise
     except Exception as e:  # noqa: BLE001
@@ -126,34 +101,45 @@ def export_inference_model(model, out_dir: str, input_shape: tuple[int, int, int
 
         max_rel_err = max|a - b| / max|b|
 
-    If ``max_rel_err > rtol`` (or the predictor fails) `ExportError` is raised with the numbers and nothing is
-    left at `out_dir`. Otherwise the folder is renamed to `out_dir` (replacing an earlier export there). A model
-    that runs only with one of `FALLBACK_DELETED_PASSES` deleted gets a `predictor.json` naming them, which
+    If ``max_rel_err > rtol``, a float64 copy of `model` arbitrates (`ppipe.export.logits_check`: the export is
+    accepted when it is no further from the float64 logits than `FLOAT64_FACTOR` times the float32 dygraph logits
+    are, and the returned ``"float64"`` holds both errors). If it still fails (or the predictor fails)
+    `ExportError` is raised with the numbers and nothing is left at `out_dir`. Otherwise the folder is renamed
+    to `out_dir` (replacing an earlier export there). A model that runs only with one of
+    `FALLBACK_DELETED_PASSES` deleted gets a `predictor.json` naming them, which
     `ppipe.inference.create_predictor(out_dir)` applies.
 
     Returns ``{"model_file", "params_file", "input_shape": [C, H, W], "max_rel_err", "predictor":
-    "paddle-inference-mkldnn", "check_batch", "rtol", "output_shape", "deleted_passes"}``.
+    "paddle-inference-mkldnn", "check_batch", "rtol", "output_shape", "deleted_passes"}`` (+ ``"float64"``).
     """
     layer, x, reference = prepare_for_export(model, input_shape, check_batch=check_batch, seed=seed)
-    return save_checked_export(layer, x, reference, out_dir, rtol=rtol, threads=threads, seed=seed)
+    return save_checked_export(layer, x, reference, out_dir, rtol=rtol, threads=threads, seed=seed,
+                               float64_reference=unfolded_float64_reference(model, layer, x))
 
 
-def check_logits(got: np.ndarray, reference: np.ndarray, rtol: float, *, seed: int = 0) -> float:
-    """``max_rel_err`` of `got` against `reference`; `ExportError` with the numbers when it exceeds `rtol`."""
-    err = max_relative_error(got, reference)
-    if not err <= rtol:
-        diff = float(np.max(np.abs(np.asarray(got, np.float64) - reference)))
-        raise ExportError(
-            f"exported model disagrees with the dygraph model: max_rel_err = max|a-b|/max|b| = {err:.3e} > "
-            f"rtol {rtol:.1e} (max|a-b| = {diff}, max|b| = {float(np.max(np.abs(reference))):.6g}, "
-            f"batch {'x'.join(map(str, reference.shape[:1]))}x{'x'.join(map(str, got.shape[1:]))}, seed {seed})")
-    return err
+def unfolded_float64_reference(model, layer, x: np.ndarray) -> Float64Reference | None:
+    """The float64 reference of `prepare_for_export(model, ...)`'s check: `model` on `x`, the layer *before*
+    reparameterization, so that the arbitration cannot excuse a fold that changed the function; None when
+    `model` could not be copied (it is then `layer` itself, folded and about to be made static)."""
+    return Float64Reference(model, x) if layer is not model else None
+
+
+def check_logits(got: np.ndarray, reference: np.ndarray, rtol: float, *, seed: int = 0,
+                 float64: Float64Reference | None = None) -> LogitsCheck:
+    """`compare_logits` of `got` against the dygraph `reference` (float64-arbitrated where `float64` is given);
+    `ExportError` with the numbers when it does not pass."""
+    check = compare_logits(got, reference, rtol, float64)
+    if not check.passed:
+        batch = f"{'x'.join(map(str, reference.shape[:1]))}x{'x'.join(map(str, np.shape(got)[1:]))}"
+        raise ExportError(f"{check.explain('exported model')} (batch {batch}, seed {seed})")
+    return check
 
 
 def save_checked_export(layer, x: np.ndarray, reference: np.ndarray, out_dir: str, *, rtol: float = 1e-4,
-                        threads: int = 1, seed: int = 0) -> dict:
+                        threads: int = 1, seed: int = 0, float64_reference: Float64Reference | None = None) -> dict:
     """Save the prepared `layer` (`prepare_for_export`) as PIR into a staged folder, check that a oneDNN
-    predictor reproduces `reference` on `x`, and rename the folder to `out_dir`; see `export_inference_model`."""
+    predictor reproduces `reference` on `x` (float64-arbitrated by `float64_reference`, the model *before*
+    reparameterization on `x`, where given), and rename the folder to `out_dir`; see `export_inference_model`."""
     import paddle
 
     check_batch, c, h, w = (int(d) for d in x.shape)
@@ -173,15 +159,13 @@ def save_checked_export(layer, x: np.ndarray, reference: np.ndarray, out_dir: st
         if got.shape != reference.shape:
             raise ExportError(f"predictor output shape {list(got.shape)} != dygraph output shape "
                               f"{list(reference.shape)}")
-        err = check_logits(got, reference, rtol, seed=seed)
-    return {
+        check = check_logits(got, reference, rtol, seed=seed, float64=float64_reference)
+    return {**check.record(),
         "model_file": os.path.join(out_dir, os.path.basename(model_file)),
         "params_file": os.path.join(out_dir, os.path.basename(params_file)),
         "input_shape": [c, h, w],
-        "max_rel_err": float(err),
         "predictor": PREDICTOR,
         "check_batch": check_batch,
-        "rtol": float(rtol),
         "output_shape": [None, *list(reference.shape[1:])],
         "deleted_passes": list(settings.deleted_passes),
     }
@@ -257,12 +241,13 @@ def measure_target(ctx: ExportContext, run: Callable[[np.ndarray], Any]) -> dict
 
 @TARGETS.register(name=PREDICTOR)
 def paddle_inference_mkldnn(ctx: ExportContext) -> TargetResult:
-    """The FP32 PIR export with its tuned oneDNN predictor configuration, logits within `rtol` of dygraph."""
+    """The FP32 PIR export with its tuned oneDNN predictor configuration, logits within `rtol` of dygraph (or
+    float64-arbitrated: `ppipe.export.logits_check`)."""
     rtol = float(getattr(ctx.settings, "rtol", 1e-4))
 
     def check(predictor) -> dict:
         got = np.asarray(_inference.predict(predictor, ctx.check_inputs))
-        return {"max_rel_err": check_logits(got, ctx.reference_logits, rtol), "rtol": rtol,
-                "check_batch": int(len(ctx.check_inputs))}
+        record = check_logits(got, ctx.reference_logits, rtol, float64=Float64Reference.of_context(ctx)).record()
+        return {**record, "check_batch": int(len(ctx.check_inputs))}
 
     return predictor_target(ctx, PREDICTOR, ctx.reference_dir, shipped_settings(ctx.settings, ctx.reference_dir), check)

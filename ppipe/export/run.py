@@ -25,7 +25,7 @@ import numpy as np
 
 from ppipe import storage
 from ppipe.config.schema import ExportSection
-from ppipe.export.paddle_inference import prepare_for_export, save_checked_export
+from ppipe.export.paddle_inference import prepare_for_export, save_checked_export, unfolded_float64_reference
 from ppipe.export.targets import TARGETS, ExportContext, TargetResult
 
 __all__ = ["SUMMARY_FILE", "export_targets", "requested_targets"]
@@ -88,7 +88,8 @@ def export_targets(model, out_root: str, input_shape: tuple[int, int, int],
     with storage.staged_directory(out_root, "export") as tmp:
         # jit.to_static turns the layer it is given into a static one: the targets get an untouched copy
         ref = save_checked_export(copy.deepcopy(layer), x, reference, os.path.join(tmp, _REFERENCE), rtol=settings.rtol,
-                                  threads=settings.threads, seed=seed)
+                                  threads=settings.threads, seed=seed,
+                                  float64_reference=unfolded_float64_reference(model, layer, x))
         ctx = ExportContext(model=layer, input_shape=tuple(int(d) for d in input_shape), out_root=tmp,
                             reference_dir=os.path.join(tmp, _REFERENCE), check_inputs=x,
                             reference_logits=reference, calibration=calibration, settings=settings,

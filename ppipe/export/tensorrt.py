@@ -26,6 +26,7 @@ import tempfile
 import numpy as np
 
 from ppipe.export import tensorrt_engine
+from ppipe.export.logits_check import Float64Reference
 from ppipe.export.onnx import check_onnx, convert_to_onnx, onnx_session
 from ppipe.export.target_outcome import build_target, check_rtol
 from ppipe.export.targets import TARGETS, ExportContext, TargetResult
@@ -160,7 +161,8 @@ def _write_json(path: str, doc: dict) -> None:
 def build_tensorrt(ctx: ExportContext, folder: str) -> TargetResult:
     onnx_path = os.path.join(folder, "model.onnx")
     convert_to_onnx(ctx.reference_dir, onnx_path)
-    check = check_onnx(onnx_session(onnx_path), ctx.check_inputs, ctx.reference_logits, check_rtol(ctx))
+    check = check_onnx(onnx_session(onnx_path), ctx.check_inputs, ctx.reference_logits, check_rtol(ctx),
+                       Float64Reference.of_context(ctx))
     np.save(os.path.join(folder, "check_inputs.npy"), np.asarray(ctx.check_inputs, dtype=np.float32))
     np.save(os.path.join(folder, "reference_logits.npy"), np.asarray(ctx.reference_logits, dtype=np.float32))
     calibration = write_calibration(folder, ctx.calibration, ctx.input_shape)
