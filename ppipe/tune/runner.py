@@ -103,7 +103,9 @@ def _tuner(cfg: Config, space: SearchSpace, prepared: str, resume: bool):
                                     scheduler=_scheduler(settings, space),
                                     max_concurrent_trials=concurrency),
         run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0,
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
+                                  # Only PBT saves Tune checkpoints; it warns that 2 kept can be too few for
+                                  # an exploit to find the one it chose.
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=4)))
 
 
 def _trial_row(result, settings: TuneSection, epochs: int, keys: list[str]) -> dict[str, Any]:

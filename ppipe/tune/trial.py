@@ -8,8 +8,9 @@ and `load_checkpoint()` starts the next run from them (PBT).
 PBT's exploit: Tune restarts the losing trial with the winner's config, perturbed, and the winner's Tune
 checkpoint. Its next run starts from the donor's weights and counts epochs on from the donor's epoch (`Global.epochs`
 less those, warm-up less those); the optimizer's moments and the schedule's position are not carried, so the
-schedule runs over the remaining epochs at the perturbed rates. Each trial's reports list the exploits its weights
-descend from (`exploits`: epoch, donor, donor's and new config, the weights file and its sha256).
+schedule runs over the remaining epochs at the perturbed rates. Each trial's reports list the exploits it made
+(`exploits`: epoch, donor, donor's and new config, the weights file and its sha256), kept in the run storage
+(`<trials>/exploits/<trial id>.json`) because a restarted trial is a new actor, possibly on another node.
 
 Why not Ray Train's in-process mode (`Ray.num_workers: 0`) inside the trial: `ray.train.report` refuses to run in a
 Tune session (Ray issue 49454), so the training loop runs on Ray Train workers that share the cluster with the
@@ -29,7 +30,7 @@ from typing import Any
 from ray import tune
 
 from ppipe.config import load_config
-from ppipe.storage import filesystem, join, read_bytes, sha256_file
+from ppipe.storage import filesystem, join, read_bytes, sha256_file, write_bytes_atomic
 from ppipe.tune.channel import open_channel, read_report, stop_path
 from ppipe.tune.space import override
 
@@ -60,7 +61,8 @@ class TrainingTrial(tune.Trainable):
         self._received = 0
         self._pretrained: str | None = None  # PBT: the donor's weights, for the next run
         self._epoch_offset = 0
-        self._exploits: list[dict[str, Any]] = []
+        self._exploits_url = join(trials_storage, "exploits", f"{self.trial_id}.json")
+        self._exploits: list[dict[str, Any]] = _read_exploits(self._exploits_url)
         self._last: dict[str, Any] = {}
 
     def _run(self, cfg, resume: bool) -> None:
@@ -117,8 +119,7 @@ class TrainingTrial(tune.Trainable):
             self._thread.join(_STOP_WAIT_S)
 
     def save_checkpoint(self, checkpoint_dir: str) -> dict | None:
-        pointer = {"trial_id": self.trial_id, "epoch": self._last.get("epoch", 0), "config": dict(self.config),
-                   "exploits": self._exploits}
+        pointer = {"trial_id": self.trial_id, "epoch": self._last.get("epoch", 0), "config": dict(self.config)}
         source = self._last.get("checkpoint_uri")
         if source:
             # A copy, not a path: the run keeps training meanwhile and deletes its older checkpoints.
@@ -143,12 +144,18 @@ class TrainingTrial(tune.Trainable):
         os.makedirs(os.path.dirname(self._pretrained), exist_ok=True)
         shutil.copyfile(os.path.join(checkpoint_dir, WEIGHTS_FILE), self._pretrained)
         self._epoch_offset = epoch
-        self._exploits = list(pointer.get("exploits") or [])
         if donor != self.trial_id:
             self._exploits.append({"trial_id": self.trial_id, "epoch": epoch, "donor": donor,
                                    "donor_config": pointer["config"], "config": dict(self.config),
                                    "weights": self._pretrained, "weights_sha256": pointer["weights_sha256"]})
+            write_bytes_atomic(self._exploits_url, json.dumps({"exploits": self._exploits}).encode())
             log.info("trial %s continues from trial %s at epoch %d with %s", self.trial_id, donor, epoch, self.config)
+
+
+def _read_exploits(url: str) -> list[dict[str, Any]]:
+    """The exploits a trial made before this actor started (none for a new trial)."""
+    fs, path = filesystem(url)
+    return json.loads(read_bytes(url))["exploits"] if fs.exists(path) else []
 
 
 def _data(cfg) -> dict:
