@@ -14,7 +14,7 @@ from flows import recipes, report
 from flows.promotion import Gate, promote_if_passing
 from flows.retry import is_infrastructure_failure
 from ppipe import fingerprint
-from ppipe.artifacts import list_artifacts, publish, resolve
+from ppipe.artifacts import publish, resolve
 from ppipe.errors import ConfigError, UserError
 
 
