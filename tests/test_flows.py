@@ -191,6 +191,8 @@ def test_shipped_flow_recipes_and_search_files_load():
     cfg = load_config(str(REPO / "configs" / "quickstart.yaml"))
     space = load_search_space(str(REPO / "configs" / "tune" / "quickstart_lr.yaml"), cfg)
     assert space.settings.scheduler == "asha"
+    pbt = load_search_space(str(REPO / "configs" / "tune" / "quickstart_pbt.yaml"), cfg)
+    assert pbt.settings.scheduler == "pbt" and pbt.settings.perturbation_interval == 1
     distill = load_config(str(REPO / "configs" / "flows" / "distill_quickstart.yaml"))
     assert distill.Arch.name == "DistillationModel" and distill.Publish.name == "quickstart-distilled"
 
