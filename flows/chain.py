@@ -13,10 +13,11 @@ from typing import Any
 
 from prefect import get_run_logger
 
-from flows import lineage, tasks
+from flows import tasks
 from flows.promotion import Gate
 from flows.report import publish_report
 from flows.tasks import Recipe
+from ppipe import fingerprint
 from ppipe.build import infer_arch
 from ppipe.config import Config, config_to_yaml
 from ppipe.data import resolve_prepared
@@ -80,7 +81,7 @@ def _prepare_datasets(jobs: list[ModelJob], repo: str) -> dict[str, dict]:
 
 
 def _fingerprint(job: ModelJob, version: dict, code: str) -> None:
-    fp = lineage.fingerprint(config_to_yaml(job.cfg), code, version["content_sha256"])
+    fp = fingerprint.fingerprint(config_to_yaml(job.cfg), code, version["content_sha256"])
     job.row.update(fingerprint=fp, data=version)
 
 
@@ -133,7 +134,7 @@ def run_models(jobs: list[ModelJob], *, repo: str, skip_unchanged: bool, gate: G
     log = get_run_logger()
     _load(jobs)
     versions = _prepare_datasets(jobs, repo)
-    code = lineage.code_version(repo)
+    code = fingerprint.code_revision(repo)
     running: list[tuple[ModelJob, dict]] = []
     for job in jobs:
         if job.row.get("status") == "failed":

@@ -1,5 +1,5 @@
-"""The Prefect tasks every flow shares; each body is one call into `ppipe` (or into `flows.lineage` /
-`flows.promotion` for the records around it). Infrastructure failures retry with backoff (`flows.retry`);
+"""The Prefect tasks every flow shares; each body is one call into `ppipe` (or into `flows.promotion`
+for the promotion record). Infrastructure failures retry with backoff (`flows.retry`);
 a wrong input fails at once with its message.
 
 Training tasks carry the tag `ppipe-train`: a Prefect tag concurrency limit on it (`infra/prefect/setup.sh`,
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from prefect import task
 
-from flows import lineage, promotion
+from flows import promotion
 from flows.flow_run import expose_flow_run_id
 from flows.retry import INFRA_RETRIES
-from ppipe import stages
+from ppipe import fingerprint, stages
 from ppipe.config import Config, load_config
 
 TRAIN_TAG = "ppipe-train"
@@ -45,12 +45,12 @@ def prepare(recipe: Recipe) -> dict:
 
 @task(name="data-version", **INFRA_RETRIES)
 def data_version(prepared: str, repo: str) -> dict:
-    return lineage.data_version(prepared, repo)
+    return fingerprint.data_version(prepared, repo)
 
 
 @task(name="previous-lineage", **INFRA_RETRIES)
 def previous_lineage(store: str | None, model: str) -> dict | None:
-    return lineage.latest_lineage(store, model)
+    return fingerprint.latest_lineage(store, model)
 
 
 # Ray Train's FailureConfig restarts lost workers from the last checkpoint inside one attempt; a Prefect retry
@@ -82,7 +82,7 @@ def publish(recipe: Recipe) -> dict:
 
 @task(name="record-lineage", **INFRA_RETRIES)
 def record_lineage(store: str | None, published: dict, record: dict) -> dict:
-    return lineage.record_lineage(store, published, record)
+    return fingerprint.record_lineage(store, published, record)
 
 
 @task(name="promote", **INFRA_RETRIES)

@@ -1,7 +1,7 @@
 """A sweep over the zoo: every architecture of the listed families through the retrain chain, resumable.
 
 A model whose recipe, code and data are unchanged since its last published version (same fingerprint, see
-`flows.lineage`) is skipped and reported as such, so a sweep that stopped half way resumes where it stopped.
+`ppipe.fingerprint`) is skipped and reported as such, so a sweep that stopped half way resumes where it stopped.
 Trainings run concurrently up to the `ppipe-train` tag concurrency limit (`infra/prefect/setup.sh`).
 
 Parameters (`prefect deployment run 'ppipe-zoo-sweep/zoo-sweep' --params '{...}'`):

@@ -4,7 +4,7 @@
                   ("unknown", None outside one)
     data          {"url", "manifest_sha256", "num_classes", "splits", "dvc_md5"}: the prepared dataset the run
                   trained on, identified by the sha256 of its manifest (which lists every shard's sha256), and
-                  the hash `dvc.lock` records for it where a DVC stage produced it
+                  the hash `dvc.lock` records for it where a DVC stage produced it (`ppipe.fingerprint.dvc_hash`)
     config        the resolved recipe the run trained with (`config_to_data`)
     parents       [{"role", "path", "sha256", "ref"?}]: the weights this model derives from: a distillation
                   teacher (`teacher`), the checkpoint it was fine-tuned from (`pretrained`), and for INT8 targets
@@ -26,12 +26,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 from typing import Any
 
 import yaml
 
 from ppipe.config import Config, config_to_yaml
+from ppipe.fingerprint import dvc_hash, git_output
 from ppipe.storage import read_json_mapping
 from ppipe.train.run_dir import RunDir
 
@@ -65,21 +65,13 @@ def run_metrics(rdir: RunDir) -> dict[str, float]:
     return metrics
 
 
-def _git(args: list[str], cwd: str) -> str | None:
-    try:
-        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout if done.returncode == 0 else None
-
-
 def code_version(checkout: str | None = None) -> dict[str, Any]:
     """{"commit", "dirty"} of the git checkout holding ppipe (or `checkout`); "unknown"/None outside one."""
     where = checkout or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    head = _git(["rev-parse", "HEAD"], where)
+    head = git_output(["rev-parse", "HEAD"], where)
     if not head:
         return {"commit": "unknown", "dirty": None}
-    status = _git(["status", "--porcelain", "--untracked-files=no"], where)
+    status = git_output(["status", "--porcelain", "--untracked-files=no"], where)
     return {"commit": head.strip(), "dirty": bool(status.strip()) if status is not None else None}
 
 
@@ -99,20 +91,6 @@ def data_identity(cfg: Config, data: str | None = None) -> tuple[dict[str, Any],
                            if isinstance(v, dict)},
                 "dvc_md5": dvc_hash(url)}
     return identity, list(manifest.get("classes") or [])
-
-
-def dvc_hash(path: str, lock: str = "dvc.lock") -> str | None:
-    """The md5 `dvc.lock` (in the working directory) records for the output at `path`, when one does."""
-    if "://" in path or not os.path.isfile(lock):
-        return None
-    with open(lock) as f:
-        doc = yaml.safe_load(f) or {}
-    target = os.path.abspath(path)
-    for stage in (doc.get("stages") or {}).values():
-        for out in (stage or {}).get("outs") or []:
-            if isinstance(out, dict) and os.path.abspath(str(out.get("path"))) == target:
-                return out.get("md5")
-    return None
 
 
 def preprocessing(cfg: Config) -> list:

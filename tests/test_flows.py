@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows import lineage, recipes, report
+from flows import recipes, report
 from flows.promotion import Gate, promote_if_passing
 from flows.retry import is_infrastructure_failure
-from ppipe.artifacts import list_artifacts, publish, resolve
+from ppipe import fingerprint
+from ppipe.artifacts import publish, resolve
 from ppipe.errors import ConfigError, UserError
 
 
@@ -58,29 +59,29 @@ def test_a_wrong_input_anywhere_in_the_causes_wins_over_an_oserror():
 
 
 def test_fingerprint_changes_with_each_of_recipe_code_and_data():
-    base = lineage.fingerprint("a: 1\n", "abc", "d" * 64)
-    assert base == lineage.fingerprint("a: 1\n", "abc", "d" * 64)
-    assert len({base, lineage.fingerprint("a: 2\n", "abc", "d" * 64), lineage.fingerprint("a: 1\n", "abd", "d" * 64),
-                lineage.fingerprint("a: 1\n", "abc", "e" * 64)}) == 4
+    fp = fingerprint.fingerprint
+    base = fp("a: 1\n", "abc", "d" * 64)
+    assert base == fp("a: 1\n", "abc", "d" * 64)
+    assert len({base, fp("a: 2\n", "abc", "d" * 64), fp("a: 1\n", "abd", "d" * 64), fp("a: 1\n", "abc", "e" * 64)}) == 4
 
 
 def test_data_version_is_the_manifest_sha256_and_dvc_lock_md5(tmp_path):
     prepared = tmp_path / "data" / "prepared"
     prepared.mkdir(parents=True)
     (prepared / "manifest.json").write_text('{"format": "x"}')
-    before = lineage.data_version(str(prepared), str(tmp_path))["content_sha256"]
+    before = fingerprint.data_version(str(prepared), str(tmp_path))["content_sha256"]
     # prepared again from unchanged data: a new time and source file-time fingerprint, the same content
     (prepared / "manifest.json").write_text('{"format": "x", "created": "2027", "fingerprint": "f2"}')
-    assert lineage.data_version(str(prepared), str(tmp_path))["content_sha256"] == before
+    assert fingerprint.data_version(str(prepared), str(tmp_path))["content_sha256"] == before
     (prepared / "manifest.json").write_text('{"format": "x"}')
     (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"prepare": {
         "cmd": "ppipe prepare", "outs": [{"path": "data/prepared", "md5": "0123abcd.dir", "nfiles": 3}]}}}))
     import hashlib
 
-    version = lineage.data_version(str(prepared), str(tmp_path))
+    version = fingerprint.data_version(str(prepared), str(tmp_path))
     assert version["manifest_sha256"] == hashlib.sha256(b'{"format": "x"}').hexdigest()
     assert version["dvc_md5"] == "0123abcd.dir"
-    assert lineage.data_version(str(prepared), str(tmp_path / "elsewhere"))["dvc_md5"] is None
+    assert fingerprint.data_version(str(prepared), str(tmp_path / "elsewhere"))["dvc_md5"] is None
 
 
 def test_code_version_marks_local_edits(tmp_path):
@@ -91,23 +92,23 @@ def test_code_version_marks_local_edits(tmp_path):
     (repo / "ppipe" / "a.py").write_text("x = 1\n")
     for cmd in (["init", "-q"], ["add", "."], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c"]):
         subprocess.run(["git", "-C", str(repo), *cmd], check=True)
-    clean = lineage.code_version(str(repo))
+    clean = fingerprint.code_revision(str(repo))
     assert len(clean) == 40
     (repo / "ppipe" / "a.py").write_text("x = 2\n")
-    assert lineage.code_version(str(repo)).startswith(clean + "+dirty.")
+    assert fingerprint.code_revision(str(repo)).startswith(clean + "+dirty.")
 
 
 def test_lineage_record_describes_only_the_version_it_was_written_for(tmp_path):
     store = tmp_path / "store"
     first = _published(store, tmp=tmp_path)
-    assert lineage.latest_lineage(str(store), "m") is None
-    lineage.record_lineage(str(store), first, {"fingerprint": "f1", "parents": ["teacher:v2"]})
-    meta = lineage.latest_lineage(str(store), "m")
+    assert fingerprint.latest_lineage(str(store), "m") is None
+    fingerprint.record_lineage(str(store), first, {"fingerprint": "f1", "parents": ["teacher:v2"]})
+    meta = fingerprint.latest_lineage(str(store), "m")
     assert meta["fingerprint"] == "f1" and meta["model_version"] == "v1" and meta["parents"] == ["teacher:v2"]
     doc = json.loads((store / "m.lineage" / "v1" / "lineage.json").read_text())
     assert doc["model"] == "m:v1"
     _published(store, tmp=tmp_path)  # a newer version published without lineage
-    assert lineage.latest_lineage(str(store), "m") is None
+    assert fingerprint.latest_lineage(str(store), "m") is None
 
 
 def test_gate_promotes_only_a_passing_version(tmp_path):
@@ -190,6 +191,8 @@ def test_shipped_flow_recipes_and_search_files_load():
     cfg = load_config(str(REPO / "configs" / "quickstart.yaml"))
     space = load_search_space(str(REPO / "configs" / "tune" / "quickstart_lr.yaml"), cfg)
     assert space.settings.scheduler == "asha"
+    pbt = load_search_space(str(REPO / "configs" / "tune" / "quickstart_pbt.yaml"), cfg)
+    assert pbt.settings.scheduler == "pbt" and pbt.settings.perturbation_interval == 1
     distill = load_config(str(REPO / "configs" / "flows" / "distill_quickstart.yaml"))
     assert distill.Arch.name == "DistillationModel" and distill.Publish.name == "quickstart-distilled"
 

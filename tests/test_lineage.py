@@ -15,7 +15,8 @@ import pytest
 from ppipe import stages
 from ppipe.artifacts import ArtifactStore
 from ppipe.config import load_config
-from ppipe.lineage import code_version, collect_lineage, dvc_hash
+from ppipe.fingerprint import dvc_hash
+from ppipe.lineage import code_version, collect_lineage
 from ppipe.models import create_model
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"

@@ -55,6 +55,7 @@ def test_search_file_keys_and_tune_settings_load(tmp_path):
     ("Tune: {scheduler: hyperband}\nOptimizer.momentum: uniform(0.8, 0.9)\n", "Tune.scheduler"),
     ("Tune: {num_samples: 0}\nOptimizer.momentum: uniform(0.8, 0.9)\n", "Tune.num_samples"),
     ("Tune: {num_samples: 2}\n", "no key to search"),
+    ("Tune: {scheduler: pbt}\nOptimizer.momentum: grid([0.8, 0.9])\n", "pbt perturbs"),
 ])
 def test_keys_are_checked_against_the_recipe_before_any_trial(tmp_path, text, named):
     with pytest.raises(ConfigError) as e:

@@ -51,7 +51,7 @@ def read_report(channel: str, index: int) -> dict | None:
 
 
 class ForwardToTrial(WorkerGroupCallback, ReportCallback):
-    """Runs in the Ray Train controller: rank 0's report (and its checkpoint's path) -> the trial's channel."""
+    """Runs in the Ray Train controller: rank 0's report (and its checkpoint's URL) -> the trial's channel."""
 
     def __init__(self):
         self._channel = os.environ[CHANNEL_ENV]
@@ -61,7 +61,9 @@ class ForwardToTrial(WorkerGroupCallback, ReportCallback):
     def after_report(self, training_report, metrics):
         report = dict(metrics[0])
         if training_report.checkpoint is not None:
-            report["checkpoint_path"] = training_report.checkpoint.path
+            from ppipe.train.trainer import _uri  # the checkpoint as a URL ppipe.storage reads (s3:// or a path)
+
+            report["checkpoint_uri"] = _uri(training_report.checkpoint)
         path = report_path(self._channel, self._sent)
         with open(path + ".tmp", "w") as f:
             json.dump(report, f, default=str)

@@ -4,7 +4,9 @@ The experiment lives in `Tune.storage_path/<name>` (local or s3://): Tune's own 
 continues it with `Tuner.restore` after the driver died), each trial's Ray Train run under `trials/<id>`,
 `results.json` (the summary below) and `best.yaml` (the best trial's recipe, ready for `ppipe train`).
 Summary: {"trials": [{"config", "top1", "epochs", "status"}, ...], "best": {"config", "top1", "recipe"}};
-`top1` is the trial's last reported `Tune.metric`, status `completed`, `early_stopped` or `error`.
+`top1` is the trial's last reported `Tune.metric`, status `completed`, `early_stopped` or `error`. Each trial row
+also has `history` ([{"epoch", <metric>}] as Tune received them) and, under PBT, `exploits` (`ppipe.tune.trial`):
+a trial's `config` is then its final, perturbed one.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def _scheduler(settings: TuneSection, space: SearchSpace):
         return ASHAScheduler(time_attr="epoch", grace_period=settings.grace_period,
                              reduction_factor=settings.reduction_factor)
     return PopulationBasedTraining(time_attr="epoch", perturbation_interval=settings.perturbation_interval,
-                                   hyperparam_mutations={k: d.to_tune() for k, d in space.distributions.items()
+                                   hyperparam_mutations={k: d.pbt_mutation() for k, d in space.distributions.items()
                                                          if d.kind != "grid"})
 
 
@@ -53,6 +55,17 @@ def _concurrency(cfg: Config, settings: TuneSection) -> int:
         return settings.max_concurrent_trials
     per_trial = max(1, cfg.Ray.num_workers) * cfg.Ray.cpus_per_worker
     return max(1, math.floor(ray.cluster_resources().get("CPU", 1) / per_trial))
+
+
+def _warn_if_pbt_must_pause(space: SearchSpace, concurrency: int) -> None:
+    """PBT pauses a trial whenever another waits for a slot, and a paused trial's run starts again from its last
+    Tune checkpoint (its schedule restarted): a population larger than the trials that run at once pays that."""
+    trials = space.settings.num_samples * math.prod(
+        len(d.args) for d in space.distributions.values() if d.kind == "grid")
+    if space.settings.scheduler == "pbt" and trials > concurrency:
+        log.warning("Tune.scheduler: pbt with %d trials but %d at once: PBT pauses and restarts trials to let the "
+                    "others run; set Tune.max_concurrent_trials (or num_samples) so that all run together", trials,
+                    concurrency)
 
 
 def _trial_recipe(cfg: Config) -> Config:
@@ -79,6 +92,8 @@ def _tuner(cfg: Config, space: SearchSpace, prepared: str, resume: bool):
     # that asks for nothing at all, so it asks for one byte of memory: no CPU taken from the workers.
     trainable = tune.with_resources(trainable, {"CPU": 0, "memory": 1})
     path = join(storage, name)
+    concurrency = _concurrency(cfg, settings)
+    _warn_if_pbt_must_pause(space, concurrency)
     if resume and tune.Tuner.can_restore(path):
         log.info("resuming the Tune experiment at %s", path)
         return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
@@ -86,9 +101,11 @@ def _tuner(cfg: Config, space: SearchSpace, prepared: str, resume: bool):
         trainable, param_space=space.param_space(),
         tune_config=tune.TuneConfig(metric=settings.metric, mode=settings.mode, num_samples=settings.num_samples,
                                     scheduler=_scheduler(settings, space),
-                                    max_concurrent_trials=_concurrency(cfg, settings)),
+                                    max_concurrent_trials=concurrency),
         run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0,
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
+                                  # Only PBT saves Tune checkpoints; it warns that 2 kept can be too few for
+                                  # an exploit to find the one it chose.
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=4)))
 
 
 def _trial_row(result, settings: TuneSection, epochs: int, keys: list[str]) -> dict[str, Any]:
@@ -97,7 +114,16 @@ def _trial_row(result, settings: TuneSection, epochs: int, keys: list[str]) -> d
     status = "error" if result.error else ("completed" if done >= epochs else "early_stopped")
     return {"config": {k: result.config.get(k) for k in keys}, "top1": metrics.get(settings.metric),
             "epochs": done, "status": status, "trial_id": metrics.get("trial_id"),
-            "error": str(result.error) if result.error else None}
+            "error": str(result.error) if result.error else None, "history": _history(result, settings.metric),
+            "exploits": metrics.get("exploits") or []}
+
+
+def _history(result, metric: str) -> list[dict[str, Any]]:
+    """The trial's reports as Tune received them: [{"epoch", metric}], in order (PBT: across its exploits)."""
+    frame = result.metrics_dataframe
+    if frame is None or "epoch" not in frame or metric not in frame:
+        return []
+    return [{"epoch": int(e), metric: None if v != v else float(v)} for e, v in zip(frame["epoch"], frame[metric])]
 
 
 def _best(rows: list[dict], settings: TuneSection) -> dict | None:

@@ -8,8 +8,10 @@ Arch.scale: grid([0.25, 0.5])
 Tune: {num_samples: 4, scheduler: asha, metric: top1, mode: max}
 ```
 The syntax is Ray Tune's search-space API written as text (`tune.loguniform`, `tune.uniform`, `tune.choice`,
-`tune.grid_search`). Every key is checked against the recipe's schema with the values it can take (both bounds
-of a range, every listed choice) before any trial starts, so a typo fails in a second with the key's name.
+`tune.grid_search`). Under PBT (`scheduler: pbt`) grid keys set the starting population and the other keys are
+also what PBT perturbs (a range's value times 0.8 or 1.2, a choice's neighbouring value, or a fresh sample).
+Every key is checked against the recipe's schema with the values it can take (both bounds of a range, every listed
+choice) before any trial starts, so a typo fails in a second with the key's name.
 """
 
 from __future__ import annotations
@@ -55,6 +57,11 @@ class Distribution:
         if self.kind == "choice":
             return tune.choice(list(self.args))
         return tune.grid_search(list(self.args))
+
+    def pbt_mutation(self):
+        """What PBT perturbs this key with: a range's Tune domain (value x0.8 or x1.2, or a fresh sample); a
+        choice's values as a list (a neighbouring value or a fresh pick; as a domain PBT would multiply it)."""
+        return list(self.args) if self.kind == "choice" else self.to_tune()
 
     def representatives(self) -> tuple[Any, ...]:
         """Values the recipe is checked with: a range's bounds, every listed value."""
@@ -132,6 +139,9 @@ def load_search_space(path: str | os.PathLike, cfg: Config) -> SearchSpace:
     if not space:
         raise ConfigError(f"search file {where}: no key to search (expected lines like "
                           "`Optimizer.lr.learning_rate: loguniform(1e-3, 1e-1)`)")
+    if settings.scheduler == "pbt" and all(d.kind == "grid" for d in space.values()):
+        raise ConfigError(f"{where}: Tune.scheduler: pbt perturbs the keys written as loguniform(), uniform() or "
+                          "choice(), and every key here is a grid() (a grid only sets the starting population)")
     check_against_recipe(cfg, space, where)
     return SearchSpace(space, settings)
 

@@ -1,11 +1,20 @@
 """One Tune trial = one ppipe training run (`ppipe.train.trainer.train`, Ray Train inside Tune).
 
 The trial is a class Trainable: `step()` hands Tune the next epoch's report of the run that a background
-thread drives, `cleanup()` stops that run when Tune stops the trial (ASHA), `save_checkpoint()` writes a
-pointer to the run's latest Ray Train checkpoint (PBT), `load_checkpoint()` starts the next run from the weights
-it points to. Why not Ray Train's in-process mode (`Ray.num_workers: 0`) inside the trial: `ray.train.report`
-refuses to run in a Tune session (Ray issue 49454), so the training loop runs on Ray Train workers that share the
-cluster with the trials. This module imports Ray: import it lazily.
+thread drives, `cleanup()` stops that run when Tune stops the trial (ASHA), `save_checkpoint()` copies the weights
+of the last reported epoch's Ray Train checkpoint into Tune's checkpoint with what they are (trial, epoch, config),
+and `load_checkpoint()` starts the next run from them (PBT).
+
+PBT's exploit: Tune restarts the losing trial with the winner's config, perturbed, and the winner's Tune
+checkpoint. Its next run starts from the donor's weights and counts epochs on from the donor's epoch (`Global.epochs`
+less those, warm-up less those); the optimizer's moments and the schedule's position are not carried, so the
+schedule runs over the remaining epochs at the perturbed rates. Each trial's reports list the exploits it made
+(`exploits`: epoch, donor, donor's and new config, the weights file and its sha256), kept in the run storage
+(`<trials>/exploits/<trial id>.json`) because a restarted trial is a new actor, possibly on another node.
+
+Why not Ray Train's in-process mode (`Ray.num_workers: 0`) inside the trial: `ray.train.report` refuses to run in a
+Tune session (Ray issue 49454), so the training loop runs on Ray Train workers that share the cluster with the
+trials. This module imports Ray: import it lazily.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import threading
 import time
 from typing import Any
@@ -20,13 +30,14 @@ from typing import Any
 from ray import tune
 
 from ppipe.config import load_config
-from ppipe.storage import filesystem, join
+from ppipe.storage import filesystem, join, read_bytes, sha256_file, write_bytes_atomic
 from ppipe.tune.channel import open_channel, read_report, stop_path
 from ppipe.tune.space import override
 
 log = logging.getLogger("ppipe.tune")
 
-POINTER_FILE = "train_checkpoint.json"
+POINTER_FILE = "train_checkpoint.json"  # what the weights beside it are: trial, epoch, config, exploits
+WEIGHTS_FILE = "model.pdparams"
 _STOP_WAIT_S = 300  # how long cleanup() waits for an aborted run to give its workers back
 
 
@@ -43,12 +54,15 @@ class TrainingTrial(tune.Trainable):
             config, output_dir=os.path.join(trials_dir, self.trial_id),
             storage=join(trials_storage, self.trial_id)))
         self._prepared = prepared
-        self._channel = os.path.join(trials_dir, self.trial_id, "channel")
+        self._dir = os.path.join(trials_dir, self.trial_id)
+        self._channel = os.path.join(self._dir, "channel")
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._received = 0
         self._pretrained: str | None = None  # PBT: the donor's weights, for the next run
         self._epoch_offset = 0
+        self._exploits_url = join(trials_storage, "exploits", f"{self.trial_id}.json")
+        self._exploits: list[dict[str, Any]] = _read_exploits(self._exploits_url)
         self._last: dict[str, Any] = {}
 
     def _run(self, cfg, resume: bool) -> None:
@@ -66,9 +80,11 @@ class TrainingTrial(tune.Trainable):
     def _start(self) -> None:
         cfg, resume = self._cfg, False
         if self._pretrained:
+            done = self._epoch_offset
             cfg = load_config(data=_data(cfg), overrides=[
                 override("Global.pretrained_model", self._pretrained),
-                override("Global.epochs", max(1, cfg.Global.epochs - self._epoch_offset))])
+                override("Global.epochs", max(1, cfg.Global.epochs - done)),
+                override("Optimizer.lr.warmup_epoch", max(0, cfg.Optimizer.lr.warmup_epoch - done))])
         else:
             resume = self._has_earlier_run()  # a restored experiment: continue this trial's run
         open_channel(self._channel)
@@ -88,6 +104,7 @@ class TrainingTrial(tune.Trainable):
                     continue
                 report["epoch"] += self._epoch_offset
                 report["done"] = report["epoch"] >= self._cfg.Global.epochs
+                report["exploits"] = self._exploits
                 self._last = report
                 return report
             if not self._thread.is_alive() and read_report(self._channel, self._received) is None:
@@ -102,21 +119,43 @@ class TrainingTrial(tune.Trainable):
             self._thread.join(_STOP_WAIT_S)
 
     def save_checkpoint(self, checkpoint_dir: str) -> dict | None:
+        pointer = {"trial_id": self.trial_id, "epoch": self._last.get("epoch", 0), "config": dict(self.config)}
+        source = self._last.get("checkpoint_uri")
+        if source:
+            # A copy, not a path: the run keeps training meanwhile and deletes its older checkpoints.
+            weights = os.path.join(checkpoint_dir, WEIGHTS_FILE)
+            with open(weights, "wb") as f:
+                f.write(read_bytes(join(source, WEIGHTS_FILE)))
+            pointer["weights_sha256"] = sha256_file(weights)
         with open(os.path.join(checkpoint_dir, POINTER_FILE), "w") as f:
-            json.dump({"checkpoint": self._last.get("checkpoint_path"), "epoch": self._last.get("epoch", 0)}, f)
+            json.dump(pointer, f)
         return None
 
     def load_checkpoint(self, checkpoint_dir: str) -> None:
         with open(os.path.join(checkpoint_dir, POINTER_FILE)) as f:
             pointer = json.load(f)
-        if not pointer.get("checkpoint"):
-            return
-        from ppipe.train.run_dir import CheckpointDir
-
+        if not pointer.get("weights_sha256"):
+            return  # saved before its first epoch: nothing to continue from
         self.cleanup()
         self._thread = None
-        self._pretrained = CheckpointDir(pointer["checkpoint"]).model
-        self._epoch_offset = int(pointer["epoch"])
+        epoch, donor = int(pointer["epoch"]), pointer["trial_id"]
+        # Tune may remove the restored folder once this returns; the run reads the weights later.
+        self._pretrained = os.path.join(self._dir, "starts", f"epoch{epoch}-from-{donor}.pdparams")
+        os.makedirs(os.path.dirname(self._pretrained), exist_ok=True)
+        shutil.copyfile(os.path.join(checkpoint_dir, WEIGHTS_FILE), self._pretrained)
+        self._epoch_offset = epoch
+        if donor != self.trial_id:
+            self._exploits.append({"trial_id": self.trial_id, "epoch": epoch, "donor": donor,
+                                   "donor_config": pointer["config"], "config": dict(self.config),
+                                   "weights": self._pretrained, "weights_sha256": pointer["weights_sha256"]})
+            write_bytes_atomic(self._exploits_url, json.dumps({"exploits": self._exploits}).encode())
+            log.info("trial %s continues from trial %s at epoch %d with %s", self.trial_id, donor, epoch, self.config)
+
+
+def _read_exploits(url: str) -> list[dict[str, Any]]:
+    """The exploits a trial made before this actor started (none for a new trial)."""
+    fs, path = filesystem(url)
+    return json.loads(read_bytes(url))["exploits"] if fs.exists(path) else []
 
 
 def _data(cfg) -> dict:
