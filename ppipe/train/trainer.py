@@ -298,14 +298,15 @@ def _collect(cfg: Config, result, run_name: str) -> TrainResult:
         os.makedirs(run_dir.root, exist_ok=True)
         write_published_weights(ckpt_dir, run_dir.model)
     res = TrainResult(model=infer_arch(cfg).name, epochs_completed=state.epochs_completed,
-                      top1=state.final_metrics.get("top1"), checkpoint=_uri(result.checkpoint),
+                      top1=state.final_metrics.get("top1"), checkpoint=checkpoint_uri(result.checkpoint),
                       restarts=state.restarts, train_img_per_s=_steady_throughput(state.history), run_name=run_name,
                       run_dir=run_dir.root, history=state.history, precision=state.precision)
     _write_outputs(cfg, run_dir, res)
     return res
 
 
-def _uri(checkpoint) -> str:
+def checkpoint_uri(checkpoint) -> str:
+    """A Ray Train checkpoint as a URL that ppipe.storage reads: a local path, or `<scheme>://path`."""
     fs = checkpoint.filesystem
     scheme = getattr(fs, "type_name", "local")
     return checkpoint.path if scheme == "local" else f"{scheme}://{checkpoint.path}"

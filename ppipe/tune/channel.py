@@ -61,9 +61,9 @@ class ForwardToTrial(WorkerGroupCallback, ReportCallback):
     def after_report(self, training_report, metrics):
         report = dict(metrics[0])
         if training_report.checkpoint is not None:
-            from ppipe.train.trainer import _uri  # the checkpoint as a URL ppipe.storage reads (s3:// or a path)
+            from ppipe.train.trainer import checkpoint_uri  # a URL ppipe.storage reads (s3:// or a path)
 
-            report["checkpoint_uri"] = _uri(training_report.checkpoint)
+            report["checkpoint_uri"] = checkpoint_uri(training_report.checkpoint)
         path = report_path(self._channel, self._sent)
         with open(path + ".tmp", "w") as f:
             json.dump(report, f, default=str)
