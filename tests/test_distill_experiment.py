@@ -39,6 +39,9 @@ def _recipe(tmp_path, prepared, run, arch, loss, epochs, seed):
     data = yaml.safe_load(QUICKSTART.read_text())
     data["Arch"] = arch
     data["Loss"]["Train"] = loss
+    if arch["name"] == "DistillationModel":  # the quickstart's TopkAcc reads one model's logits
+        data["Metric"] = {split: [{"DistillationTopkAcc": {"model_key": "Student", "topk": [1, 5]}}]
+                          for split in ("Train", "Eval")}
     return load_config(data=data, overrides=[
         f"Global.output_dir={tmp_path}/out", f"Global.epochs={epochs}", f"Global.seed={seed}",
         "Global.eval_interval=100", f"Data.prepared={prepared}", f"Ray.run_name={run}", "Optimizer.lr.warmup_epoch=1",

@@ -36,6 +36,10 @@ def _conv3x3(x, weight, bias):
     return out + bias[None, :, None, None]
 
 
+def _mgd_outputs(student, teacher):
+    return {"Student": {"blocks[7]": paddle.to_tensor(student)}, "Teacher": {"blocks[15]": paddle.to_tensor(teacher)}}
+
+
 def _mgd(**extra):
     return DistillationPairLoss(base_loss_name="MGDLoss", model_name_pairs=PAIR, s_key="blocks[7]",
                                 t_key="blocks[15]", student_channels=4, teacher_channels=4, **extra)
@@ -50,19 +54,17 @@ def _numpy_generation(loss, x):
 def test_mgd_loss_regenerates_the_teachers_map_from_the_students_with_channels_dropped():
     s, t = _features(0, (2, 4, 3, 3))
     keep_all = _mgd(lambda_mgd=0.0, alpha_mgd=2.0)
-    got = float(keep_all({"Student": {"blocks[7]": paddle.to_tensor(s)}, "Teacher": {"blocks[15]": paddle.to_tensor(t)}},
-                         None))
+    got = float(keep_all(_mgd_outputs(s, t), None))
     assert got == pytest.approx(2.0 * ((_numpy_generation(keep_all, s) - t) ** 2).mean(), rel=1e-4)
     drop_all = _mgd(lambda_mgd=1.0, alpha_mgd=1.0)  # every channel dropped: the generator sees zeros
-    got = float(drop_all({"Student": {"blocks[7]": paddle.to_tensor(s)}, "Teacher": {"blocks[15]": paddle.to_tensor(t)}},
-                         None))
+    got = float(drop_all(_mgd_outputs(s, t), None))
     assert got == pytest.approx(((_numpy_generation(drop_all, np.zeros_like(s)) - t) ** 2).mean(), rel=1e-4)
 
 
 def test_mgd_loss_drops_each_channel_of_each_image_with_probability_lambda():
     s, t = _features(1, (2, 4, 3, 3))
     loss = _mgd(lambda_mgd=0.5, alpha_mgd=1.0)
-    outputs = {"Student": {"blocks[7]": paddle.to_tensor(s)}, "Teacher": {"blocks[15]": paddle.to_tensor(t)}}
+    outputs = _mgd_outputs(s, t)
     paddle.seed(7)
     got = float(loss(outputs, None))
     paddle.seed(7)
@@ -77,8 +79,7 @@ def test_mgd_loss_aligns_the_students_channels_with_a_1x1_convolution_where_they
     assert loss.loss_func.align.weight.shape == [4, 2, 1, 1]
     assert _mgd().loss_func.align is None
     with pytest.raises(ValueError, match=r"MGDLoss: the student's feature map is \[3, 3\].*teacher's \[2, 2\]"):
-        _mgd()({"Student": {"blocks[7]": paddle.zeros([1, 4, 3, 3])}, "Teacher": {"blocks[15]": paddle.zeros([1, 4, 2, 2])}},
-               None)
+        _mgd()(_mgd_outputs(np.zeros([1, 4, 3, 3], "float32"), np.zeros([1, 4, 2, 2], "float32")), None)
 
 
 @pytest.mark.parametrize("mode", ["flatten", "gap"])
