@@ -15,6 +15,7 @@ import paddle
 import paddle.nn.functional as F
 
 from ppipe.errors import ConfigError
+from ppipe.losses.trainable import build_loss_layers
 from ppipe.model_outputs import HEADS, LOGITS, OutputKind
 from ppipe.registry import Registry
 
@@ -128,9 +129,14 @@ class CombinedLoss:
     """The weighted sum of a recipe's loss terms."""
 
     def __init__(self, items: list[Any], where: str):
-        self.terms = LOSSES.build_all(items, where)
+        self.terms = build_loss_layers(lambda: LOSSES.build_all(items, where))
         if not self.terms:
             raise ConfigError(f"{where}: at least one loss is needed")
+
+    def trainable_layers(self) -> dict[str, paddle.nn.Layer]:
+        """{term index: term} for the terms with parameters to train (`ppipe.losses.trainable`); empty for most."""
+        return {str(i): term for i, term in enumerate(self.terms)
+                if isinstance(term, paddle.nn.Layer) and any(not p.stop_gradient for p in term.parameters())}
 
     def __call__(self, logits, labels) -> paddle.Tensor:
         total = None

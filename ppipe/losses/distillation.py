@@ -77,13 +77,16 @@ class PairLoss(Loss):
         self.key = key
 
     def __call__(self, outputs, labels):
-        who = type(self).__name__
         total = None
         for a, b in self.pairs:
-            value = self.pair_loss(model_output(outputs, a, self.key, who), model_output(outputs, b, self.key, who),
-                                   labels)
+            value = self.pair_loss(*self.pair_outputs(outputs, a, b), labels)
             total = value if total is None else total + value
         return total
+
+    def pair_outputs(self, outputs, first: str, second: str):
+        """The outputs of the pair's two models that the loss compares: field `key` of each."""
+        who = type(self).__name__
+        return model_output(outputs, first, self.key, who), model_output(outputs, second, self.key, who)
 
     def pair_loss(self, out1, out2, labels):  # pragma: no cover - abstract
         raise NotImplementedError

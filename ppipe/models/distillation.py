@@ -108,6 +108,11 @@ class DistillationModel(nn.Layer):
         self.taps = dict(taps or {})
         for key, model in models:
             self.add_sublayer(key, model)
+            # Every zoo model names its parameters conv2d_0.w_0 ... from zero (`create_model`), and the optimizer
+            # keeps its state (momentum, Adam's moments) per parameter name: two models training side by side (DML)
+            # would share it. The model's key makes the names unique; state-dict keys do not use these names.
+            for p in model.parameters():
+                p.name = f"{key}.{p.name}"
             if self.frozen[key]:
                 for p in model.parameters():
                     p.stop_gradient = True
@@ -127,6 +132,9 @@ class DistillationModel(nn.Layer):
 
     def _run(self, key: str, x):
         model = getattr(self, key)
+        if self.frozen[key] and model.training:
+            # a wrapper's train() (DataParallel's, ModelWithLossLayers') sets every sublayer training, this one too
+            model.eval()
         return self.taps[key](model, x) if key in self.taps else model(x)
 
     def forward(self, x):

@@ -21,6 +21,7 @@ from ppipe import console
 from ppipe.config import Config
 from ppipe.evaluate import decode_first, eval_transform_ops, score, summarize
 from ppipe.losses import CombinedLoss
+from ppipe.losses.trainable import trained_layer
 from ppipe.optim import build_lr, build_optimizer, scale_lr
 from ppipe.train.amp import MixedPrecision, for_evaluation, on_gpu, sync_batchnorm, to_float32
 from ppipe.train.backend import all_reduce_sum, average_buffers, init_collective
@@ -87,7 +88,7 @@ class Worker:
 class WorkerRun:
     """What one worker trains with: built from the recipe and, on a restart, restored from the checkpoint."""
 
-    model: Any  # the training model; a paddle.DataParallel around it with more than one worker
+    model: Any  # the training model (with its loss's layers, `ppipe.losses.trainable`); DataParallel around it
     optimizer: Any
     lr: Any
     ema: ModelEMA | None
@@ -117,23 +118,26 @@ def build_worker_run(cfg: Config, prepared: str, *, rank: int, world: int,
     train_cfg = cfg.DataLoader.Train
     model = build_model(cfg, pretrained=cfg.Global.pretrained_model)
     model = sync_batchnorm(model, cfg.Arch.use_sync_bn, gpu=gpu, world=world)
+    criterion = CombinedLoss(cfg.Loss.Train, "Loss.Train")
+    # What the optimizer, the checkpoint and DataParallel see: the model, with the loss's layers where it has any
+    trained = trained_layer(model, criterion)
     steps = num_batches(prepared, "train", train_cfg.sampler.batch_size, rank=rank, world_size=world,
                         drop_last=train_cfg.sampler.drop_last)
     schedule, lr_note = scaled_schedule(cfg, world)
     if lr_note and rank == 0:
         log.warning(lr_note)
     lr = build_lr(schedule, cfg.Global.epochs, max(1, steps // cfg.Global.update_freq))
-    optimizer = build_optimizer(cfg.Optimizer, model, lr)
+    optimizer = build_optimizer(cfg.Optimizer, trained, lr)
     ema = ModelEMA(exported_model(model), cfg.EMA.decay) if cfg.EMA is not None else None
     state = TrainState()
     if checkpoint_dir is not None:
-        state = load_checkpoint(checkpoint_dir, model, optimizer, lr, ema, amp=precision)
+        state = load_checkpoint(checkpoint_dir, trained, optimizer, lr, ema, amp=precision)
     state.lr_scaling, state.precision = lr_note, precision.precision
-    model, optimizer = precision.decorate(model, optimizer)
+    # O2 casts the model alone, in place: the loss's layers read float32 outputs (PaddleClas decorates its model alone)
+    _, optimizer = precision.decorate(model, optimizer)
     if world > 1:
-        model = paddle.DataParallel(model)
-    return WorkerRun(model=model, optimizer=optimizer, lr=lr, ema=ema, precision=precision,
-                     criterion=CombinedLoss(cfg.Loss.Train, "Loss.Train"),
+        trained = paddle.DataParallel(trained)
+    return WorkerRun(model=trained, optimizer=optimizer, lr=lr, ema=ema, precision=precision, criterion=criterion,
                      eval_loss=CombinedLoss(cfg.Loss.Eval, "Loss.Eval"), steps=steps, state=state)
 
 
