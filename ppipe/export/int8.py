@@ -26,57 +26,13 @@ from ppipe import inference as _inference
 from ppipe.export.paddle_inference import ExportError, predictor_target, shipped_settings
 from ppipe.export.targets import TARGETS, ExportContext, TargetResult
 from ppipe.metrics import topk_correct
+from ppipe.quantization import (convert_after_training, convert_observed, is_quantized_for_training, quant_config,
+                                quantize_for_training)
 
 __all__ = ["INT8_TARGET", "quant_config", "quantize_for_training", "convert_after_training", "calibrate",
            "is_quantized_for_training", "topk_of", "paddle_inference_mkldnn_int8"]
 
 INT8_TARGET = "paddle-inference-mkldnn-int8"
-
-
-def quant_config(quantization: Any = None, *, observe: bool = False):
-    """A `paddle.quantization.QuantConfig` for `quantization` (a `Quantization` section; None: 8 bits).
-    `observe`: abs-max observers (PTQ calibration) instead of fake quanters (QAT)."""
-    from paddle.quantization import QuantConfig
-    from paddle.quantization.observers import AbsmaxObserver
-    from paddle.quantization.quanters import FakeQuanterWithAbsMaxObserver
-
-    w_bits = int(getattr(quantization, "weight_bits", 8))
-    a_bits = int(getattr(quantization, "activation_bits", 8))
-    if observe:
-        return QuantConfig(activation=AbsmaxObserver(quant_bits=a_bits), weight=AbsmaxObserver(quant_bits=w_bits))
-    rate = float(getattr(quantization, "moving_rate", 0.9))
-    return QuantConfig(activation=FakeQuanterWithAbsMaxObserver(moving_rate=rate, bit_length=a_bits),
-                       weight=FakeQuanterWithAbsMaxObserver(moving_rate=rate, bit_length=w_bits))
-
-
-def quantize_for_training(model, quantization: Any = None):
-    """QAT: a copy of `model` whose convolutions and linear layers quantize their weights and inputs in the
-    forward pass (straight-through gradients). The training loop trains it like the FP32 model; the original
-    layer is left as it was."""
-    from paddle.quantization import QAT
-
-    model = copy.deepcopy(model)
-    model.train()  # paddle.quantization.QAT refuses a model in eval mode
-    return QAT(quant_config(quantization)).quantize(model, inplace=True)
-
-
-def convert_after_training(qat_model, quantization: Any = None):
-    """The trained QAT model in quantize/dequantize form, with the scales it learnt, in eval mode."""
-    import paddle
-    from paddle.quantization import QAT
-
-    qat_model.eval()
-    for layer in qat_model.sublayers():
-        # Paddle 3.3.1: the abs-max fake quanter reports its zero point as None, and the converter then fails
-        # building a tensor from it; symmetric quantization's zero point is 0.
-        if type(layer).__name__ == "FakeQuanterWithAbsMaxObserverLayer" and layer.zero_points() is None:
-            layer.zero_points = lambda layer=layer: paddle.zeros_like(layer.scales())
-    return QAT(quant_config(quantization)).convert(qat_model, inplace=False)
-
-
-def is_quantized_for_training(model) -> bool:
-    """Whether `model` carries QAT's fake quanters (`quantize_for_training`)."""
-    return any("Quanter" in type(layer).__name__ for layer in model.sublayers())
 
 
 def calibrate(model, batches: Iterable[np.ndarray], quantization: Any = None):
@@ -95,7 +51,7 @@ def calibrate(model, batches: Iterable[np.ndarray], quantization: Any = None):
             seen += len(images)
     if not seen:
         raise ExportError("INT8 calibration saw no images")
-    return ptq.convert(observed, inplace=True), seen
+    return convert_observed(ptq, observed), seen
 
 
 def topk_of(run: Callable[[np.ndarray], np.ndarray],
