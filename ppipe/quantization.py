@@ -28,13 +28,22 @@ def quant_config(quantization: Any = None, *, observe: bool = False):
     from paddle.quantization.observers import AbsmaxObserver
     from paddle.quantization.quanters import FakeQuanterWithAbsMaxObserver
 
+    import paddle
+
     w_bits = int(getattr(quantization, "weight_bits", 8))
     a_bits = int(getattr(quantization, "activation_bits", 8))
     if observe:
-        return QuantConfig(activation=AbsmaxObserver(quant_bits=a_bits), weight=AbsmaxObserver(quant_bits=w_bits))
-    rate = float(getattr(quantization, "moving_rate", 0.9))
-    return QuantConfig(activation=FakeQuanterWithAbsMaxObserver(moving_rate=rate, bit_length=a_bits),
-                       weight=FakeQuanterWithAbsMaxObserver(moving_rate=rate, bit_length=w_bits))
+        activation, weight = AbsmaxObserver(quant_bits=a_bits), AbsmaxObserver(quant_bits=w_bits)
+    else:
+        rate = float(getattr(quantization, "moving_rate", 0.9))
+        activation = FakeQuanterWithAbsMaxObserver(moving_rate=rate, bit_length=a_bits)
+        weight = FakeQuanterWithAbsMaxObserver(moving_rate=rate, bit_length=w_bits)
+    # Only the layers oneDNN runs in INT8 (PaddleSlim's default `conv2d`, `depthwise_conv2d`, `mul`): a global
+    # config would also wrap every batch norm and activation, renaming their parameters and adding a
+    # quantize/dequantize pair after each; oneDNN takes the other scales it needs from these inputs'.
+    config = QuantConfig(activation=None, weight=None)
+    config.add_type_config([paddle.nn.Conv2D, paddle.nn.Linear], activation=activation, weight=weight)
+    return config
 
 
 def qat_enabled(quantization: Any) -> bool:
