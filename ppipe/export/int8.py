@@ -26,7 +26,7 @@ from ppipe import inference as _inference
 from ppipe.export.paddle_inference import ExportError, predictor_target, shipped_settings
 from ppipe.export.targets import TARGETS, ExportContext, TargetResult
 from ppipe.metrics import topk_correct
-from ppipe.quantization import convert_after_training, convert_observed, quant_config
+from ppipe.quantization import convert_after_training, convert_observed, keep_sensitive_layers_fp32, quant_config
 
 __all__ = ["INT8_TARGET", "calibrate", "save_int8_program", "topk_of", "paddle_inference_mkldnn_int8"]
 
@@ -34,22 +34,27 @@ INT8_TARGET = "paddle-inference-mkldnn-int8"
 
 
 def calibrate(model, batches: Iterable[np.ndarray], quantization: Any = None):
-    """PTQ: `model` (eval mode, reparameterized) observed on `batches` and converted to quantize/dequantize
-    form. Raises `ExportError` when no batch came."""
+    """PTQ: `model` (eval mode, reparameterized) observed on `batches` and converted to quantize/dequantize form,
+    the layers too sensitive to quantize left FP32 (`keep_sensitive_layers_fp32` on the first batch, with
+    `Quantization.max_layer_error`). Returns (the model, images seen, names of the FP32 layers); raises
+    `ExportError` when no batch came."""
     import paddle
     from paddle.quantization import PTQ
 
     ptq = PTQ(quant_config(quantization, observe=True))
     observed = ptq.quantize(copy.deepcopy(model), inplace=True)
     observed.eval()
-    seen = 0
+    seen, first = 0, None
     with paddle.no_grad():
         for images in batches:
             observed(paddle.to_tensor(np.asarray(images, np.float32)))
             seen += len(images)
+            first = images if first is None else first
     if not seen:
         raise ExportError("INT8 calibration saw no images")
-    return convert_observed(ptq, observed), seen
+    quantized = convert_observed(ptq, observed)
+    max_error = float(getattr(quantization, "max_layer_error", 0.01))
+    return quantized, seen, keep_sensitive_layers_fp32(quantized, model, first, max_error)
 
 
 def topk_of(run: Callable[[np.ndarray], np.ndarray],
@@ -96,8 +101,8 @@ def paddle_inference_mkldnn_int8(ctx: ExportContext) -> TargetResult:
     elif ctx.calibration is None:
         return TargetResult(INT8_TARGET, "skipped", reason="no calibration images (give the prepared dataset)")
     else:
-        quantized, seen = calibrate(ctx.model, ctx.calibration(), ctx.quantization)
-        source = {"scales": "ptq", "calibration_images": seen}
+        quantized, seen, fp32_layers = calibrate(ctx.model, ctx.calibration(), ctx.quantization)
+        source = {"scales": "ptq", "calibration_images": seen, "fp32_layers": fp32_layers}
     max_drop = float(getattr(ctx.settings, "int8_max_top1_drop", 0.01))
     with tempfile.TemporaryDirectory(dir=ctx.out_root, prefix=".int8-") as tmp:
         save_int8_program(quantized, tmp, ctx.input_shape)
