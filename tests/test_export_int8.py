@@ -188,3 +188,29 @@ def test_filtered_native_output_passes_on_all_but_the_noise(capfd):
             os.write(2, b"said before failing\n")
             raise RuntimeError("boom")
     assert capfd.readouterr().err == "said before failing\n"
+
+
+def test_mse_threshold_clips_a_heavy_tail_and_keeps_an_even_spread():
+    from ppipe.quantization_observers import mse_threshold
+
+    tail = np.random.default_rng(0).laplace(0, 1, 100_000)
+    assert mse_threshold(tail) < 0.9 * np.abs(tail).max()  # the rare large values cost less clipped
+    assert mse_threshold(np.linspace(-1, 1, 10_001)) > 0.95  # nothing to clip: about the abs-max
+    assert mse_threshold(np.zeros(10)) == 0.0
+
+
+def test_a_layer_too_sensitive_to_quantize_is_left_fp32():
+    import ppipe.quantization as q
+
+    model = _mbv1()
+    model.eval()
+    images = np.random.default_rng(0).standard_normal((8, 3, 16, 16)).astype(np.float32)
+    quantized, seen, _ = calibrate(model, [images])
+    layers = [n for n, layer in quantized.named_sublayers() if getattr(layer, "activation_quanter", None)]
+    assert seen == 8 and len(layers) == 28  # 27 convolutions and the classifier
+    # a zero threshold keeps every layer FP32; the pairs of the others come back untouched
+    assert q.keep_sensitive_layers_fp32(quantized, model, images, max_error=0.0) == layers
+    assert not [n for n, layer in quantized.named_sublayers() if getattr(layer, "activation_quanter", None)]
+    fresh, _, none = calibrate(model, [images], type("Q", (), {"max_layer_error": 1.0})())
+    assert none == [] and len([1 for _, layer in fresh.named_sublayers()
+                               if getattr(layer, "activation_quanter", None)]) == 28
