@@ -137,7 +137,7 @@ def test_ptq_int8_of_a_trained_model_passes_the_default_top1_gate(digits_prepare
     _int8_only(monkeypatch)
     cfg = _digits_config(digits_prepared)
     paddle.seed(0)
-    model = _trained_mbv1(digits_prepared, cfg, epochs=6)
+    model = _trained_mbv1(digits_prepared, cfg, epochs=12)
     summary = export_targets(model, str(tmp_path / "e"), (3, 16, 16),
                              calibration=lambda: calibration_batches(digits_prepared, cfg, n=256, batch=32),
                              evaluation=lambda: val_batches(digits_prepared, cfg, None),
