@@ -48,6 +48,22 @@ def test_qat_with_a_distillation_model_is_refused_at_load():
             {"Student": {"name": "MobileNetV1_x0_25", "class_num": 10}}]}, "Quantization": {"mode": "qat"}})
 
 
+def test_evaluation_of_a_qat_run_scores_its_fake_quantized_model(tmp_path, digits_prepared):
+    from ppipe.evaluation.model_scoring import ModelScorer
+    from ppipe.models import create_model
+    from ppipe.quantization import quantize_for_training
+
+    paddle.seed(2)
+    qat = quantize_for_training(create_model("PPLCNet_x0_25", num_classes=10))
+    qat(paddle.randn([4, 3, 16, 16]))  # one training-mode pass: the quanters learn a scale
+    weights = {k: v.numpy() for k, v in qat.state_dict().items()}
+    counts = ModelScorer(_cfg(tmp_path, digits_prepared), digits_prepared, "val", weights)(0, 1)
+    assert "report" in counts and len(counts) > 1  # the QAT weights loaded (a plain model refuses them)
+    with pytest.raises(Exception, match="unexpected keys"):
+        ModelScorer(load_config(QUICKSTART, [f"Data.prepared={digits_prepared}", *QAT_16[1:]]), digits_prepared,
+                    "val", weights)(0, 1)
+
+
 @pytest.mark.slow
 def test_qat_run_trains_fake_quantized_resumes_and_exports_int8_with_its_learnt_scales(tmp_path, digits_prepared,
                                                                                        monkeypatch):
