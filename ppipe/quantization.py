@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -139,15 +140,19 @@ def is_quantized_for_training(model) -> bool:
     return any("Quanter" in type(layer).__name__ for layer in model.sublayers())
 
 
-def load_qat_weights(model, weights: str | os.PathLike, quantization: Any = None):
+def load_qat_weights(model, weights: str | os.PathLike | Mapping, quantization: Any = None):
     """The QAT model a `Quantization.mode: qat` run trained: `model` (the architecture, fresh) wrapped by
-    `quantize_for_training` with `weights` (the run's state dict: weights and learnt scales) loaded. `model`
+    `quantize_for_training` with `weights` (the run's state dict, a path or a mapping: weights and learnt
+    scales) loaded. `model`
     itself receives the same float weights, so it is the run's FP32 model. A mismatch (weights not trained
     with QAT) raises `ppipe.models.weights.CheckpointMismatchError` naming the keys."""
     from ppipe.models.weights import load_pretrained
 
     qat = quantize_for_training(model, quantization)
     load_pretrained(qat, weights, drop_classifier=False)
-    fp32_keys = set(model.state_dict())
-    model.set_state_dict({k: v for k, v in qat.state_dict().items() if k in fp32_keys})
+    trained, fp32 = qat.state_dict(), set(model.state_dict())
+    missing = sorted(fp32 - set(trained))
+    if missing:  # the wrapping renamed a parameter: the FP32 model would keep its fresh initialisation
+        raise ValueError(f"the QAT model has no {', '.join(missing[:5])} for the FP32 model")
+    model.set_state_dict({k: v for k, v in trained.items() if k in fp32})
     return qat
