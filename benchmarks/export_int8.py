@@ -5,8 +5,8 @@ exported four ways: Paddle Inference FP32 (oneDNN), Paddle Inference INT8 (ppipe
 `--calibration` train images with the eval transforms, `enable_mkldnn_int8`; the layers it left FP32 are
 listed), ONNX Runtime FP32 (paddle2onnx 2.1.0 of the FP32 export) and ONNX Runtime INT8
 (`onnxruntime.quantization.quantize_static`, QDQ, per-channel weights, calibrated on the same images).
-Reported for each: top-1/top-5 on the val split and images/s at batch 32 (median over `--rounds` alternating rounds), with the INT8/FP32 ratios, the CPU model and the load
-average.
+Reported for each: top-1/top-5 on the val split and images/s at batch 32 (median over `--rounds` alternating
+rounds), with the INT8/FP32 ratios, the CPU model and the load average.
 
     python benchmarks/export_int8.py --arch MobileNetV1_x0_25 --weights run/model.pdparams \\
         --prepared data/digits32 --size 32 --rounds 5
