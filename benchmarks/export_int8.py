@@ -2,11 +2,11 @@
 
 A trained model (`--arch`, `--weights`: a run's model.pdparams, `--prepared`: its prepared dataset) is
 exported four ways: Paddle Inference FP32 (oneDNN), Paddle Inference INT8 (ppipe's PTQ, calibrated on
-`--calibration` train images with the eval transforms, `enable_mkldnn_int8`), ONNX Runtime FP32 (paddle2onnx
-2.1.0 of the FP32 export) and ONNX Runtime INT8 (`onnxruntime.quantization.quantize_static`, QDQ, per-channel
-weights, calibrated on the same images). Reported for each: top-1/top-5 on the val split and images/s at
-batch 32 (median over `--rounds` alternating rounds), with the INT8/FP32 ratios, the CPU model and the load
-average.
+`--calibration` train images with the eval transforms, `enable_mkldnn_int8`; the layers it left FP32 are
+listed), ONNX Runtime FP32 (paddle2onnx 2.1.0 of the FP32 export) and ONNX Runtime INT8
+(`onnxruntime.quantization.quantize_static`, QDQ, per-channel weights, calibrated on the same images).
+Reported for each: top-1/top-5 on the val split and images/s at batch 32 (median over `--rounds` alternating
+rounds), with the INT8/FP32 ratios, the CPU model and the load average.
 
     python benchmarks/export_int8.py --arch MobileNetV1_x0_25 --weights run/model.pdparams \\
         --prepared data/digits32 --size 32 --rounds 5
@@ -83,7 +83,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         pdir, onnx_file = export_both(model, args.size, tmp)
         qdir = os.path.join(tmp, "int8")
-        save_int8_program(calibrate(model, images)[0], qdir, (3, args.size, args.size))
+        quantized, _seen, fp32_layers = calibrate(model, images)
+        save_int8_program(quantized, qdir, (3, args.size, args.size))
         engines = {
             "paddle_fp32": _paddle(pdir, PredictorSettings(threads=args.threads)),
             "paddle_int8": _paddle(qdir, PredictorSettings(threads=args.threads, int8=True)),
@@ -91,7 +92,8 @@ def main() -> None:
             "ort_int8": ort_runner(ort_int8(onnx_file, os.path.join(tmp, "int8.onnx"), images), args.threads),
         }
         report = {"cpu": cpu_model(), "load_avg_before": load_average(), "arch": args.arch, "size": args.size,
-                  "calibration_images": sum(len(b) for b in images), "engines": {}}
+                  "calibration_images": sum(len(b) for b in images), "paddle_int8_fp32_layers": fp32_layers,
+                  "engines": {}}
         for name, run in engines.items():
             report["engines"][name] = topk_of(run, val_batches(args.prepared, cfg, None))
         x = np.random.default_rng(0).standard_normal((32, 3, args.size, args.size)).astype(np.float32)

@@ -40,11 +40,13 @@ def inference_kwargs(kwargs: dict) -> dict:
 
 def build_model(cfg: Config, pretrained: str | None = None):
     """The training model of `cfg` (`pretrained`: PaddleClas weights for a single architecture), on the CPU
-    kernels `Global.cpu_kernels` asks for."""
+    kernels `Global.cpu_kernels` asks for; with `Quantization.mode: qat`, fake-quantized for training
+    (`ppipe.quantization.quantize_for_training`, after the pretrained weights are loaded)."""
     import logging
 
     from ppipe.models import create_model
     from ppipe.ops.onednn import accelerate_for_cpu_training
+    from ppipe.quantization import qat_enabled, quantize_for_training
 
     if cfg.Arch.name == DISTILLATION:
         from ppipe.models.distillation import build_distillation_model
@@ -52,6 +54,9 @@ def build_model(cfg: Config, pretrained: str | None = None):
         model = build_distillation_model(cfg.Arch.kwargs, cfg.Arch.class_num or cfg.Global.class_num)
     else:
         model = create_model(cfg.Arch.name, num_classes=cfg.num_classes, pretrained=pretrained, **cfg.Arch.kwargs)
+    if qat_enabled(cfg.Quantization):
+        # before the CPU kernels: Paddle's QAT wraps nn.Conv2D/nn.Linear by exact class, which they change
+        model = quantize_for_training(model, cfg.Quantization)
     kernels = accelerate_for_cpu_training(model, cfg.Global.cpu_kernels)
     logging.getLogger(__name__).info("%s: %s", cfg.Arch.name, kernels)
     return model

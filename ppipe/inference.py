@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ppipe.native_output import PADDLE_PASS_SUMMARY, filtered_native_output
+
 __all__ = ["InferenceError", "PredictorSettings", "PREDICTOR_FILE", "find_model_files", "load_settings",
            "create_predictor", "predict"]
 
@@ -133,7 +135,10 @@ def create_predictor(model_dir: str, *, mkldnn: bool | None = None, threads: int
     for name in s.deleted_passes:
         config.delete_pass(name)
     try:
-        return pi.create_predictor(config)
+        if not s.int8:
+            return pi.create_predictor(config)
+        with filtered_native_output(PADDLE_PASS_SUMMARY):  # the INT8 passes' ~30 summary lines, unless --verbose
+            return pi.create_predictor(config)
     except Exception as e:  # noqa: BLE001 - give the folder in the message
         raise InferenceError(f"cannot create a predictor for {model_dir}: {e}") from e
 

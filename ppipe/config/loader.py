@@ -44,6 +44,7 @@ def validate(cfg: Config) -> Config:
     _validate_arch(cfg)
     _validate_optimizer(cfg)
     _validate_amp(cfg)
+    _validate_quantization(cfg)
     _validate_data_loaders(cfg)
     _validate_losses_and_metrics(cfg)
     return cfg
@@ -216,6 +217,15 @@ def _validate_amp(cfg: Config) -> None:
     if amp.level == "O2" and cfg.EMA is not None:
         raise ConfigError("EMA with AMP.level O2 is not supported: the averaged float32 weights cannot be swapped "
                           "into the float16 model for evaluation; use AMP.level O1 with EMA")
+
+
+def _validate_quantization(cfg: Config) -> None:
+    from ppipe.models.distillation import DISTILLATION
+
+    if cfg.Quantization is not None and cfg.Quantization.mode == "qat" and cfg.Arch.name == DISTILLATION:
+        raise ConfigError("Quantization.mode: qat with Arch.name: DistillationModel would fake-quantize the teacher "
+                          "too; distil first, then train the student alone with QAT (its weights as "
+                          "Global.pretrained_model)")
 
 
 def read_yaml_mapping(path: str | os.PathLike, what: str, expected: str) -> dict:

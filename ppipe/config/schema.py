@@ -288,6 +288,9 @@ class QuantizationSection:
     weight_bits: int = field(default=8, metadata=COUNT)
     activation_bits: int = field(default=8, metadata=COUNT)
     moving_rate: float = field(default=0.9, metadata=FRACTION)  # QAT: moving average of the activation abs-max
+    # PTQ: a layer whose input quantization alone moves the logits by more than this (mean squared difference
+    # over the mean squared logit, on the first calibration batch) stays FP32 (ppipe.quantization)
+    max_layer_error: float = field(default=0.01, metadata=within(low=0, high=1))
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,14 @@ class ModelScorer:
         from ppipe.losses import CombinedLoss
         from ppipe.models import create_model
         from ppipe.models.weights import load_pretrained
+        from ppipe.quantization import load_qat_weights, qat_enabled
 
         arch = infer_arch(self.cfg)
         model = create_model(arch.name, num_classes=arch.num_classes, **arch.kwargs)
-        load_pretrained(model, self.weights, drop_classifier=False)
+        if qat_enabled(self.cfg.Quantization):  # a QAT run is scored as it trained: fake-quantized, learnt scales
+            model = load_qat_weights(model, self.weights, self.cfg.Quantization)
+        else:
+            load_pretrained(model, self.weights, drop_classifier=False)
         accumulator = EvalAccumulator.empty(arch.num_classes)
         loader = self.cfg.DataLoader.Eval or self.cfg.DataLoader.Train
         counts = score(model, self.prepared, self.split, eval_transform_ops(self.cfg), loader.sampler.batch_size,

@@ -1,15 +1,15 @@
-"""INT8 quantization with `paddle.quantization` and the `paddle-inference-mkldnn-int8` target.
+"""The `paddle-inference-mkldnn-int8` target: Paddle Inference's oneDNN INT8 kernels on a quantized model.
 
-    from ppipe.export.int8 import quantize_for_training, convert_after_training
-    qmodel = quantize_for_training(model, cfg.Quantization)   # QAT: fake-quant layers, train as usual
-    ...
-    int8_model = convert_after_training(qmodel)               # quantize/dequantize ops with the learnt scales
+    from ppipe.export.int8 import calibrate, save_int8_program
+    quantized, seen = calibrate(model, calibration_batches(...))   # PTQ, abs-max observers
+    save_int8_program(quantized, "out/int8", (3, 224, 224))          # model.pdmodel + model.pdiparams
 
-The target calibrates the reparameterized model on `ExportContext.calibration` (PTQ, abs-max observers), or
-takes the scales of a QAT model, converts it to quantize/dequantize form, saves it as a legacy program
-(Paddle 3.3.1's oneDNN INT8 passes work on legacy programs only), runs it in Paddle Inference with
-oneDNN INT8, and records the top-1/top-5 change against the FP32 export on the val batches. What runs and what
-does not on Paddle 3.3.1 is recorded in docs/export.md.
+The target calibrates the reparameterized model on `ExportContext.calibration` (PTQ), or takes the scales a
+QAT run learnt (`ExportContext.qat_model`, `ppipe.quantization`), converts it to quantize/dequantize form
+(activations only: oneDNN quantizes the weights itself), saves it as a legacy program (Paddle 3.3.1's oneDNN
+INT8 passes work on legacy programs only), runs it in Paddle Inference with oneDNN INT8, and records the
+top-1/top-5 change against the FP32 export on the val batches. What was tried on Paddle 3.3.1, and what each
+attempt gave, is recorded in docs/export.md.
 """
 
 from __future__ import annotations
@@ -26,76 +26,35 @@ from ppipe import inference as _inference
 from ppipe.export.paddle_inference import ExportError, predictor_target, shipped_settings
 from ppipe.export.targets import TARGETS, ExportContext, TargetResult
 from ppipe.metrics import topk_correct
+from ppipe.quantization import convert_after_training, convert_observed, keep_sensitive_layers_fp32, quant_config
 
-__all__ = ["INT8_TARGET", "quant_config", "quantize_for_training", "convert_after_training", "calibrate",
-           "is_quantized_for_training", "topk_of", "paddle_inference_mkldnn_int8"]
+__all__ = ["INT8_TARGET", "calibrate", "save_int8_program", "topk_of", "paddle_inference_mkldnn_int8"]
 
 INT8_TARGET = "paddle-inference-mkldnn-int8"
 
 
-def quant_config(quantization: Any = None, *, observe: bool = False):
-    """A `paddle.quantization.QuantConfig` for `quantization` (a `Quantization` section; None: 8 bits).
-    `observe`: abs-max observers (PTQ calibration) instead of fake quanters (QAT)."""
-    from paddle.quantization import QuantConfig
-    from paddle.quantization.observers import AbsmaxObserver
-    from paddle.quantization.quanters import FakeQuanterWithAbsMaxObserver
-
-    w_bits = int(getattr(quantization, "weight_bits", 8))
-    a_bits = int(getattr(quantization, "activation_bits", 8))
-    if observe:
-        return QuantConfig(activation=AbsmaxObserver(quant_bits=a_bits), weight=AbsmaxObserver(quant_bits=w_bits))
-    rate = float(getattr(quantization, "moving_rate", 0.9))
-    return QuantConfig(activation=FakeQuanterWithAbsMaxObserver(moving_rate=rate, bit_length=a_bits),
-                       weight=FakeQuanterWithAbsMaxObserver(moving_rate=rate, bit_length=w_bits))
-
-
-def quantize_for_training(model, quantization: Any = None):
-    """QAT: a copy of `model` whose convolutions and linear layers quantize their weights and inputs in the
-    forward pass (straight-through gradients). The training loop trains it like the FP32 model; the original
-    layer is left as it was."""
-    from paddle.quantization import QAT
-
-    model = copy.deepcopy(model)
-    model.train()  # paddle.quantization.QAT refuses a model in eval mode
-    return QAT(quant_config(quantization)).quantize(model, inplace=True)
-
-
-def convert_after_training(qat_model, quantization: Any = None):
-    """The trained QAT model in quantize/dequantize form, with the scales it learnt, in eval mode."""
-    import paddle
-    from paddle.quantization import QAT
-
-    qat_model.eval()
-    for layer in qat_model.sublayers():
-        # Paddle 3.3.1: the abs-max fake quanter reports its zero point as None, and the converter then fails
-        # building a tensor from it; symmetric quantization's zero point is 0.
-        if type(layer).__name__ == "FakeQuanterWithAbsMaxObserverLayer" and layer.zero_points() is None:
-            layer.zero_points = lambda layer=layer: paddle.zeros_like(layer.scales())
-    return QAT(quant_config(quantization)).convert(qat_model, inplace=False)
-
-
-def is_quantized_for_training(model) -> bool:
-    """Whether `model` carries QAT's fake quanters (`quantize_for_training`)."""
-    return any("Quanter" in type(layer).__name__ for layer in model.sublayers())
-
-
 def calibrate(model, batches: Iterable[np.ndarray], quantization: Any = None):
-    """PTQ: `model` (eval mode, reparameterized) observed on `batches` and converted to quantize/dequantize
-    form. Raises `ExportError` when no batch came."""
+    """PTQ: `model` (eval mode, reparameterized) observed on `batches` and converted to quantize/dequantize form,
+    the layers too sensitive to quantize left FP32 (`keep_sensitive_layers_fp32` on the first batch, with
+    `Quantization.max_layer_error`). Returns (the model, images seen, names of the FP32 layers); raises
+    `ExportError` when no batch came."""
     import paddle
     from paddle.quantization import PTQ
 
     ptq = PTQ(quant_config(quantization, observe=True))
     observed = ptq.quantize(copy.deepcopy(model), inplace=True)
     observed.eval()
-    seen = 0
+    seen, first = 0, None
     with paddle.no_grad():
         for images in batches:
             observed(paddle.to_tensor(np.asarray(images, np.float32)))
             seen += len(images)
+            first = images if first is None else first
     if not seen:
         raise ExportError("INT8 calibration saw no images")
-    return ptq.convert(observed, inplace=True), seen
+    quantized = convert_observed(ptq, observed)
+    max_error = float(getattr(quantization, "max_layer_error", 0.01))
+    return quantized, seen, keep_sensitive_layers_fp32(quantized, model, first, max_error)
 
 
 def topk_of(run: Callable[[np.ndarray], np.ndarray],
@@ -135,13 +94,15 @@ def save_int8_program(quantized, directory: str, input_shape: tuple[int, int, in
 
 @TARGETS.register(name=INT8_TARGET)
 def paddle_inference_mkldnn_int8(ctx: ExportContext) -> TargetResult:
-    """PTQ (or QAT scales) -> quantize/dequantize PIR program -> oneDNN INT8 predictor; accuracy change on val."""
-    if is_quantized_for_training(ctx.model):
-        quantized, seen = convert_after_training(copy.deepcopy(ctx.model), ctx.quantization), 0
+    """PTQ (or a QAT model's learnt scales) -> quantize/dequantize legacy program -> oneDNN INT8 predictor, refused
+    when its top-1 on the val batches falls more than `Export.int8_max_top1_drop` below the FP32 export's."""
+    if ctx.qat_model is not None:
+        quantized, source = convert_after_training(ctx.qat_model, ctx.quantization), {"scales": "qat"}
     elif ctx.calibration is None:
         return TargetResult(INT8_TARGET, "skipped", reason="no calibration images (give the prepared dataset)")
     else:
-        quantized, seen = calibrate(ctx.model, ctx.calibration(), ctx.quantization)
+        quantized, seen, fp32_layers = calibrate(ctx.model, ctx.calibration(), ctx.quantization)
+        source = {"scales": "ptq", "calibration_images": seen, "fp32_layers": fp32_layers}
     max_drop = float(getattr(ctx.settings, "int8_max_top1_drop", 0.01))
     with tempfile.TemporaryDirectory(dir=ctx.out_root, prefix=".int8-") as tmp:
         save_int8_program(quantized, tmp, ctx.input_shape)
@@ -153,9 +114,8 @@ def paddle_inference_mkldnn_int8(ctx: ExportContext) -> TargetResult:
                 raise ExportError("no val batches to measure the INT8 accuracy change on")
             ref = topk_of(lambda x: _inference.predict(fp32, x), ctx.evaluation())
             got = topk_of(lambda x: _inference.predict(predictor, x), ctx.evaluation())
-            record = {"calibration_images": seen, "fp32": ref, "int8": got,
-                      "top1_change": got["top1"] - ref["top1"], "top5_change": got["top5"] - ref["top5"],
-                      "max_top1_drop": max_drop}
+            record = {**source, "fp32": ref, "int8": got, "top1_change": got["top1"] - ref["top1"],
+                      "top5_change": got["top5"] - ref["top5"], "max_top1_drop": max_drop}
             if ref["top1"] - got["top1"] > max_drop:
                 raise ExportError(f"INT8 loses {ref['top1'] - got['top1']:.4f} top-1 (> {max_drop}): {record}")
             return record

@@ -71,14 +71,16 @@ def export_targets(model, out_root: str, input_shape: tuple[int, int, int],
                    calibration: Callable[[], Iterator[np.ndarray]] | None = None,
                    settings: ExportSection | None = None, *,
                    evaluation: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]] | None = None,
-                   quantization: Any = None, check_batch: int = 4, seed: int = 0) -> dict[str, Any]:
+                   quantization: Any = None, qat_model: Any = None, check_batch: int = 4,
+                   seed: int = 0) -> dict[str, Any]:
     """Export `model` (a dygraph `paddle.nn.Layer`) to `targets` (None: every registered one) under `out_root`.
 
     The model is put in eval mode and reparameterized (on a copy) once; the FP32 PIR export is checked against
     its logits on `check_batch` random images and handed to every target as `ExportContext.reference_dir`.
     `calibration` yields float32 image batches for the INT8 targets (`calibration.calibration_batches`),
     `evaluation` labelled val batches they measure their accuracy change on, `quantization` the config's
-    `Quantization` section.
+    `Quantization` section, `qat_model` the QAT-trained model whose learnt scales they use (`model` then holds
+    its float weights, `ppipe.quantization.load_qat_weights`).
     Returns the JSON-able summary that is also written to ``out_root/export.json``.
     """
     settings = settings or ExportSection()
@@ -93,7 +95,7 @@ def export_targets(model, out_root: str, input_shape: tuple[int, int, int],
         ctx = ExportContext(model=layer, input_shape=tuple(int(d) for d in input_shape), out_root=tmp,
                             reference_dir=os.path.join(tmp, _REFERENCE), check_inputs=x,
                             reference_logits=reference, calibration=calibration, settings=settings,
-                            evaluation=evaluation, quantization=quantization)
+                            evaluation=evaluation, quantization=quantization, qat_model=qat_model)
         results = {name: dataclasses.asdict(_build_one(name, ctx)) for name in names}
         shutil.rmtree(ctx.reference_dir)
         summary = {"input_shape": list(ctx.input_shape),
@@ -140,11 +142,14 @@ def export_run(cfg, weights: str, prepared: str | None, rdir: str,
     from ppipe.export.calibration import calibration_batches
     from ppipe.export.paddle_inference import PREDICTOR
     from ppipe.models import create_model
+    from ppipe.quantization import load_qat_weights, qat_enabled
 
     ex = cfg.Export
     arch = infer_arch(cfg)
-    model = create_model(arch.name, num_classes=arch.num_classes, pretrained=weights,
+    qat = qat_enabled(cfg.Quantization)  # the weights carry the learnt scales too: re-wrap to read them
+    model = create_model(arch.name, num_classes=arch.num_classes, pretrained=None if qat else weights,
                          **inference_kwargs(arch.kwargs))
+    qat_model = load_qat_weights(model, weights, cfg.Quantization) if qat else None
     calibration = evaluation = None
     if prepared:
         def calibration():
@@ -154,7 +159,7 @@ def export_run(cfg, weights: str, prepared: str | None, rdir: str,
             return val_batches(prepared, cfg, ex.int8_eval_images)
     summary = export_targets(model, os.path.join(rdir, "export"), tuple(ex.input_shape or cfg.Global.image_shape),
                              targets if targets is not None else ex.targets, calibration, ex,
-                             evaluation=evaluation, quantization=cfg.Quantization)
+                             evaluation=evaluation, quantization=cfg.Quantization, qat_model=qat_model)
     fp32 = summary["targets"].get(PREDICTOR, {})
     if fp32.get("status") == "built":
         with storage.staged_directory(os.path.join(rdir, "inference"), "export") as tmp:

@@ -34,6 +34,9 @@ class ExportContext:
     # targets record their top-1/top-5 change on them
     evaluation: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]] | None = None
     quantization: Any = None             # the config's Quantization section (None: PTQ at 8 bits)
+    # a `Quantization.mode: qat` run's trained model with its fake quanters (`ppipe.quantization`): the INT8
+    # targets convert it with the scales it learnt instead of calibrating `model`
+    qat_model: Any = None
 
 
 @dataclass
