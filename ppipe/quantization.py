@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -96,7 +97,11 @@ def convert_observed(quantizer, observed):
     it reinterpreted byte by byte (top-1 at chance); and a weight that keeps its own pair (`remain_weight`)
     pins its per-tensor scale from before the batch-norm folding, which `compute_propagate_scales_onednn_pass`
     never replaces (top-1 0.93 -> 0.74 on the digits model)."""
-    converted = quantizer.convert(observed, inplace=True, remain_weight=True)
+    with warnings.catch_warnings():
+        # Paddle's own LinearQuanter copies each observer's scale tensor with paddle.to_tensor, which warns once
+        # per conversion on the user's console; the copy is what is wanted here
+        warnings.filterwarnings("ignore", message="To copy construct from a tensor", category=UserWarning)
+        converted = quantizer.convert(observed, inplace=True, remain_weight=True)
     for layer in converted.sublayers(include_self=True):
         for _weight, quanter in getattr(layer, "weights_to_quanters", lambda: [])():
             setattr(layer, quanter, None)
