@@ -11,7 +11,7 @@ import numpy as np
 import paddle
 import pytest
 
-from ppipe.ops import onednn
+from ppipe.ops import extension, onednn
 
 
 def _reference(x, w, stride, pads, dilation, groups):
@@ -304,10 +304,10 @@ def test_layers_it_cannot_take_stay_on_paddle_kernels(pointwise):
 
 def test_missing_headers_are_named(monkeypatch):
     monkeypatch.setenv("PPIPE_ONEDNN_INCLUDE", "/nonexistent")
-    monkeypatch.setattr(onednn.sys, "prefix", "/nonexistent-prefix")
-    monkeypatch.setattr(onednn.sys, "base_prefix", "/nonexistent-prefix")
+    monkeypatch.setattr(extension.sys, "prefix", "/nonexistent-prefix")
+    monkeypatch.setattr(extension.sys, "base_prefix", "/nonexistent-prefix")
     with pytest.raises(onednn.OneDNNUnavailable, match="headers not found.*onednn-devel"):
-        onednn.onednn_include_dir()
+        extension.onednn_include_dir()
 
 
 def test_falls_back_to_paddle_kernels_with_a_warning(monkeypatch, caplog):
