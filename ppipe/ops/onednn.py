@@ -83,8 +83,8 @@ class PointwiseConv2D(OneDNNConv2D):
                 self._ppipe_kernel = kernel
                 if self._ppipe_report is not None:
                     self._ppipe_report.decided(kernel)
-        else:
-            kernel = process_tuner().known(shape) or untimed_kernel()
+        else:  # evaluation: the kernel training chose for this shape, whose input then needed its gradient
+            kernel = process_tuner().known(shape._replace(input_grad=True)) or untimed_kernel()
         return super().forward(x) if kernel == ONEDNN else paddle.nn.Conv2D.forward(self, x)
 
     def _ppipe_shape(self, x) -> PointwiseShape:
