@@ -57,10 +57,10 @@ def _paddle_step(zoo_name: str, kernels: str, batch: int, size: int, retime_1x1:
 
     from ppipe.models import create_model
     from ppipe.ops.onednn import accelerate_for_cpu_training, pointwise_kernels
-    from ppipe.ops.pointwise_tuning import default_store, process_tuner
+    from ppipe.ops.pointwise_tuning import AUTO, default_store, pointwise_mode, process_tuner
 
-    if retime_1x1:  # this machine's stored 1x1 decisions: gone, so that this process times every shape anew
-        default_store().path.unlink(missing_ok=True)
+    if retime_1x1 and pointwise_mode() == AUTO:  # this machine's stored 1x1 decisions: gone, so that this
+        default_store().path.unlink(missing_ok=True)  # process times every shape anew
     paddle.seed(0)
     model = create_model(zoo_name, num_classes=1000)
     note = accelerate_for_cpu_training(model, kernels)
