@@ -11,7 +11,7 @@ import numpy as np
 import paddle
 import pytest
 
-from ppipe.ops import onednn
+from ppipe.ops import extension, onednn
 
 
 def _reference(x, w, stride, pads, dilation, groups):
@@ -217,29 +217,22 @@ def pointwise(monkeypatch):
     """Route 1x1 convolutions explicitly (`PPIPE_POINTWISE_CONV`), whatever this machine's CPU vendor."""
     def route(choice):
         monkeypatch.setenv("PPIPE_POINTWISE_CONV", choice)
-        onednn.pointwise_convolutions_go_to_onednn.cache_clear()
 
     yield route
-    monkeypatch.delenv("PPIPE_POINTWISE_CONV", raising=False)
-    onednn.pointwise_convolutions_go_to_onednn.cache_clear()
 
 
-def test_pointwise_convolutions_go_to_onednn_except_on_intel_cpus_where_mkl_is_faster(monkeypatch, pointwise):
+def test_pointwise_convolutions_are_timed_per_shape_unless_forced(monkeypatch, pointwise):
     conv1x1, conv3x3 = paddle.nn.Conv2D(16, 32, 1), paddle.nn.Conv2D(16, 32, 3, padding=1)
     monkeypatch.delenv("PPIPE_POINTWISE_CONV", raising=False)
-    for vendor, expected in (("GenuineIntel", False), ("AuthenticAMD", True), ("HygonGenuine", True), (None, False)):
-        monkeypatch.setattr(onednn, "cpu_vendor", lambda v=vendor: v)
-        onednn.pointwise_convolutions_go_to_onednn.cache_clear()
-        assert onednn.convolution_goes_to_onednn(conv1x1) is expected, vendor
-        assert onednn.convolution_goes_to_onednn(conv3x3)
-    monkeypatch.setattr(onednn, "cpu_vendor", lambda: "AuthenticAMD")
-    pointwise("paddle")
-    assert not onednn.convolution_goes_to_onednn(conv1x1)
-    pointwise("onednn")
-    assert onednn.convolution_goes_to_onednn(conv1x1)
+    assert onednn.convolution_kernel(conv1x1) == "auto"
+    assert onednn.convolution_kernel(conv3x3) == "onednn"
+    for choice in ("paddle", "onednn", "auto"):
+        pointwise(choice)
+        assert onednn.convolution_kernel(conv1x1) == choice
+        assert onednn.convolution_kernel(conv3x3) == "onednn"
     pointwise("mkl")
-    with pytest.raises(ValueError, match="PPIPE_POINTWISE_CONV='mkl': expected 'onednn' or 'paddle'"):
-        onednn.convolution_goes_to_onednn(conv1x1)
+    with pytest.raises(ValueError, match="PPIPE_POINTWISE_CONV='mkl': expected 'auto' .*'onednn' or 'paddle'"):
+        onednn.convolution_kernel(conv1x1)
 
 
 def test_cpu_vendor_reads_this_machine():
@@ -247,21 +240,23 @@ def test_cpu_vendor_reads_this_machine():
     assert vendor is None or (vendor and vendor == vendor.strip())
 
 
-@pytest.mark.parametrize("route", ["onednn", "paddle"])
+@pytest.mark.parametrize("route", ["onednn", "paddle", "auto"])
 def test_resnet_trains_alike_with_its_pointwise_convolutions_on_either_kernel(route, pointwise):
     pointwise(route)
     plain, fast, counts = _pair("ResNet18_vd")
     pointwise_convs = [m for m in plain.sublayers() if type(m) is paddle.nn.Conv2D and list(m._kernel_size) == [1, 1]]
-    switched = [m for m in plain.sublayers() if type(m) is paddle.nn.Conv2D and onednn.convolution_goes_to_onednn(m)]
+    switched = [m for m in plain.sublayers()
+                if type(m) is paddle.nn.Conv2D and onednn.convolution_kernel(m) == "onednn"]
     assert pointwise_convs and (set(map(id, pointwise_convs)) <= set(map(id, switched))) is (route == "onednn")
     assert counts["conv"] == len(switched)
+    assert counts["conv_1x1_timed"] == (len(pointwise_convs) if route == "auto" else 0)
     _assert_as_accurate_as_paddle("ResNet18_vd", plain, fast, paddle.randn([4, 3, 64, 64]))
 
 
 @pytest.mark.parametrize("name", ["ResNet18_vd", "MobileNetV3_small_x0_35", "GhostNet_x0_5"])
 def test_switched_model_trains_like_the_original(name):
     plain, fast, counts = _pair(name)
-    convs = [m for m in plain.sublayers() if type(m) is paddle.nn.Conv2D and onednn.convolution_goes_to_onednn(m)]
+    convs = [m for m in plain.sublayers() if type(m) is paddle.nn.Conv2D and onednn.convolution_kernel(m) == "onednn"]
     assert counts["conv"] == len(convs) > 0 and counts["batch_norm"] > 0
     assert counts["activation"] + counts["fused_batch_norm_activation"] > 0
     _assert_as_accurate_as_paddle(name, plain, fast, paddle.randn([4, 3, 64, 64]))
@@ -309,10 +304,10 @@ def test_layers_it_cannot_take_stay_on_paddle_kernels(pointwise):
 
 def test_missing_headers_are_named(monkeypatch):
     monkeypatch.setenv("PPIPE_ONEDNN_INCLUDE", "/nonexistent")
-    monkeypatch.setattr(onednn.sys, "prefix", "/nonexistent-prefix")
-    monkeypatch.setattr(onednn.sys, "base_prefix", "/nonexistent-prefix")
+    monkeypatch.setattr(extension.sys, "prefix", "/nonexistent-prefix")
+    monkeypatch.setattr(extension.sys, "base_prefix", "/nonexistent-prefix")
     with pytest.raises(onednn.OneDNNUnavailable, match="headers not found.*onednn-devel"):
-        onednn.onednn_include_dir()
+        extension.onednn_include_dir()
 
 
 def test_falls_back_to_paddle_kernels_with_a_warning(monkeypatch, caplog):

@@ -1,133 +1,31 @@
-"""ppipe's CPU training operators: build, load, and switch a model's layers onto them.
+"""Switch a model's layers onto ppipe's CPU training operators (built and loaded by `ppipe.ops.extension`).
 
 Paddle's eager CPU `conv2d` (forward and both gradients) runs im2col plus a single-threaded GEMM per sample,
 and its BatchNorm and activations are single-threaded loops; oneDNN, which Paddle ships for its inference
 predictor but never selects in eager mode, runs the same convolutions several times faster (see
 benchmarks/README.md). `csrc/` holds Paddle custom operators: oneDNN convolutions and activations
 (onednn_ops.cc), ppipe's depthwise weight gradient where oneDNN has no JIT kernel (depthwise.cc), and a
-BatchNorm fused with the activation that follows it (batch_norm_act.cc). They are compiled on first use (about
-20 s with g++) into a cache keyed by the sources, Paddle's version and the headers, under a file lock so that
-Ray workers starting together build them once.
+BatchNorm fused with the activation that follows it (batch_norm_act.cc). 1x1 convolutions run, shape by shape,
+on whichever of Paddle's GEMM and oneDNN was timed faster (`ppipe.ops.pointwise_tuning`).
 
-Where they cannot be built (no C++ compiler, no oneDNN headers) training falls back to Paddle's kernels with one
-warning that says why: correctness never depends on them.
+Where the operators cannot be built (no C++ compiler, no oneDNN headers) training falls back to Paddle's kernels
+with one warning that says why: correctness never depends on them.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import hashlib
 import logging
-import os
-import sys
-import warnings
-from pathlib import Path
 
 import paddle
 
+from ppipe.ops.extension import OneDNNUnavailable, load_extension, onednn_include_dir
+from ppipe.ops.pointwise_tuning import (AUTO, KERNELS, ONEDNN, PADDLE, PointwiseShape, batch_bucket, cpu_vendor,
+                                        pointwise_mode, process_tuner, untimed_kernel)
+
+__all__ = ["OneDNNUnavailable", "accelerate_for_cpu_training", "convolution_kernel", "load_extension",
+           "onednn_include_dir", "pointwise_kernels", "use_onednn_kernels"]
+
 log = logging.getLogger(__name__)
-
-# Compiled together into one operator module: oneDNN's convolutions and activations, and ppipe's own kernels
-# (depthwise weight gradient, fused BatchNorm + activation; OpenMP, on the GNU OpenMP runtime Paddle's oneDNN
-# uses, so they share its threads).
-_CSRC = Path(__file__).parent / "csrc"
-_SOURCES = (_CSRC / "onednn_ops.cc", _CSRC / "depthwise.cc", _CSRC / "batch_norm_act.cc")
-_HEADERS = (_CSRC / "depthwise.h",)
-
-
-class OneDNNUnavailable(RuntimeError):
-    """The oneDNN operator cannot be built or loaded here (the message says why)."""
-
-
-def onednn_include_dir() -> Path:
-    """oneDNN's C++ headers: `PPIPE_ONEDNN_INCLUDE`, else the `onednn-devel` wheel's (installed under the
-    environment's `include/`). Paddle's wheel ships oneDNN's library but not these headers."""
-    candidates = [os.environ.get("PPIPE_ONEDNN_INCLUDE"), os.path.join(sys.prefix, "include"),
-                  os.path.join(sys.base_prefix, "include")]
-    for c in candidates:
-        if c and (Path(c) / "oneapi" / "dnnl" / "dnnl.hpp").is_file():
-            return Path(c)
-    raise OneDNNUnavailable("oneDNN headers not found (looked for oneapi/dnnl/dnnl.hpp under "
-                            f"{[c for c in candidates if c]}); install `onednn-devel` or set PPIPE_ONEDNN_INCLUDE")
-
-
-def _cache_root() -> Path:
-    base = os.environ.get("PPIPE_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "ppipe")
-    return Path(base) / "ops"
-
-
-_loaded = None  # the operator module once loaded: a process can register a custom-op library only once
-_load_error: OneDNNUnavailable | None = None
-
-
-def load_extension():
-    """The compiled operator module (built on first use, then loaded from the cache); the same module for the
-    rest of the process. Raises OneDNNUnavailable (the same reason every time) when it cannot be built."""
-    global _loaded, _load_error
-    if _loaded is None and _load_error is None:
-        try:
-            _loaded = _build_and_load()
-        except OneDNNUnavailable as exc:
-            _load_error = exc
-    if _load_error is not None:
-        raise _load_error
-    return _loaded
-
-
-def _build_and_load():
-    import shutil
-
-    from filelock import FileLock
-
-    if shutil.which(os.environ.get("CXX", "g++")) is None and shutil.which("c++") is None:
-        raise OneDNNUnavailable("no C++ compiler (g++/c++) on PATH to build ppipe's oneDNN operator")
-    include = onednn_include_dir()
-    paddle_dir = Path(paddle.__file__).parent
-    libdnnl = paddle_dir / "libs" / "libdnnl.so.3"
-    if not libdnnl.is_file():
-        raise OneDNNUnavailable(f"Paddle's oneDNN library not found at {libdnnl}")
-    digest = hashlib.sha256()
-    for source in _SOURCES + _HEADERS:
-        digest.update(source.read_bytes())
-    digest.update(paddle.__version__.encode())
-    # Paddle's build records the sources' paths: two checkouts sharing the cache would rebuild each other's
-    # operator on every switch (30-40 s of g++ inside a Ray worker, long enough to time out its peers).
-    digest.update(str(_SOURCES[0].parent.resolve()).encode())
-    digest.update((include / "oneapi" / "dnnl" / "dnnl_version.h").read_bytes())
-    key = digest.hexdigest()[:16]
-    name = f"ppipe_onednn_conv_{key}"
-    build_dir = _cache_root() / key
-    build_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(build_dir) + ".lock"):
-        # Paddle's `load` rebuilds only what changed (a no-op build, ~2 s, once the cache is warm), then
-        # imports the generated module; the lock keeps concurrent workers from building over each other.
-        from paddle.utils.cpp_extension import load
-
-        log.info("loading ppipe's oneDNN convolution operator from %s (built on first use)", build_dir)
-        try:
-            with _quiet_build():
-                return load(name=name, sources=[str(s) for s in _SOURCES], build_directory=str(build_dir),
-                            extra_include_paths=[str(include)],
-                            extra_ldflags=[f"-L{libdnnl.parent}", "-l:libdnnl.so.3", "-fopenmp"],
-                            extra_cxx_cflags=["-O3", "-std=c++17", "-fopenmp"], verbose=False)
-        except Exception as exc:  # compiler errors arrive as RuntimeError with the command's output
-            raise OneDNNUnavailable(f"building ppipe's oneDNN operator failed: {exc}") from exc
-
-
-@contextlib.contextmanager
-def _quiet_build():
-    """Paddle's builder prints to stdout (which carries `--json` documents) and logs setuptools' progress at
-    INFO on every load; keep stdout clean and only warnings and errors in the log."""
-    previous = logging.root.manager.disable
-    logging.disable(logging.INFO)
-    try:
-        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="No ccache found")
-            yield
-    finally:
-        logging.disable(previous)
-
 
 def _explicit_pads(layer: paddle.nn.Conv2D) -> list[int] | None:
     """[top, bottom, left, right] for a layer with explicit zero padding; None for what the op does not take."""
@@ -141,55 +39,20 @@ def _explicit_pads(layer: paddle.nn.Conv2D) -> list[int] | None:
     return None
 
 
-_POINTWISE_ENV = "PPIPE_POINTWISE_CONV"
-
-
-@functools.cache
-def pointwise_convolutions_go_to_onednn() -> bool:
-    """Whether 1x1 convolutions run on oneDNN too: on every CPU but Intel's, unless PPIPE_POINTWISE_CONV says
-    `onednn` or `paddle`.
-
-    A pointwise convolution is one GEMM per image in Paddle's kernel (no im2col), and that GEMM is Intel MKL
-    (Paddle's CPU wheel ships libmklml). On Intel CPUs it beats oneDNN's convolution, whose blocked layouts add
-    two activation reorders (measured 0.6-0.8x on a Xeon). MKL takes its fast code paths only on Intel CPUs:
-    on an AMD EPYC with AVX-512, Paddle's 2048x2048 matmul reached 70 GFLOP/s where numpy's OpenBLAS reached
-    187, and moving ResNet50's 1x1 convolutions to oneDNN (a JIT that targets the instruction set, not the
-    vendor) made its training step 1.77x faster, MobileNetV3-Large's 1.37x (benchmarks/README.md).
-    """
-    choice = os.environ.get(_POINTWISE_ENV, "").strip().lower()
-    if choice in ("onednn", "paddle"):
-        return choice == "onednn"
-    if choice:
-        raise ValueError(f"{_POINTWISE_ENV}={choice!r}: expected 'onednn' or 'paddle' (or unset: by CPU vendor)")
-    return cpu_vendor() not in ("GenuineIntel", None)
-
-
-@functools.cache
-def cpu_vendor() -> str | None:
-    """The x86 CPU vendor string (GenuineIntel, AuthenticAMD, ...) from /proc/cpuinfo, read once; None where
-    unknown."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("vendor_id"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
-def convolution_goes_to_onednn(layer: paddle.nn.Conv2D) -> bool:
-    """Whether `use_onednn_kernels` switches this Conv2D: where oneDNN measured faster and the op applies."""
+def convolution_kernel(layer: paddle.nn.Conv2D) -> str | None:
+    """Where `use_onednn_kernels` sends this Conv2D: `onednn`, `auto` (a 1x1 convolution whose kernel is chosen
+    per shape by timing, ppipe.ops.pointwise_tuning), `paddle` (a forced 1x1 choice), or None where the
+    operator does not apply or oneDNN measured slower."""
     if layer._data_format != "NCHW" or layer.weight.dtype != paddle.float32 or _explicit_pads(layer) is None:
-        return False
+        return None
     if layer._groups == 1 and list(layer._kernel_size) == [1, 1]:
-        return pointwise_convolutions_go_to_onednn()
+        return pointwise_mode()
     if layer._groups == 1 and layer._in_channels < 8:
         # Stems on the input image: oneDNN falls back to a GEMM-based kernel for 3 input channels, and the
         # image needs no gradient, which Paddle's kernel skips and the custom operator cannot (measured
         # 0.7-1.0x).
-        return False
-    return True
+        return None
+    return ONEDNN
 
 
 class OneDNNConv2D(paddle.nn.Conv2D):
@@ -201,6 +64,85 @@ class OneDNNConv2D(paddle.nn.Conv2D):
         if self.bias is not None:
             y = y + self.bias.reshape([1, -1, 1, 1])
         return y
+
+
+class PointwiseConv2D(OneDNNConv2D):
+    """A 1x1 Conv2D that runs each input shape on the kernel timed faster for it in training (Paddle's GEMM or
+    ppipe's oneDNN operator, ppipe.ops.pointwise_tuning); same parameters, same state dict. Shapes met only in
+    evaluation, or without gradients, run on the kernel decided for them in training, else the untimed
+    default."""
+
+    _ppipe_kernel: str | None = None  # the kernel of this layer's first training forward, for the run's log
+    _ppipe_report: _PointwiseReport | None = None
+
+    def forward(self, x):
+        shape = self._ppipe_shape(x)
+        if self.training and paddle.is_grad_enabled():
+            kernel = process_tuner().kernel(shape, lambda: _timed_runs(self, x))
+            if self._ppipe_kernel is None:
+                self._ppipe_kernel = kernel
+                if self._ppipe_report is not None:
+                    self._ppipe_report.decided(kernel)
+        else:  # evaluation: the kernel training chose for this shape, whose input then needed its gradient
+            kernel = process_tuner().known(shape._replace(input_grad=True)) or untimed_kernel()
+        return super().forward(x) if kernel == ONEDNN else paddle.nn.Conv2D.forward(self, x)
+
+    def _ppipe_shape(self, x) -> PointwiseShape:
+        n, _, h, w = x.shape
+        strides, pads, _, _ = self._ppipe_geometry
+        return PointwiseShape(self._in_channels, self._out_channels, h, w, tuple(strides), tuple(pads),
+                              batch_bucket(n), not x.stop_gradient)
+
+
+def _timed_runs(layer: PointwiseConv2D, x) -> dict[str, object]:
+    """The work one training step gives `layer` on `x` (forward, then the gradients it needs), on each kernel,
+    for timing. On detached tensors, so nothing reaches the model's graph or gradients, and with no random
+    numbers drawn, so that timing changes no result."""
+    strides, pads, dilations, groups = layer._ppipe_geometry
+    input_grad = not x.stop_gradient
+    x = x.detach()
+    x.stop_gradient = not input_grad  # a leaf that needs a gradient where the layer's input does
+    w = layer.weight.detach()
+    w.stop_gradient = False
+    wrt = [x, w] if input_grad else [w]
+    n, _, h, wd = x.shape
+    out = [n, layer._out_channels, (h + pads[0] + pads[1] - 1) // strides[0] + 1,
+           (wd + pads[2] + pads[3] - 1) // strides[1] + 1]
+    grad = paddle.ones(out, dtype=x.dtype)
+    ops = load_extension()
+
+    def paddle_kernel():
+        paddle.grad([paddle.nn.functional.conv2d(x, w, stride=strides, padding=pads)], wrt, [grad])
+
+    def onednn_kernel():
+        paddle.grad([ops.onednn_conv2d(x, w, strides, pads, dilations, groups)], wrt, [grad])
+
+    return {PADDLE: paddle_kernel, ONEDNN: onednn_kernel}
+
+
+class _PointwiseReport:
+    """One model's 1x1 convolutions timed per shape: logs, once every one of them has run a training step, how
+    many went to each kernel."""
+
+    def __init__(self, layers: int):
+        self.layers = layers
+        self.kernels = dict.fromkeys(KERNELS, 0)
+
+    def decided(self, kernel: str) -> None:
+        self.kernels[kernel] += 1
+        if sum(self.kernels.values()) == self.layers:
+            log.info("1x1 convolutions, each shape's kernel chosen by timing: %d on oneDNN, %d on Paddle's GEMM "
+                     "(%s)", self.kernels[ONEDNN], self.kernels[PADDLE], process_tuner().describe())
+
+
+def pointwise_kernels(model: paddle.nn.Layer) -> dict[str, int]:
+    """How many of `model`'s 1x1 convolutions chosen by timing ran their first training step on each kernel
+    (`undecided`: not run in training yet)."""
+    counts = dict.fromkeys((*KERNELS, "undecided"), 0)
+    for layer in model.sublayers(include_self=True):
+        if isinstance(layer, PointwiseConv2D):
+            counts[layer._ppipe_kernel or "undecided"] += 1
+    return counts
 
 
 # Activations the fused BatchNorm kernel (csrc/batch_norm_act.cc) applies itself: its code, and Paddle's
@@ -315,25 +257,32 @@ def use_onednn_kernels(model: paddle.nn.Layer) -> dict[str, int]:
     """Switch `model`'s layers to ppipe's CPU training operators in place: spatial/grouped Conv2D (3x3,
     depthwise, 7x7, ...) and element-wise activations (ReLU, ReLU6, Hardswish, Hardsigmoid, Swish/SiLU,
     Sigmoid, GELU) on oneDNN, BatchNorm2D (training mode) on ppipe's own kernel, which also applies the
-    activation a layer declares follows it (`bn_act_pairs`). Returns how many layers of each kind were switched
-    (`batch_norm` includes the `fused_batch_norm_activation` ones; their activations are not in `activation`).
+    activation a layer declares follows it (`bn_act_pairs`); 1x1 convolutions as `PPIPE_POINTWISE_CONV` says,
+    by default each shape on the kernel timed faster (`PointwiseConv2D`). Returns how many layers of each kind
+    were switched (`conv`: on oneDNN; `conv_1x1_timed`: 1x1 convolutions choosing per shape; `batch_norm`
+    includes the `fused_batch_norm_activation` ones; their activations are not in `activation`).
 
     The class of each switched layer changes (so copies of the model keep it); parameters and buffers do not,
     so checkpoints and exports are unaffected. Raises OneDNNUnavailable when the operators cannot be built.
     """
     load_extension()
     fused = _fuse_batch_norm_activations(model)
-    counts = {"conv": 0, "batch_norm": fused, "activation": 0, "fused_batch_norm_activation": fused}
+    counts = {"conv": 0, "conv_1x1_timed": 0, "batch_norm": fused, "activation": 0,
+              "fused_batch_norm_activation": fused}
+    timed = []
     for layer in model.sublayers(include_self=True):
         kind = type(layer)
         if kind is paddle.nn.Conv2D:
-            if not convolution_goes_to_onednn(layer):
+            target = convolution_kernel(layer)
+            if target not in (ONEDNN, AUTO):
                 continue
             # The operator's attributes, resolved once here rather than on every forward pass.
             layer._ppipe_geometry = ([int(v) for v in layer._stride], _explicit_pads(layer),
                                      [int(v) for v in layer._dilation], int(layer._groups))
-            layer.__class__ = OneDNNConv2D
-            counts["conv"] += 1
+            layer.__class__ = OneDNNConv2D if target == ONEDNN else PointwiseConv2D
+            counts["conv" if target == ONEDNN else "conv_1x1_timed"] += 1
+            if target == AUTO:
+                timed.append(layer)
         elif kind is paddle.nn.BatchNorm2D:
             if not _batch_norm_goes_to_kernel(layer):
                 continue
@@ -343,6 +292,9 @@ def use_onednn_kernels(model: paddle.nn.Layer) -> dict[str, int]:
             layer._ppipe_eltwise = _gelu_entry(layer) if kind is paddle.nn.GELU else _ACTIVATIONS[kind]
             layer.__class__ = _switched_class(OneDNNActivation, kind, "OneDNN")
             counts["activation"] += 1
+    report = _PointwiseReport(len(timed))
+    for layer in timed:
+        layer._ppipe_report = report
     return counts
 
 
@@ -359,6 +311,8 @@ def accelerate_for_cpu_training(model: paddle.nn.Layer, kernels: str) -> str:
     except OneDNNUnavailable as exc:
         log.warning("Global.cpu_kernels=onednn: %s; training with Paddle's CPU kernels instead", exc)
         return f"paddle kernels ({exc})"
-    pointwise = "on oneDNN" if pointwise_convolutions_go_to_onednn() else "on Paddle's MKL GEMM"
+    mode = pointwise_mode()
+    pointwise = {AUTO: "each shape on the kernel timed faster in its first training step",
+                 ONEDNN: "on oneDNN", PADDLE: "on Paddle's MKL GEMM"}[mode]
     return ("onednn kernels (" + ", ".join(f"{v} {k}" for k, v in counts.items()) + " layers; 1x1 convolutions "
-            f"{pointwise}, CPU {cpu_vendor() or 'of unknown vendor'})")
+            f"{pointwise} (PPIPE_POINTWISE_CONV={mode}), CPU {cpu_vendor() or 'of unknown vendor'})")
