@@ -89,7 +89,7 @@ def run_ppipe(model: str, prepared: str, batch: int, overrides: list[str]) -> di
 def run_torch(model: str, batch: int, threads: int, steps: int) -> dict:
     """torchvision's model on random tensors, in a fresh process (train_throughput's torch contestant)."""
     args = argparse.Namespace(contestant_="torch", model_=MODELS[model][1], batch=batch, size=224, steps=steps,
-                              warmup=WARMUP_STEPS, threads=threads)
+                              warmup=WARMUP_STEPS, threads=threads, retime_1x1=False)
     return train_throughput._child(args)
 
 
