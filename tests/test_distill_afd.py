@@ -58,8 +58,8 @@ def _softmax(x, axis):
 
 def test_afd_loss_weighs_each_student_maps_distance_by_the_teachers_attention():
     rng = np.random.default_rng(0)
-    t_shapes, s_shapes, qk = [[4, 2, 2], [6, 2, 2], [8, 1, 1]], [[3, 4, 4], [5, 2, 2]], 4
-    groups = [0, 0, 1]  # the two 2x2 teacher maps share the student's values pooled to 2x2
+    t_shapes, s_shapes, qk = [[4, 2, 2], [4, 2, 2], [8, 1, 1]], [[3, 4, 4], [5, 2, 2]], 4
+    groups = [0, 0, 1]  # the two [4, 2, 2] teacher maps share the student's values pooled to 2x2
     loss = AFDLoss(s_shapes=s_shapes, t_shapes=t_shapes, qk_dim=qk, weight=50.0)
     bilinear_key, query = rng.normal(size=(2, 2, 3, qk)), rng.normal(size=(2, 3, qk))
     s_values = [rng.random((2, 2, 4)), rng.random((2, 2, 1))]

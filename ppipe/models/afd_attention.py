@@ -9,7 +9,7 @@ backbone), then a transform of those feature maps, run one after the other; the 
 * `LinearTransformTeacher` -> `query` [N, T, qk_dim] (a Linear+BatchNorm of each map's channel means) and `value`:
   per map, its channel-mean of squares, flattened and L2-normalised ([N, H*W]);
 * `LinearTransformStudent` -> `bilinear_key` [N, S, T, qk_dim] (a Linear+BatchNorm+ReLU of each map's channel
-  means, then one Linear+BatchNorm to T keys each) and `value`: per distinct teacher map size, every student map's
+  means, then one Linear+BatchNorm to T keys each) and `value`: per distinct teacher map shape, every student map's
   channel-mean of squares average-pooled to that size and L2-normalised ([N, S, H*W]).
 
 `t_shapes`/`s_shapes` are the [C, H, W] of the maps at the recipe's image size (224 in PaddleClas's recipe). The
@@ -42,8 +42,8 @@ def check_shapes(shapes, where: str) -> list[list[int]]:
 
 
 def shape_groups(t_shapes) -> tuple[list[int], list[list[int]]]:
-    """(for each teacher map, the index of its shape among the distinct ones; the distinct shapes in order):
-    the student pools its maps once per distinct teacher size (PaddleClas's `unique_shape`)."""
+    """(for each teacher map, the index of its [C, H, W] among the distinct ones; the distinct ones in order):
+    the student pools its maps once per distinct teacher shape (PaddleClas's `unique_shape`, channels included)."""
     distinct: list[list[int]] = []
     groups = []
     for shape in t_shapes:
