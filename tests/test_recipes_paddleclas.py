@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from ppipe.config import ConfigError, load_config
+from tests.test_distill_afd import AFD_RECIPE, afd_shape_overrides
 
 CONFIGS = Path(__file__).resolve().parent / "data" / "paddleclas_configs"
 DISTILLATION = CONFIGS / "Distillation"
@@ -32,20 +33,29 @@ EXPECTED = {
     # DistillationPairLoss: MGD's and PEFD's losses train layers of their own, with the model
     "resnet34_distill_resnet18_mgd.yaml": None,
     "resnet34_distill_resnet18_pefd.yaml": None,
+    # AttentionModel (a zoo backbone and linear transforms of its maps), DistillationKLDivLoss, AFDLoss
+    "resnet34_distill_resnet18_afd.yaml": None,
     "res2net200_vd_distill_pphgnet_base.yaml": r"PPHGNet_base",  # not a zoo architecture
-    "resnet34_distill_resnet18_afd.yaml": r"AttentionModel",  # AFD's teacher wrapper is not a zoo architecture
 }
 LOADING = sorted(name for name, piece in EXPECTED.items() if piece is None)
 
 
-def _user_overrides(path: Path) -> list[str]:
-    """What a user trying the recipe on a CPU machine adds: the CPU, and no downloaded teacher weights."""
-    overrides = ["Global.device=cpu"]
-    for i, entry in enumerate(yaml.safe_load(path.read_text())["Arch"].get("models", [])):
+def _no_downloads(models: list, prefix: str) -> list[str]:
+    """`pretrained=False` overrides for the models of a `models` list that would download weights, an
+    AttentionModel's (AFD's) own models included."""
+    overrides = []
+    for i, entry in enumerate(models):
         for name, spec in entry.items():
             if spec.get("pretrained") not in (None, False):
-                overrides.append(f"Arch.models.{i}.{name}.pretrained=False")
+                overrides.append(f"{prefix}.{i}.{name}.pretrained=False")
+            overrides += _no_downloads(spec.get("models", []), f"{prefix}.{i}.{name}.models")
     return overrides
+
+
+def _user_overrides(path: Path) -> list[str]:
+    """What a user trying the recipe on a CPU machine adds: the CPU, and no downloaded teacher weights."""
+    return ["Global.device=cpu", *_no_downloads(yaml.safe_load(path.read_text())["Arch"].get("models", []),
+                                                "Arch.models")]
 
 
 def test_every_distillation_recipe_of_paddleclas_is_covered():
@@ -86,6 +96,8 @@ def test_loading_distillation_recipe_trains_one_step_on_the_digits(name, digits_
     crop = [i for i, op in enumerate(data["DataLoader"]["Train"]["dataset"]["transform_ops"])
             if "RandCropImage" in op]
     overrides += [f"DataLoader.Train.dataset.transform_ops.{i}.RandCropImage.size=16" for i in crop]
+    if name == AFD_RECIPE.name:  # its feature-map shapes are given for 224x224 images
+        overrides += afd_shape_overrides(16)
     cfg = load_config(path, overrides)
     paddle.set_device("cpu")
     run = build_worker_run(cfg, digits_prepared, rank=0, world=1)

@@ -1,7 +1,8 @@
 """Knowledge-distillation losses over a student's and a teacher's logits, as PaddleClas implements them
-(ppcls/loss/dkdloss.py, dist_loss.py, skdloss.py, wslloss.py), each over `model_name_pairs` of a
+(ppcls/loss/kldivloss.py, dkdloss.py, dist_loss.py, skdloss.py, wslloss.py), each over `model_name_pairs` of a
 `DistillationModel`'s named outputs.
 
+* `DistillationKLDivLoss`: Hinton's KD (Hinton et al. 2015, arXiv:1503.02531), KL(teacher || student) at `temperature`.
 * `DistillationDKDLoss`: decoupled KD (Zhao et al. 2022, arXiv:2203.08679).
 * `DistillationDISTLoss`: DIST (Huang et al. 2022, arXiv:2205.10536), correlation of the class probabilities.
 * `DistillationSKDLoss`: spherical KD (Guo et al. 2020, arXiv:2010.07485), KD on layer-normalised logits.
@@ -29,6 +30,21 @@ def soft_cross_entropy(student_logits, teacher_logits, temperature: float):
 def label_cross_entropy(logits, target, num_classes: int):
     """Per row: cross entropy of `logits` against class ids `target` (all of them valid)."""
     return -(F.one_hot(target, num_classes).astype(logits.dtype) * F.log_softmax(logits, axis=-1)).sum(axis=-1)
+
+
+class DistillationKLDivLoss(PairLoss):
+    """T^2 * KL(softmax(teacher / T) || softmax(student / T)), summed over the classes, averaged over the batch."""
+
+    params = PairLoss.params + ("temperature",)
+
+    def __init__(self, weight=1.0, model_name_pairs=None, key=None, temperature=4.0, name=None):
+        super().__init__(weight, model_name_pairs, key, name)
+        self.t = float(temperature)
+
+    def pair_loss(self, student, teacher, labels):
+        log_p_t = F.log_softmax(teacher / self.t, axis=-1)
+        kl = (paddle.exp(log_p_t) * (log_p_t - F.log_softmax(student / self.t, axis=-1))).sum(axis=-1)
+        return kl.mean() * self.t ** 2
 
 
 class DistillationDKDLoss(PairLoss):
@@ -131,5 +147,6 @@ class DistillationWSLLoss(PairLoss):
         return self.t ** 2 * (soft_cross_entropy(student, teacher, self.t) * weight).mean()
 
 
-for _cls in (DistillationDKDLoss, DistillationDISTLoss, DistillationSKDLoss, DistillationWSLLoss):
+for _cls in (DistillationKLDivLoss, DistillationDKDLoss, DistillationDISTLoss, DistillationSKDLoss,
+             DistillationWSLLoss):
     LOSSES.register(_cls)
