@@ -82,17 +82,23 @@ def worker_env(is_verbose: bool) -> dict[str, str]:
     warning off unless verbose, and what the workers need to know about the console."""
     env = {VERBOSE_ENV: "1" if is_verbose else "0", TTY_ENV: "1" if sys.stderr.isatty() else "0"}
     if not is_verbose:
-        warning_filter = "ignore:No ccache found:UserWarning"
-        user = os.environ.get("PYTHONWARNINGS")
+        user = [f for f in (os.environ.get("PYTHONWARNINGS") or "").split(",") if f]
+        ours = [f"ignore:{message}:UserWarning" for message in QUIET_WARNINGS]
         env |= {"GLOG_minloglevel": os.environ.get("GLOG_minloglevel", "2"),
-                "PYTHONWARNINGS": f"{user},{warning_filter}" if user and warning_filter not in user
-                else user or warning_filter}
+                "PYTHONWARNINGS": ",".join(user + [f for f in ours if f not in user])}
     return env
+
+
+# Python UserWarnings that are noise in every ppipe process, by the start of their message (PYTHONWARNINGS
+# splits on commas, so no commas here): Paddle's cpp_extension on import, and Paddle's BatchNorm1D in training
+# (LeViT, AFD's transforms) saying it always tracks global statistics.
+QUIET_WARNINGS = ("No ccache found", "When training")
 
 
 def quiet_warnings() -> None:
     """Python warnings that are noise in every ppipe process (the driver, and workers started elsewhere)."""
-    warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
+    for message in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=UserWarning)
 
 
 def configure(is_verbose: bool) -> None:

@@ -32,6 +32,7 @@ import yaml
 
 from ppipe.config import Config, config_to_yaml
 from ppipe.fingerprint import dvc_hash, git_output
+from ppipe.models.distillation import member_weight_paths
 from ppipe.storage import read_json_mapping
 from ppipe.train.run_dir import RunDir
 
@@ -122,9 +123,10 @@ def parent_artifacts(cfg: Config, rdir: RunDir) -> list[dict[str, Any]]:
         infer = cfg.Arch.kwargs.get("infer_model_name")
         for item in cfg.Arch.kwargs.get("models") or []:
             for key, spec in (item.items() if isinstance(item, dict) else ()):
-                if key != infer and isinstance(spec, dict) and isinstance(spec.get("pretrained"), str):
-                    parents.append({**_file_parent("teacher", spec["pretrained"]), "model": spec.get("name"),
-                                    "key": key})
+                if key != infer and isinstance(spec, dict):
+                    # an AttentionModel teacher (AFD) keeps its backbone's weights one level down
+                    parents += [{**_file_parent("teacher", path), "model": spec.get("name"), "key": key}
+                                for path in member_weight_paths(spec)]
     if cfg.Global.pretrained_model:
         parents.append(_file_parent("pretrained", cfg.Global.pretrained_model))
     int8 = sorted(t for t in rdir.export_record().built() if "int8" in t)

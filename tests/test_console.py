@@ -103,11 +103,23 @@ def test_configure_sets_the_environment_the_runs_processes_inherit(monkeypatch):
     for name in (console.VERBOSE_ENV, "GLOG_minloglevel", "PYTHONWARNINGS", "WANDB_SILENT"):
         monkeypatch.delenv(name, raising=False)
     env = console.worker_env(False)
-    assert env["GLOG_minloglevel"] == "2" and env["PYTHONWARNINGS"] == "ignore:No ccache found:UserWarning"
+    ours = "ignore:No ccache found:UserWarning,ignore:When training:UserWarning"
+    assert env["GLOG_minloglevel"] == "2" and env["PYTHONWARNINGS"] == ours
     assert env[console.VERBOSE_ENV] == "0"
     monkeypatch.setenv("PYTHONWARNINGS", "error::DeprecationWarning")
-    assert console.worker_env(False)["PYTHONWARNINGS"] == ("error::DeprecationWarning,"
-                                                            "ignore:No ccache found:UserWarning")
+    assert console.worker_env(False)["PYTHONWARNINGS"] == f"error::DeprecationWarning,{ours}"
+    monkeypatch.setenv("PYTHONWARNINGS", ours)  # a worker's own environment passed on again: nothing doubled
+    assert console.worker_env(False)["PYTHONWARNINGS"] == ours
+
+
+def test_batch_norm_1d_training_notice_is_not_shown(recwarn):
+    import paddle
+
+    console.quiet_warnings()
+    bn = paddle.nn.BatchNorm1D(4)
+    bn.train()
+    bn(paddle.randn([3, 4]))
+    assert not [w for w in recwarn if "When training" in str(w.message)]
     verbose = console.worker_env(True)
     assert verbose[console.VERBOSE_ENV] == "1" and "GLOG_minloglevel" not in verbose
 

@@ -16,7 +16,8 @@ def _import_families() -> None:
     import importlib
     import pkgutil
 
-    infrastructure = {"registry", "spec", "weights", "layers", "distillation", "feature_taps"}
+    infrastructure = {"registry", "spec", "weights", "layers", "distillation", "feature_taps", "composite",
+                      "afd_attention"}
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
         if info.name not in infrastructure and not info.name.startswith("_"):
             importlib.import_module(f"{__name__}.{info.name}")

@@ -137,6 +137,34 @@ def parse_models(kwargs: dict[str, Any], class_num: int | None, where: str = "Ar
     return out
 
 
+def map_member_weights(kwargs: dict[str, Any], fn) -> dict[str, Any]:
+    """`Arch` arguments of a DistillationModel with `fn` applied to every weight path of every member, however
+    deep: each member's `pretrained`, each `pretrained_list`, and the members of an AttentionModel (its own
+    `models`). Other values are left as they are; the result is a new structure."""
+    out = dict(kwargs)
+    if kwargs.get("pretrained_list"):
+        out["pretrained_list"] = [fn(p) for p in kwargs["pretrained_list"]]
+    if kwargs.get("models"):
+        out["models"] = [{key: _mapped_member(spec, fn) for key, spec in item.items()} if isinstance(item, dict)
+                         else item for item in kwargs["models"]]
+    return out
+
+
+def _mapped_member(spec, fn):
+    if not isinstance(spec, dict):
+        return spec
+    spec = map_member_weights(spec, fn)
+    return {**spec, "pretrained": fn(spec["pretrained"])} if "pretrained" in spec else spec
+
+
+def member_weight_paths(spec: dict[str, Any]) -> list[str]:
+    """Every weight file path (a string `pretrained`) of one member of `Arch.models`, its nested members and
+    `pretrained_list` included: what a teacher's weights come from."""
+    found: list[str] = []
+    map_member_weights({"models": [{"member": spec}]}, lambda p: found.append(p) if isinstance(p, str) else None)
+    return found
+
+
 def check_return_patterns(spec: dict, where: str) -> None:
     """Refuse return_patterns of a parsed model `spec` (`parse_models`) that name no sublayer of its architecture,
     checked on the model built without weights (`paddle.LazyGuard`)."""

@@ -162,16 +162,10 @@ def _absolute(path):
 
 
 def _absolute_arch_weights(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """`Arch` arguments with every weight path absolute (a distillation run's `models`, `pretrained_list`)."""
-    out = dict(kwargs)
-    if kwargs.get("models"):
-        out["models"] = [
-            {name: {**spec, "pretrained": _absolute(spec["pretrained"])}
-             if isinstance(spec, dict) and "pretrained" in spec else spec for name, spec in item.items()}
-            if isinstance(item, dict) else item for item in kwargs["models"]]
-    if kwargs.get("pretrained_list"):
-        out["pretrained_list"] = [_absolute(p) for p in kwargs["pretrained_list"]]
-    return out
+    """`Arch` arguments with every weight path absolute (a distillation run's members at any depth)."""
+    from ppipe.models.distillation import map_member_weights
+
+    return map_member_weights(kwargs, _absolute)
 
 
 def resolved_for_workers(cfg: Config, use_gpu: bool) -> Config:
