@@ -53,15 +53,26 @@ def s3_bucket(s3_endpoint):
     s3fs.S3FileSystem.clear_instance_cache()
 
 
+def _prepared_digits(tmp_path_factory, size: int, shard_size: int) -> str:
+    from ppipe.data import prepare_dataset, write_digits_demo
+
+    root = tmp_path_factory.mktemp(f"digits{size}")
+    write_digits_demo(str(root / "source"), image_size=size)
+    prepare_dataset(str(root / "source"), str(root / "prepared"), shard_size=shard_size, progress=False)
+    return str(root / "prepared")
+
+
 @pytest.fixture(scope="session")
 def digits_prepared(tmp_path_factory):
     """The embedded digits dataset at 16x16, prepared into shards once per test session."""
-    from ppipe.data import prepare_dataset, write_digits_demo
+    return _prepared_digits(tmp_path_factory, 16, 200)
 
-    root = tmp_path_factory.mktemp("digits")
-    write_digits_demo(str(root / "source"), image_size=16)
-    prepare_dataset(str(root / "source"), str(root / "prepared"), shard_size=200, progress=False)
-    return str(root / "prepared")
+
+@pytest.fixture(scope="session")
+def digits32(tmp_path_factory):
+    """The digits at the quickstart's 32 px, for tests whose models must really learn in a few epochs (at 16 px
+    PP-LCNet x0.25 barely does)."""
+    return _prepared_digits(tmp_path_factory, 32, 400)
 
 
 @pytest.fixture(scope="session")

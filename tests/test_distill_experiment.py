@@ -27,16 +27,6 @@ TEACHER = "PPLCNet_x0_5"
 STUDENT_EPOCHS = 10
 
 
-@pytest.fixture(scope="module")
-def digits32(tmp_path_factory):
-    from ppipe.data import prepare_dataset, write_digits_demo
-
-    root = tmp_path_factory.mktemp("digits32")
-    write_digits_demo(str(root / "src"), image_size=32)
-    prepare_dataset(str(root / "src"), str(root / "prepared"), progress=False)
-    return str(root / "prepared")
-
-
 def _recipe(tmp_path, prepared, run, arch, loss, epochs, seed):
     data = yaml.safe_load(QUICKSTART.read_text())
     data["Arch"] = arch

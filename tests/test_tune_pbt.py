@@ -17,17 +17,6 @@ SMOOTHING = "Loss.Train.0.CELoss.epsilon"
 EPOCHS = 4
 
 
-@pytest.fixture(scope="module")
-def digits32(tmp_path_factory):
-    """The digits at the quickstart's 32 px (at 16 px PP-LCNet x0.25 barely learns in a few epochs)."""
-    from ppipe.data import prepare_dataset, write_digits_demo
-
-    root = tmp_path_factory.mktemp("digits32")
-    write_digits_demo(str(root / "source"), image_size=32)
-    prepare_dataset(str(root / "source"), str(root / "prepared"), shard_size=400, progress=False)
-    return str(root / "prepared")
-
-
 def _val_top1(cfg, weights: str, prepared: str) -> float:
     """The val top-1 of `weights`, scored as the training loop validates."""
     from ppipe.build import build_model, exported_model
