@@ -56,8 +56,8 @@ def test_pbt_continues_the_losing_trial_from_the_winners_weights_and_epoch_with_
         assert donor is not trial
         # The weights it continued from are the donor's at that epoch: they score what the donor reported then.
         assert sha256_file(exploit["weights"]) == exploit["weights_sha256"]
-        donor_top1 = [h["top1"] for h in donor["history"] if h["epoch"] == exploit["epoch"]]
-        assert _val_top1(cfg, exploit["weights"], digits32) in donor_top1
+        assert exploit["donor_metrics"]["epoch"] == exploit["epoch"]
+        assert _val_top1(cfg, exploit["weights"], digits32) == pytest.approx(exploit["donor_metrics"]["top1"])
         # Explore: the donor's config, its learning rate perturbed.
         assert exploit["config"][SMOOTHING] == exploit["donor_config"][SMOOTHING] == 0.0
         assert exploit["config"][LR] != exploit["donor_config"][LR]

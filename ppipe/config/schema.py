@@ -313,6 +313,9 @@ class TuneSection:
     # ASHA: keep the top 1/reduction_factor at each rung
     reduction_factor: int = field(default=2, metadata=within(low=2))
     perturbation_interval: int = field(default=2, metadata=COUNT)  # PBT: epochs between exploit/explore steps
+    # PBT: exploit only when every trial has reached the interval (Ray's synchronous PBT). Reproducible for small
+    # populations, where an asynchronous step can find the other trials not yet ranked; slower for large ones.
+    synch: bool = False
     storage_path: str | None = None     # experiment storage (local path or s3://); None: <output_dir>/tune
     name: str | None = None             # experiment name; None: <run name>-tune
 

@@ -43,6 +43,7 @@ def _scheduler(settings: TuneSection, space: SearchSpace):
         return ASHAScheduler(time_attr="epoch", grace_period=settings.grace_period,
                              reduction_factor=settings.reduction_factor)
     return PopulationBasedTraining(time_attr="epoch", perturbation_interval=settings.perturbation_interval,
+                                   synch=settings.synch,
                                    hyperparam_mutations={k: d.pbt_mutation() for k, d in space.distributions.items()
                                                          if d.kind != "grid"})
 

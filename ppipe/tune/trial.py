@@ -119,7 +119,11 @@ class TrainingTrial(tune.Trainable):
             self._thread.join(_STOP_WAIT_S)
 
     def save_checkpoint(self, checkpoint_dir: str) -> dict | None:
-        pointer = {"trial_id": self.trial_id, "epoch": self._last.get("epoch", 0), "config": dict(self.config)}
+        pointer = {"trial_id": self.trial_id, "epoch": self._last.get("epoch", 0), "config": dict(self.config),
+                   # what these weights scored when reported: kept with the exploit, since Tune's per-trial
+                   # result frame can miss the rows of a trial paused and restored by synchronous PBT
+                   "metrics": {k: v for k, v in self._last.items()
+                               if isinstance(v, (int, float)) and not isinstance(v, bool)}}
         source = self._last.get("checkpoint_uri")
         if source:
             # A copy, not a path: the run keeps training meanwhile and deletes its older checkpoints.
@@ -146,7 +150,8 @@ class TrainingTrial(tune.Trainable):
         self._epoch_offset = epoch
         if donor != self.trial_id:
             self._exploits.append({"trial_id": self.trial_id, "epoch": epoch, "donor": donor,
-                                   "donor_config": pointer["config"], "config": dict(self.config),
+                                   "donor_config": pointer["config"], "donor_metrics": pointer.get("metrics", {}),
+                                   "config": dict(self.config),
                                    "weights": self._pretrained, "weights_sha256": pointer["weights_sha256"]})
             write_bytes_atomic(self._exploits_url, json.dumps({"exploits": self._exploits}).encode())
             log.info("trial %s continues from trial %s at epoch %d with %s", self.trial_id, donor, epoch, self.config)
