@@ -12,7 +12,6 @@ numbers because other processes on a shared machine skew them.
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -20,19 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from ppipe.host import cpu_model
+
 __all__ = ["cpu_model", "load_average", "time_runs", "measure_speed"]
-
-
-def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux), else what `platform` knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 def load_average() -> float | None:

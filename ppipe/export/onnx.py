@@ -10,7 +10,6 @@ dygraph logits (``ctx.reference_logits`` on ``ctx.check_inputs``) and measured w
 from __future__ import annotations
 
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ppipe.export.logits_check import Float64Reference, compare_logits
+from ppipe.host import cpu_model
 from ppipe.export.target_outcome import DEFAULT_RTOL, NotApplicable, TargetFailed, build_target, check_rtol
 from ppipe.export.targets import TARGETS, ExportContext, TargetResult
 
@@ -80,17 +80,6 @@ def check_onnx(session, check_inputs: np.ndarray, reference_logits: np.ndarray, 
     if not check.passed:
         raise TargetFailed(f"{check.explain('ONNX Runtime')} (batch {list(check_inputs.shape)})")
     return {**check.record(), "runtime": f"onnxruntime {ort.__version__}", "batch": int(check_inputs.shape[0])}
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _median_seconds(fn: Callable[[], object], budget_s: float, max_runs: int = 50) -> float:

@@ -16,17 +16,16 @@ kernel.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
 import os
-import platform
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
+from ppipe.host import cpu_model, cpu_vendor
 from ppipe.ops.extension import cache_root, sources_digest
 
 log = logging.getLogger(__name__)
@@ -49,28 +48,6 @@ def pointwise_mode() -> str:
         raise ValueError(f"{POINTWISE_ENV}={choice!r}: expected 'auto' (the default: each shape's kernel chosen "
                          "by timing both), 'onednn' or 'paddle'")
     return choice
-
-
-@functools.cache
-def _cpuinfo(field: str) -> str | None:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith(field):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
-def cpu_vendor() -> str | None:
-    """The x86 CPU vendor string (GenuineIntel, AuthenticAMD, ...) from /proc/cpuinfo; None where unknown."""
-    return _cpuinfo("vendor_id")
-
-
-def cpu_model() -> str:
-    """The CPU's model name, as decisions are kept per CPU model."""
-    return _cpuinfo("model name") or platform.processor() or platform.machine() or "unknown CPU"
 
 
 def untimed_kernel() -> str:
