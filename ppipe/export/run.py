@@ -54,7 +54,8 @@ def _build_one(name: str, ctx: ExportContext) -> TargetResult:
     try:
         result = TARGETS.get(name)(ctx)
     except Exception as e:  # noqa: BLE001 - one target's failure must not stop the others
-        result = TargetResult(name, "failed", reason=f"{type(e).__name__}: {e}")
+        # an error may carry the record of what it measured (the INT8 accuracy gate's figures)
+        result = TargetResult(name, "failed", reason=f"{type(e).__name__}: {e}", check=dict(getattr(e, "check", {})))
     if result.status != "built":
         # whatever a failed or skipped target left behind is not a deployable artifact
         shutil.rmtree(os.path.join(ctx.out_root, name), ignore_errors=True)
