@@ -1,7 +1,8 @@
 """INT8 against FP32 on this CPU: Paddle Inference's oneDNN INT8 and ONNX Runtime's static INT8 (QDQ).
 
 A trained model (`--arch`, `--weights`: a run's model.pdparams, `--prepared`: its prepared dataset) is
-exported four ways: Paddle Inference FP32 (oneDNN), Paddle Inference INT8 (ppipe's PTQ, calibrated on
+exported five ways: Paddle Inference FP32 (oneDNN; and the OpenVINO engine on the legacy program, the FP32
+target's other candidate engine), Paddle Inference INT8 (ppipe's PTQ, calibrated on
 `--calibration` train images with the eval transforms, `enable_mkldnn_int8`; the layers it left FP32 are
 listed), ONNX Runtime FP32 (paddle2onnx 2.1.0 of the FP32 export) and ONNX Runtime INT8
 (`onnxruntime.quantization.quantize_static`, QDQ, per-channel weights, calibrated on the same images).
@@ -26,7 +27,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.export_onednn_vs_ort import export_both, img_per_s, ort_runner  # noqa: E402
+from benchmarks.export_onednn_vs_ort import export_all, img_per_s, ort_runner  # noqa: E402
 from ppipe.export.measure import cpu_model, load_average  # noqa: E402
 from ppipe.inference import PredictorSettings, create_predictor, predict  # noqa: E402
 
@@ -81,12 +82,13 @@ def main() -> None:
     model.eval()
     images = list(calibration_batches(args.prepared, cfg, n=args.calibration, batch=32))
     with tempfile.TemporaryDirectory() as tmp:
-        pdir, onnx_file = export_both(model, args.size, tmp)
+        pdir, legacy_dir, onnx_file = export_all(model, args.size, tmp)
         qdir = os.path.join(tmp, "int8")
         quantized, _seen, fp32_layers = calibrate(model, images)
         save_int8_program(quantized, qdir, (3, args.size, args.size))
         engines = {
             "paddle_fp32": _paddle(pdir, PredictorSettings(threads=args.threads)),
+            "paddle_fp32_openvino": _paddle(legacy_dir, PredictorSettings(threads=args.threads, engine="openvino")),
             "paddle_int8": _paddle(qdir, PredictorSettings(threads=args.threads, int8=True)),
             "ort_fp32": ort_runner(onnx_file, args.threads),
             "ort_int8": ort_runner(ort_int8(onnx_file, os.path.join(tmp, "int8.onnx"), images), args.threads),
@@ -103,10 +105,11 @@ def main() -> None:
                 rates[name].append(img_per_s(engines[name], x, args.seconds))
     for name in engines:
         report["engines"][name]["img_per_s_b32"] = round(statistics.median(rates[name]), 2)
-    for kind in ("paddle", "ort"):
-        ratios = [i / f for i, f in zip(rates[f"{kind}_int8"], rates[f"{kind}_fp32"])]
-        report[f"{kind}_int8_over_fp32"] = {"median": round(statistics.median(ratios), 3),
-                                            "min": round(min(ratios), 3), "max": round(max(ratios), 3)}
+    for int8, fp32 in (("paddle_int8", "paddle_fp32"), ("paddle_int8", "paddle_fp32_openvino"),
+                       ("ort_int8", "ort_fp32")):
+        ratios = [i / f for i, f in zip(rates[int8], rates[fp32])]
+        report[f"{int8}_over_{fp32}"] = {"median": round(statistics.median(ratios), 3),
+                                         "min": round(min(ratios), 3), "max": round(max(ratios), 3)}
     report["load_avg_after"] = load_average()
     print(json.dumps(report, indent=1))
 

@@ -1,12 +1,14 @@
-"""Paddle Inference with oneDNN (the `paddle-inference-mkldnn` target) against ONNX Runtime, same model.
+"""Paddle Inference on the CPU (the `paddle-inference-mkldnn` target's two engines) against ONNX Runtime, same model.
 
-Each model is exported once (ppipe's checked FP32 PIR export, then paddle2onnx 2.1.0 at opset 17 for ONNX
-Runtime), then batch 1 and batch 32 of random 224x224 images are timed on both engines, 2 math threads each,
-in alternating rounds (`--rounds`, each engine `--seconds` per batch size per round, after warm-up runs).
-Every oneDNN predictor configuration given with `--variant NAME=JSON` (a `PredictorSettings` dict; default:
-the settings the target ships) is a contestant of its own. Reported: per variant and batch size the median
-over rounds of the ratio onednn_img_per_s / ort_img_per_s, its min-max spread, the CPU model and the load
-average before and after.
+Each model is exported once (ppipe's checked FP32 PIR export, the legacy program `ppipe.export.legacy` writes
+for the OpenVINO engine, and paddle2onnx 2.1.0 at opset 17 for ONNX Runtime), then batch 1 and batch 32 of
+random 224x224 images are timed on every engine, 2 math threads each, in alternating rounds (`--rounds`, each
+engine `--seconds` per batch size per round, after warm-up runs). The contestants are the target's two
+candidate configurations, `onednn` (PIR program, Paddle's oneDNN operators) and `openvino` (legacy program,
+Paddle Inference's OpenVINO engine), plus every predictor configuration given with `--variant NAME=JSON` (a
+`PredictorSettings` dict; `"engine": "openvino"` runs the legacy program). Reported: per variant and batch size
+the median over rounds of the ratio paddle_img_per_s / ort_img_per_s, its min-max spread, the CPU model and the
+load average before and after.
 
     python benchmarks/export_onednn_vs_ort.py --models ResNet50,MobileNetV3_large_x1_0 --rounds 5 --seconds 3 \\
         --variant 'no_ir={"ir_optim": false}' --variant 'cache0={"mkldnn_cache_capacity": 0}'
@@ -33,11 +35,14 @@ from ppipe.export.measure import cpu_model, load_average, time_runs  # noqa: E40
 from ppipe.inference import PredictorSettings, create_predictor, predict  # noqa: E402
 
 
-def export_both(model, size: int, workdir: str, name: str = "model") -> tuple[str, str]:
-    """(Paddle Inference folder, ONNX file) of the dygraph `model`."""
+def export_all(model, size: int, workdir: str, name: str = "model") -> tuple[str, str, str]:
+    """(PIR folder, legacy-program folder, ONNX file) of the dygraph `model`."""
+    from ppipe.export.legacy import export_legacy_model
     from ppipe.export.paddle_inference import prepare_for_export, save_checked_export
 
     layer, x, ref = prepare_for_export(model, (3, size, size), check_batch=1)
+    legacy_dir = os.path.join(workdir, name + "-legacy")
+    export_legacy_model(layer, legacy_dir, (3, size, size))  # before to_static turns `layer` into a static one
     pdir = os.path.join(workdir, name)
     save_checked_export(layer, x, ref, pdir)
     onnx_file = os.path.join(workdir, f"{name}.onnx")
@@ -45,7 +50,7 @@ def export_both(model, size: int, workdir: str, name: str = "model") -> tuple[st
     subprocess.run([converter, "--model_dir", pdir, "--model_filename", "model.json", "--params_filename",
                     "model.pdiparams", "--save_file", onnx_file, "--opset_version", "17"],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return pdir, onnx_file
+    return pdir, legacy_dir, onnx_file
 
 
 def ort_runner(onnx_file: str, threads: int):
@@ -71,10 +76,10 @@ def bench_model(name: str, args, variants: dict[str, PredictorSettings]) -> dict
 
     paddle.seed(0)  # random weights: speed does not depend on them
     with tempfile.TemporaryDirectory() as tmp:
-        pdir, onnx_file = export_both(create_model(name), args.size, tmp, name)
+        pdir, legacy_dir, onnx_file = export_all(create_model(name), args.size, tmp, name)
         engines = {"ort": ort_runner(onnx_file, args.threads)}
         for vname, settings in variants.items():
-            p = create_predictor(pdir, settings=settings)
+            p = create_predictor(legacy_dir if settings.engine == "openvino" else pdir, settings=settings)
             engines[vname] = (lambda p: lambda x: predict(p, x))(p)
         rng = np.random.default_rng(0)
         batches = {b: rng.standard_normal((b, 3, args.size, args.size)).astype(np.float32) for b in (1, 32)}
@@ -90,13 +95,14 @@ def bench_model(name: str, args, variants: dict[str, PredictorSettings]) -> dict
             ratios = [o / r for o, r in zip(rates[vname][b], rates["ort"][b])]
             out[f"{vname}/b{b}"] = {"ratio_median": round(statistics.median(ratios), 3),
                                     "ratio_min": round(min(ratios), 3), "ratio_max": round(max(ratios), 3),
-                                    "onednn_img_per_s": round(statistics.median(rates[vname][b]), 2),
+                                    "paddle_img_per_s": round(statistics.median(rates[vname][b]), 2),
                                     "ort_img_per_s": round(statistics.median(rates["ort"][b]), 2)}
     return out
 
 
 def parse_variants(items: list[str], threads: int) -> dict[str, PredictorSettings]:
-    variants = {"shipped": PredictorSettings(threads=threads)}
+    variants = {"onednn": PredictorSettings(threads=threads),
+                "openvino": PredictorSettings(threads=threads, engine="openvino")}
     for item in items:
         vname, _, text = item.partition("=")
         variants[vname] = PredictorSettings.from_dict({"threads": threads, **json.loads(text)}, f"--variant {vname}")
@@ -111,7 +117,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=3.0, help="timed seconds per engine, batch size and round")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
-                    help="another oneDNN predictor configuration (PredictorSettings fields)")
+                    help="another Paddle Inference predictor configuration (PredictorSettings fields)")
     args = ap.parse_args()
     variants = parse_variants(args.variant, args.threads)
     report = {"cpu": cpu_model(), "load_avg_before": load_average(), "threads": args.threads,

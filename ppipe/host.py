@@ -1,15 +1,26 @@
-"""What the machine this process runs on is: its CPU's model and vendor, read once from /proc/cpuinfo.
+"""What the machine this process runs on is: its CPU's model and vendor, read once from /proc/cpuinfo, and
+where ppipe keeps what it builds and measures on it (`cache_dir`).
 
 One owner for them: the export's measurements record the CPU model, and the 1x1-convolution kernel choice keys
-its decisions by it and picks its untimed default by the vendor.
+its decisions by it and picks its untimed default by the vendor; the operator builds and the Paddle-Lite
+converter's environment live under the one cache folder.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import platform
+from pathlib import Path
 
-__all__ = ["cpu_model", "cpu_vendor"]
+__all__ = ["cache_dir", "cpu_model", "cpu_vendor"]
+
+
+def cache_dir(*parts: str) -> Path:
+    """`$PPIPE_CACHE_DIR/<parts...>` (default ``~/.cache/ppipe``): what ppipe builds or measures on this machine
+    and can rebuild; not created here."""
+    base = os.environ.get("PPIPE_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "ppipe")
+    return Path(base, *parts)
 
 
 @functools.cache

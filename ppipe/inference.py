@@ -6,23 +6,36 @@
 
 A target folder may ship `predictor.json` (`PredictorSettings`: the predictor configuration the export tuned and
 measured); `create_predictor` applies it as is, and explicit arguments override it.
+
+Two CPU engines, both inside Paddle Inference: `onednn` (Paddle's own operators on oneDNN kernels, for the PIR
+``model.json`` or a legacy ``model.pdmodel``) and `openvino` (Paddle Inference's OpenVINO engine: the legacy
+program converted whole by OpenVINO's Paddle front end and compiled by its CPU plugin, itself built on oneDNN;
+the x86 ``paddlepaddle`` wheel ships it). Where a Paddle build lacks OpenVINO, an `openvino` folder runs its legacy
+program on `onednn` instead, with a warning, so a pulled folder always loads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import json
+import logging
 import os
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from ppipe.native_output import PADDLE_PASS_SUMMARY, filtered_native_output
 
-__all__ = ["InferenceError", "PredictorSettings", "PREDICTOR_FILE", "find_model_files", "load_settings",
-           "create_predictor", "predict"]
+__all__ = ["InferenceError", "PredictorSettings", "PREDICTOR_FILE", "ENGINES", "find_model_files", "load_settings",
+           "create_predictor", "openvino_available", "predict"]
 
 PREDICTOR_FILE = "predictor.json"
+ENGINES = ("onednn", "openvino")
+
+log = logging.getLogger(__name__)
 
 
 class InferenceError(Exception):
@@ -44,6 +57,8 @@ class PredictorSettings:
     # predictor_id 0 and pass_name memory_optimize_pass").
     memory_optim: bool = False
     deleted_passes: tuple[str, ...] = ()  # IR passes to switch off (a pass that slows or breaks a model)
+    # `onednn` or `openvino` (see the module's doc; `openvino` needs the legacy program, model.pdmodel)
+    engine: str = "onednn"
 
     @classmethod
     def from_dict(cls, data: dict, where: str) -> "PredictorSettings":
@@ -59,6 +74,10 @@ class PredictorSettings:
         settings = cls(**values)
         if settings.threads < 1 or settings.mkldnn_cache_capacity < 0:
             raise InferenceError(f"{where}: threads must be >= 1 and mkldnn_cache_capacity >= 0, got {data}")
+        if settings.engine not in ENGINES:
+            raise InferenceError(f"{where}: engine must be one of {list(ENGINES)}, got {settings.engine!r}")
+        if settings.engine == "openvino" and settings.int8:
+            raise InferenceError(f"{where}: the openvino engine runs FP32 programs only; int8 needs engine onednn")
         return settings
 
     def to_dict(self) -> dict:
@@ -113,11 +132,45 @@ def create_predictor(model_dir: str, *, mkldnn: bool | None = None, threads: int
     Configured by `settings`, else by the folder's `predictor.json`, else by `PredictorSettings()`; `mkldnn`
     and `threads`, when given, override that.
     """
-    from paddle import inference as pi
-
     model_file, params_file = find_model_files(model_dir)
     s = settings or load_settings(model_dir)
     s = dataclasses.replace(s, **{k: v for k, v in (("mkldnn", mkldnn), ("threads", threads)) if v is not None})
+    if s.engine == "openvino":
+        if not model_file.endswith(".pdmodel"):
+            raise InferenceError(f"{model_dir}: the openvino engine needs the legacy program (model.pdmodel); "
+                                 f"the folder has {os.path.basename(model_file)}")
+        if not openvino_available():
+            log.warning("%s: this Paddle build has no OpenVINO engine; running the legacy program on oneDNN "
+                        "instead", model_dir)
+    openvino = s.engine == "openvino" and openvino_available()
+    # OpenVINO writes the model it compiles to a cache folder (Paddle's default: `__cache__` in the working
+    # directory), at creation; compiling takes well under a second here, so each predictor gets a private folder
+    # removed once it exists: no litter, and no two processes (Ray workers) writing one cache file at once.
+    with tempfile.TemporaryDirectory(prefix="ppipe-openvino-") if openvino else contextlib.nullcontext() as tmp:
+        try:
+            return _create(_config(model_file, params_file, s, openvino_cache=tmp), s)
+        except InferenceError as e:  # give the folder in the message
+            raise InferenceError(f"cannot create a predictor for {model_dir}: {e}") from e
+
+
+@functools.cache
+def openvino_available() -> bool:
+    """Whether this Paddle build carries Paddle Inference's OpenVINO engine: the x86 ``paddlepaddle`` wheel ships
+    OpenVINO's runtime and Paddle front end beside its own libraries (``paddle/libs``); Paddle has no API that
+    says so, and enabling the engine in a build without it is not an error."""
+    import paddle
+
+    libs = os.path.join(os.path.dirname(paddle.__file__), "libs")
+    try:
+        return any(n.startswith("libopenvino_paddle_frontend.so") for n in os.listdir(libs))
+    except OSError:
+        return False
+
+
+def _config(model_file: str, params_file: str, s: PredictorSettings, *, openvino_cache: str | None):
+    """Paddle Inference's Config for `s`; the OpenVINO engine when `openvino_cache` (its cache folder) is given."""
+    from paddle import inference as pi
+
     config = pi.Config(model_file, params_file)
     config.disable_gpu()
     config.disable_glog_info()
@@ -134,13 +187,25 @@ def create_predictor(model_dir: str, *, mkldnn: bool | None = None, threads: int
             config.enable_mkldnn_int8()
     for name in s.deleted_passes:
         config.delete_pass(name)
+    if openvino_cache:
+        config.enable_new_ir(False)  # the engine converts legacy programs only
+        config.enable_openvino_engine(pi.PrecisionType.Float32)
+        config.set_optim_cache_dir(openvino_cache)
+    return config
+
+
+def _create(config, s: PredictorSettings):
+    from paddle import inference as pi
+
     try:
         if not s.int8:
-            return pi.create_predictor(config)
-        with filtered_native_output(PADDLE_PASS_SUMMARY):  # the INT8 passes' ~30 summary lines, unless --verbose
-            return pi.create_predictor(config)
-    except Exception as e:  # noqa: BLE001 - give the folder in the message
-        raise InferenceError(f"cannot create a predictor for {model_dir}: {e}") from e
+            predictor = pi.create_predictor(config)
+        else:
+            with filtered_native_output(PADDLE_PASS_SUMMARY):  # the INT8 passes' ~30 summary lines, unless --verbose
+                predictor = pi.create_predictor(config)
+    except Exception as e:  # noqa: BLE001 - Paddle raises a different type per failing pass or kernel
+        raise InferenceError(str(e)) from e
+    return predictor
 
 
 def predict(predictor, batch: np.ndarray) -> np.ndarray:
@@ -156,5 +221,11 @@ def predict(predictor, batch: np.ndarray) -> np.ndarray:
         predictor.run()
     except Exception as e:  # noqa: BLE001 - Paddle raises a different type per failing kernel
         raise InferenceError(f"the predictor failed on a {list(x.shape)} float32 batch: {e}") from e
-    out = predictor.get_output_handle(predictor.get_output_names()[0])
-    return out.copy_to_cpu()
+    logits = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+    if logits.ndim == 0 or logits.shape[0] != x.shape[0]:
+        # Paddle's OpenVINO engine logs a failed inference (e.g. a size other than the one exported) and returns
+        # an empty output instead of raising
+        raise InferenceError(f"the predictor returned logits of shape {list(logits.shape)} for a {list(x.shape)} "
+                             "batch: it failed (see the engine's error above); an OpenVINO engine takes only the "
+                             "image size the model was exported for")
+    return logits

@@ -11,15 +11,19 @@ import paddle
 import pytest
 
 from ppipe.config.schema import ExportSection
+from ppipe.config.typed import from_dict
 from ppipe.errors import ConfigError
 from ppipe.export import TARGETS, TargetResult
 from ppipe.export.calibration import calibration_batches
 from ppipe.export.measure import measure_speed
 from ppipe.export.run import export_targets, requested_targets
+from ppipe import inference
+from ppipe.export import cpu_engine
 from ppipe.inference import InferenceError, create_predictor, load_settings, predict
 from tests.test_export import _tiny
 
-FAST = ExportSection(measure_seconds=0.05, threads=2)
+# oneDNN only: the engine choice (a legacy export per target) has tests of its own below
+FAST = ExportSection(measure_seconds=0.05, threads=2, cpu_engine="onednn")
 
 
 def _only(monkeypatch, **targets):
@@ -71,6 +75,125 @@ def test_fp32_target_ships_the_predictor_configuration_it_was_checked_with(tmp_p
         ref = model(paddle.to_tensor(x)).numpy()
     got = predict(create_predictor(str(target)), x)
     assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+def _dygraph_logits(model, x):
+    model.eval()
+    with paddle.no_grad():
+        return model(paddle.to_tensor(x)).numpy()
+
+
+@pytest.mark.skipif(not inference.openvino_available(), reason="this Paddle build has no OpenVINO engine")
+def test_auto_times_both_cpu_engines_and_ships_the_faster(tmp_path, monkeypatch):
+    _only(monkeypatch)
+    model = _tiny()
+    settings = ExportSection(measure_seconds=0.05, threads=2)  # cpu_engine: auto (the default)
+    fp32 = export_targets(model, str(tmp_path / "e"), (3, 16, 16), settings=settings)["targets"][
+        "paddle-inference-mkldnn"]
+    engines = fp32["check"]["engines"]
+    assert set(engines) == {"onednn", "openvino"}
+    assert all(e["status"] == "built" and e["latency_ms_b1"] > 0 and e["throughput_b32"] > 0
+               for e in engines.values())
+    chosen = fp32["check"]["engine"]
+    assert chosen == cpu_engine.faster_engine(engines)
+    # what was measured is what ships
+    assert fp32["measurements"]["throughput_b32"] == engines[chosen]["throughput_b32"]
+    program = "model.json" if chosen == "onednn" else "model.pdmodel"
+    assert fp32["files"] == sorted(f"paddle-inference-mkldnn/{f}" for f in (program, "model.pdiparams",
+                                                                            "predictor.json"))
+    target = str(tmp_path / "e" / "paddle-inference-mkldnn")
+    assert load_settings(target).engine == chosen
+    x = np.random.default_rng(3).standard_normal((5, 3, 16, 16)).astype("float32")
+    ref = _dygraph_logits(model, x)
+    assert np.abs(predict(create_predictor(target), x) - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+@pytest.mark.skipif(not inference.openvino_available(), reason="this Paddle build has no OpenVINO engine")
+def test_the_openvino_engine_ships_the_legacy_program_and_computes_the_same_logits(tmp_path, monkeypatch):
+    _only(monkeypatch)
+    model = _tiny()
+    settings = ExportSection(measure_seconds=0, threads=2, cpu_engine="openvino")
+    fp32 = export_targets(model, str(tmp_path / "e"), (3, 16, 16), settings=settings)["targets"][
+        "paddle-inference-mkldnn"]
+    assert fp32["check"]["engine"] == "openvino" and set(fp32["check"]["engines"]) == {"openvino"}
+    assert fp32["check"]["max_rel_err"] <= 1e-4
+    target = tmp_path / "e" / "paddle-inference-mkldnn"
+    assert sorted(os.listdir(target)) == ["model.pdiparams", "model.pdmodel", "predictor.json"]
+    shipped = load_settings(str(target))
+    assert shipped.engine == "openvino" and shipped.threads == 2 and shipped.deleted_passes == ()
+    x = np.random.default_rng(4).standard_normal((3, 3, 16, 16)).astype("float32")
+    ref = _dygraph_logits(model, x)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    assert np.abs(predict(create_predictor(str(target)), x) - ref).max() <= 1e-4 * np.abs(ref).max()
+    assert list(cwd.iterdir()) == []  # OpenVINO's compile cache is private and removed, not ./__cache__
+    # another image size: Paddle's OpenVINO engine only logs its failure; ppipe raises instead of returning nothing
+    with pytest.raises(InferenceError, match=r"logits of shape \[0, 7\] for a \[2, 3, 8, 8\] batch"):
+        predict(create_predictor(str(target)), np.zeros((2, 3, 8, 8), "float32"))
+
+    # a Paddle build without OpenVINO still loads the folder: its legacy program on oneDNN, with a warning
+    monkeypatch.setattr(inference, "openvino_available", lambda: False)
+    with _records_warning(monkeypatch) as warned:
+        got = predict(create_predictor(str(target)), x)
+    assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
+    assert any("no OpenVINO engine" in m for m in warned)
+
+
+class _records_warning:
+    """Collects ppipe.inference's log warnings (the console handler may not propagate to caplog)."""
+
+    def __init__(self, monkeypatch):
+        self.monkeypatch = monkeypatch
+        self.messages: list[str] = []
+
+    def __enter__(self):
+        self.monkeypatch.setattr(inference.log, "warning", lambda msg, *a: self.messages.append(msg % a))
+        return self.messages
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_a_failing_engine_candidate_is_recorded_and_the_other_ships(tmp_path, monkeypatch):
+    from ppipe.export import legacy
+
+    def no_legacy(*args, **kwargs):
+        raise legacy.LegacyExportError("multiply(): argument must be Value, but got Variable")
+
+    monkeypatch.setattr(legacy, "export_legacy_model", no_legacy)
+    monkeypatch.setattr(inference, "openvino_available", lambda: True)
+    _only(monkeypatch)
+    fp32 = export_targets(_tiny(), str(tmp_path / "e"), (3, 16, 16),
+                          settings=ExportSection(measure_seconds=0.05, threads=2))["targets"][
+        "paddle-inference-mkldnn"]
+    assert fp32["status"] == "built" and fp32["check"]["engine"] == "onednn"
+    assert fp32["check"]["engines"]["openvino"] == {
+        "status": "failed",
+        "reason": "no legacy program for the OpenVINO engine: multiply(): argument must be Value, but got Variable"}
+    assert load_settings(str(tmp_path / "e" / "paddle-inference-mkldnn")).engine == "onednn"
+
+
+def test_faster_engine_weighs_latency_and_throughput():
+    onednn = {"latency_ms_b1": 4.0, "throughput_b32": 200.0}
+    assert cpu_engine.faster_engine({"onednn": onednn, "openvino": {"latency_ms_b1": 2.0,
+                                                                    "throughput_b32": 180.0}}) == "openvino"
+    assert cpu_engine.faster_engine({"onednn": onednn, "openvino": {"latency_ms_b1": 3.9,
+                                                                    "throughput_b32": 150.0}}) == "onednn"
+    assert cpu_engine.faster_engine({"onednn": {}, "openvino": {}}) == "onednn"
+    # auto with nothing timed (Export.measure_seconds: 0) builds oneDNN alone
+    assert cpu_engine.requested_engines(ExportSection(measure_seconds=0)) == ("onednn",)
+    assert cpu_engine.requested_engines(ExportSection()) == ("onednn", "openvino")
+    assert cpu_engine.requested_engines(ExportSection(measure_seconds=0, cpu_engine="openvino")) == ("openvino",)
+
+
+def test_engine_settings_are_checked(tmp_path):
+    with pytest.raises(InferenceError, match="engine must be one of"):
+        inference.PredictorSettings.from_dict({"engine": "tensorrt"}, "predictor.json")
+    with pytest.raises(InferenceError, match="openvino engine runs FP32 programs only"):
+        inference.PredictorSettings.from_dict({"engine": "openvino", "int8": True}, "predictor.json")
+    with pytest.raises(ConfigError, match="cpu_engine"):
+        from_dict(ExportSection, {"cpu_engine": "openvin"}, "Export")
 
 
 def test_a_bad_predictor_json_is_named(tmp_path, monkeypatch):

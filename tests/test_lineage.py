@@ -25,7 +25,7 @@ QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 def untrained_run(tmp_path: Path, prepared: str, *overrides: str):
     """A run folder as training leaves it (weights, train.json, eval.json), without training: a fresh model."""
     cfg = load_config(QUICKSTART, [
-        f"Global.output_dir={tmp_path}/out", "Global.image_shape=[3, 16, 16]",
+        f"Global.output_dir={tmp_path}/out", "Global.image_shape=[3, 16, 16]", "Export.input_shape=[3, 16, 16]",
         "DataLoader.Train.dataset.transform_ops.1.RandCropImage.size=16",
         "DataLoader.Eval.dataset.transform_ops.1.ResizeImage.size=16",
         f"Data.prepared={prepared}", f"Publish.store={tmp_path}/store", *overrides])

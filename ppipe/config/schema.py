@@ -268,6 +268,9 @@ class ExportSection:
     targets: list[str] | None = None
     # CPU threads in the shipped predictor configuration (predictor.json)
     threads: int = field(default=1, metadata=COUNT)
+    # the FP32 x86 target's engine (ppipe.export.cpu_engine): auto builds, checks and times oneDNN and OpenVINO
+    # and ships the faster; onednn or openvino ships that one
+    cpu_engine: Literal["auto", "onednn", "openvino"] = "auto"
     # timed seconds per measured batch size; 0: no measurements
     measure_seconds: float = field(default=1.0, metadata=NON_NEGATIVE)
     # INT8 calibration: images drawn from the prepared train split

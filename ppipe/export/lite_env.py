@@ -20,6 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ppipe.host import cache_dir
+
 __all__ = ["LITE_PACKAGE", "LiteUnavailable", "find_python310", "lite_optimizer", "env_dir"]
 
 LITE_PACKAGE = "paddlelite==2.13rc0"  # 2.12 has no cp310 wheel on the registry; 2.13rc0 provides paddle_lite_opt
@@ -30,8 +32,7 @@ class LiteUnavailable(Exception):
 
 
 def env_dir() -> Path:
-    base = os.environ.get("PPIPE_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "ppipe")
-    return Path(base) / "paddle-lite-py310"
+    return cache_dir("paddle-lite-py310")
 
 
 def _python_version(python: str) -> tuple[int, int] | None:

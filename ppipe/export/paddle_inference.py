@@ -21,6 +21,7 @@ import numpy as np
 
 from ppipe import inference as _inference
 from ppipe import storage
+from ppipe.export.cpu_engine import tuned_cpu_target
 from ppipe.export.logits_check import (ExportError, Float64Reference, LogitsCheck, compare_logits, first_output,
                                        max_relative_error)
 from ppipe.export.measure import measure_speed
@@ -241,8 +242,9 @@ def measure_target(ctx: ExportContext, run: Callable[[np.ndarray], Any]) -> dict
 
 @TARGETS.register(name=PREDICTOR)
 def paddle_inference_mkldnn(ctx: ExportContext) -> TargetResult:
-    """The FP32 PIR export with its tuned oneDNN predictor configuration, logits within `rtol` of dygraph (or
-    float64-arbitrated: `ppipe.export.logits_check`)."""
+    """The FP32 export with its tuned CPU predictor configuration (the engine, oneDNN or OpenVINO, timed and chosen
+    on this machine: `ppipe.export.cpu_engine`), logits within `rtol` of dygraph (or float64-arbitrated:
+    `ppipe.export.logits_check`)."""
     rtol = float(getattr(ctx.settings, "rtol", 1e-4))
 
     def check(predictor) -> dict:
@@ -250,4 +252,4 @@ def paddle_inference_mkldnn(ctx: ExportContext) -> TargetResult:
         record = check_logits(got, ctx.reference_logits, rtol, float64=Float64Reference.of_context(ctx)).record()
         return {**record, "check_batch": int(len(ctx.check_inputs))}
 
-    return predictor_target(ctx, PREDICTOR, ctx.reference_dir, shipped_settings(ctx.settings, ctx.reference_dir), check)
+    return tuned_cpu_target(ctx, PREDICTOR, shipped_settings(ctx.settings, ctx.reference_dir), check, measure_target)

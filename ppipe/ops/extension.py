@@ -18,6 +18,8 @@ from pathlib import Path
 
 import paddle
 
+from ppipe.host import cache_dir
+
 log = logging.getLogger(__name__)
 
 # Compiled together into one operator module: oneDNN's convolutions and activations, and ppipe's own kernels
@@ -46,8 +48,7 @@ def onednn_include_dir() -> Path:
 
 def cache_root() -> Path:
     """Where ppipe's operators and what is measured about them are kept: `PPIPE_CACHE_DIR/ops`."""
-    base = os.environ.get("PPIPE_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "ppipe")
-    return Path(base) / "ops"
+    return cache_dir("ops")
 
 
 def sources_digest() -> hashlib._Hash:

@@ -11,7 +11,7 @@ Everything that reads or writes a run asks these classes for the path; nothing e
         eval/  metrics.json *.csv *.png      `ppipe evaluate`: DVC metrics and plots; eval/counts.npz its counts
         model_card.md  model_card.json       the model card (ppipe.evaluation.card), figures linked from eval/
         lineage.json                         where the run came from (git commit, data, parents), when recorded
-        inference/model.json  .pdiparams     `ppipe export`, and export.json beside it
+        inference/model.json  .pdiparams     `ppipe export` (model.pdmodel when it ships OpenVINO), export.json
     <checkpoint>/                            CheckpointDir: one training checkpoint (ppipe.train.checkpoint)
     <Ray.storage_path>/<run name>-<time>/    RunStorage: Ray Train's checkpoints, plus ppipe's per-start records
         attempts/<invocation>/  workers/<invocation>/      <invocation>: the UTC time that `ppipe train` call began
@@ -172,9 +172,9 @@ class RunDir:
         """{name inside the published artifact: local path} of the run's files that exist; the exported model
         is required."""
         files = {MODEL_FILE: self.trained_model(), "config.yaml": self.config}
-        inference = {f"inference/{name}": os.path.join(self.inference, name) for name in ("model.json",
-                                                                                          "model.pdiparams",
-                                                                                          "predictor.json")}
+        # the program is PIR's model.json, or the legacy model.pdmodel when the export shipped the OpenVINO engine
+        inference = {f"inference/{name}": os.path.join(self.inference, name)
+                     for name in ("model.json", "model.pdmodel", "model.pdiparams", "predictor.json")}
         reports = {"eval.json": self.eval, "train.json": self.summary, "export.json": self.export_report,
                    "curves.csv": self.curves, "model_card.md": self._file("model_card.md"),
                    "model_card.json": self._file("model_card.json")}
@@ -183,7 +183,7 @@ class RunDir:
             reports.update({f"{base}/{name}": os.path.join(self.eval_outputs, name)
                             for name in sorted(os.listdir(self.eval_outputs))})
         files.update({rel: path for rel, path in {**inference, **reports}.items() if os.path.isfile(path)})
-        if "inference/model.json" not in files:
+        if not {"inference/model.json", "inference/model.pdmodel"} & set(files):
             raise FileNotFoundError(f"{self.inference} has no exported model: run `ppipe export` first")
         return files
 

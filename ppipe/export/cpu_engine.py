@@ -1,0 +1,130 @@
+"""Which of Paddle Inference's two CPU engines the FP32 x86 target (`paddle-inference-mkldnn`) ships, chosen by
+timing both on the machine that exports.
+
+- `onednn`: the checked PIR export (``model.json``) on Paddle's operators with oneDNN kernels.
+- `openvino`: the same model as a legacy program (``model.pdmodel``, `ppipe.export.legacy`) in Paddle Inference's
+  OpenVINO engine, which hands the whole program to OpenVINO's CPU plugin (graph compiler on oneDNN kernels).
+
+Why both: on the 2-vCPU Xeon this project runs on, Paddle's oneDNN predictor reached 0.53-0.84x of ONNX Runtime,
+and at batch 1 about half of its time is Paddle's per-operator work around oneDNN's kernels; the OpenVINO engine of
+the same Paddle wheel, one compiled graph, ran the same models faster (figures: benchmarks/README.md). Which wins depends on the
+model and the CPU, so `Export.cpu_engine: auto` (the default) builds and checks each, measures each with the
+export's own measurement (batch 1 latency, batch 32 throughput), and ships the faster (the geometric mean of
+the two speed ratios decides); the target's check record names the engine shipped and keeps every candidate's
+figures or the reason it could not be one. `onednn` or `openvino` ships that engine only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ppipe import inference as _inference
+from ppipe import storage
+from ppipe.export.logits_check import ExportError
+from ppipe.export.targets import ExportContext, TargetResult
+
+__all__ = ["ENGINE_CHOICES", "requested_engines", "faster_engine", "tuned_cpu_target"]
+
+ENGINE_CHOICES = ("auto", *_inference.ENGINES)
+
+
+def requested_engines(settings: Any) -> tuple[str, ...]:
+    """The engines `Export.cpu_engine` asks for: the one named, or for `auto` (the default) both, unless nothing
+    is timed (`Export.measure_seconds: 0`), when there is nothing to choose by and oneDNN alone is built."""
+    choice = str(getattr(settings, "cpu_engine", "auto") or "auto")
+    if choice not in ENGINE_CHOICES:
+        raise ExportError(f"Export.cpu_engine must be one of {list(ENGINE_CHOICES)}, got {choice!r}")
+    if choice != "auto":
+        return (choice,)
+    timed = float(getattr(settings, "measure_seconds", 1.0)) > 0
+    return _inference.ENGINES if timed else _inference.ENGINES[:1]
+
+
+def faster_engine(measured: dict[str, dict]) -> str:
+    """The engine of `measured` ({engine: measure_speed record}) with the best geometric mean of batch 32
+    throughput and inverse batch 1 latency, relative to the first one; the first when they were not timed."""
+    first = next(iter(measured))
+
+    def score(m: dict) -> float | None:
+        base = measured[first]
+        try:
+            return math.sqrt(m["throughput_b32"] / base["throughput_b32"] * base["latency_ms_b1"] / m["latency_ms_b1"])
+        except (KeyError, TypeError, ZeroDivisionError):
+            return None
+
+    scores = {e: score(m) for e, m in measured.items()}
+    timed = {e: s for e, s in scores.items() if s is not None}
+    return max(timed, key=timed.get) if timed else first
+
+
+def _candidate_folder(ctx: ExportContext, engine: str, folder: str,
+                      settings: _inference.PredictorSettings) -> _inference.PredictorSettings:
+    """Fill `folder` with `engine`'s program and its `predictor.json`; returns the settings written."""
+    os.makedirs(folder)
+    if engine == "openvino":
+        from ppipe.export.legacy import LegacyExportError, export_legacy_model
+
+        if not _inference.openvino_available():
+            raise ExportError("this Paddle build has no OpenVINO engine (no libopenvino_paddle_frontend in "
+                              "paddle/libs)")
+        try:
+            export_legacy_model(ctx.model, folder, ctx.input_shape)
+        except LegacyExportError as e:
+            raise ExportError(f"no legacy program for the OpenVINO engine: {e}") from None
+        # the oneDNN fallback passes were chosen for the PIR program; the legacy one runs without them
+        settings = dataclasses.replace(settings, engine="openvino", deleted_passes=())
+    else:
+        for path in _inference.find_model_files(ctx.reference_dir):
+            shutil.copy2(path, folder)
+        settings = dataclasses.replace(settings, engine="onednn")
+    with open(os.path.join(folder, _inference.PREDICTOR_FILE), "w") as f:
+        json.dump(settings.to_dict(), f, indent=1)
+    return settings
+
+
+def tuned_cpu_target(ctx: ExportContext, name: str, settings: _inference.PredictorSettings,
+                     check: Callable[[Any], dict],
+                     measure: Callable[[ExportContext, Callable[[np.ndarray], Any]], dict]) -> TargetResult:
+    """Build, check (``check(predictor)`` returns the record or raises `ExportError`) and measure each requested
+    engine's folder, and stage the faster one as ``ctx.out_root/name``. A candidate that fails is noted in the
+    record; the target fails only when none passes."""
+    engines = requested_engines(ctx.settings)
+    built: dict[str, tuple[str, dict, dict]] = {}   # engine -> (folder, check record, measurements)
+    failed: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="ppipe-cpu-engine-") as work:
+        for engine in engines:
+            folder = os.path.join(work, engine)
+            try:
+                _candidate_folder(ctx, engine, folder, settings)
+                predictor = _inference.create_predictor(folder)
+                record = check(predictor)
+                measured = measure(ctx, lambda batch, p=predictor: _inference.predict(p, batch))
+            except (ExportError, _inference.InferenceError) as e:
+                failed[engine] = str(e)
+                continue
+            built[engine] = (folder, record, measured)
+        if not built:
+            raise ExportError("no CPU engine passed: " + "; ".join(f"{e}: {r}" for e, r in failed.items()))
+        chosen = faster_engine({e: m for e, (_, _, m) in built.items()})
+        folder, record, measured = built[chosen]
+        dest = os.path.join(ctx.out_root, name)
+        with storage.staged_directory(dest, name) as tmp:
+            for f in sorted(os.listdir(folder)):
+                if f.endswith(".info"):  # the legacy exporter's parameter index: no engine reads it
+                    continue
+                shutil.copy2(os.path.join(folder, f), tmp)
+    engines_record = {e: {"status": "built", **{k: m.get(k) for k in ("latency_ms_b1", "throughput_b32")}}
+                      for e, (_, _, m) in built.items()}
+    engines_record.update({e: {"status": "failed", "reason": r} for e, r in failed.items()})
+    record = {**record, "engine": chosen, "engines": engines_record}
+    files = sorted(os.path.join(name, f) for f in os.listdir(dest))
+    return TargetResult(name, "built", files=files, check=record, measurements=measured)
