@@ -90,3 +90,22 @@ def test_run_dir_reads_export_json_targets_and_input_shape_and_names_a_bad_file(
     (tmp_path / "export.json").write_text(json.dumps({"targets": {"onnx": "built"}}))
     with pytest.raises(ValueError, match=r"export.json: targets.onnx must be an object"):
         rdir.export_record()
+
+
+def test_a_built_target_notes_the_cpu_engine_it_timed_and_ships():
+    timed = {"status": "built", "check": {"engine": "openvino", "engines": {
+        "onednn": {"status": "built", "latency_ms_b1": 2.2, "throughput_b32": 13553.1},
+        "openvino": {"status": "built", "latency_ms_b1": 0.4, "throughput_b32": 16989.8}}}}
+    fallback = {"status": "built", "check": {"engine": "onednn", "engines": {
+        "onednn": {"status": "built"},
+        "openvino": {"status": "failed", "reason": "no legacy program for the OpenVINO engine: multiply()\n..."}}}}
+    table = target_table({"paddle-inference-mkldnn": timed, "paddle-inference-mkldnn-int8": fallback},
+                         {"paddle-inference-mkldnn": 0.93}, {}, 360)
+    assert table["paddle-inference-mkldnn"]["reason"] == (
+        "engine: openvino (timed faster than onednn on the exporting machine)")
+    assert table["paddle-inference-mkldnn-int8"]["reason"] == (
+        "not scored: no evaluation of it was recorded; engine: onednn (openvino failed: no legacy program for the "
+        "OpenVINO engine: multiply())")
+    # TensorRT's check names its engine in a sentence, without candidates: no note
+    trt = {"status": "built", "check": {"engine": "built by `ppipe deploy tensorrt` on a GPU node"}}
+    assert target_table({"tensorrt": trt}, {"tensorrt": 0.9}, {}, 360)["tensorrt"]["reason"] is None

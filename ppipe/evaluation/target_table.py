@@ -42,7 +42,7 @@ class TargetRow:
     name: str
     status: str            # built | skipped | failed (as export.json says) | refused (its accuracy gate)
     deployable: bool       # built, checked, and published with the model
-    reason: str | None
+    reason: str | None     # why not built or not scored; for a built target a note (the CPU engine it ships)
     latency_ms_b1: float | None = None
     throughput_b32: float | None = None
     top1: float | None = None
@@ -108,17 +108,32 @@ def target_row(name: str, entry: Mapping[str, Any], *, scored_top1: float | None
     speed = {k: measured.get(k) for k in ("latency_ms_b1", "throughput_b32")}
     status = str(entry.get("status") or "unknown")
     if status == "built":
+        engine = _engine_note(entry.get("check"))
         if scored_top1 is not None:
-            return TargetRow(name, status, True, None, **speed, top1=scored_top1, num_images=num_images,
+            return TargetRow(name, status, True, engine, **speed, top1=scored_top1, num_images=num_images,
                              measured_on=f"the {split} split ({num_images} images)")
-        return TargetRow(name, status, True, f"not scored: {not_scored or 'no evaluation of it was recorded'}",
-                         **speed)
+        unscored = f"not scored: {not_scored or 'no evaluation of it was recorded'}"
+        return TargetRow(name, status, True, "; ".join(filter(None, (unscored, engine))), **speed)
     gate = gate_measurement(entry)
     if gate is None:
         return TargetRow(name, status, False, _first_line(entry.get("reason")), **speed)
     return TargetRow(name, REFUSED, False, _refused_reason(gate), **speed, top1=gate.top1, top5=gate.top5,
                      num_images=gate.num_images, reference_top1=gate.fp32_top1,
                      measured_on=f"the INT8 accuracy gate: the first {gate.num_images} {split} images")
+
+
+def _engine_note(check: Any) -> str | None:
+    """Which CPU engine a target timed its candidates for and shipped (`ppipe.export.cpu_engine`: check's
+    `engine` and `engines`), in a few words; None for a target without that choice."""
+    if not isinstance(check, Mapping) or not isinstance(check.get("engines"), Mapping) or not check.get("engine"):
+        return None
+    chosen, engines = str(check["engine"]), check["engines"]
+    timed = [e for e, r in engines.items() if e != chosen and isinstance(r, Mapping) and r.get("status") == "built"]
+    failed = [e for e, r in engines.items() if e != chosen and e not in timed]
+    why = ([f"timed faster than {', '.join(timed)} on the exporting machine"] if timed else []) + \
+        [f"{e} failed: {_first_line(engines[e].get('reason') if isinstance(engines[e], Mapping) else None)}"
+         for e in failed]
+    return f"engine: {chosen}" + (f" ({'; '.join(why)})" if why else "")
 
 
 def target_table(targets: Mapping[str, Mapping[str, Any]], scored_top1: Mapping[str, float],
