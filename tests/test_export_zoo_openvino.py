@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 
 import pytest
 
@@ -38,11 +39,13 @@ def export_with_openvino(name: str, tmp_path) -> TargetResult:
 
 
 def openvino_docs_cell(result: TargetResult) -> str:
-    """`result` as docs/export.md's OpenVINO column writes it: the check, or the engine's reason on one line."""
+    """`result` as docs/export.md's OpenVINO table writes it: the check, or the engine's reason on one line, less
+    the candidate's temporary folder, Paddle's source location and the float64 arbitration's numbers."""
     if result.status == "built":
         return docs_cell(result)
-    reason = " ".join(result.reason.removeprefix(NO_ENGINE).split()).replace("|", "\\|")
-    return f"{result.status}: {reason}"
+    reason = re.sub(r"cannot create a predictor for \S+: ", "", result.reason.removeprefix(NO_ENGINE))
+    reason = re.split(r"\s*\[Hint:|; against a float64", " ".join(reason.split()))[0]
+    return f"{result.status}: {reason}".replace("|", "\\|")
 
 
 @pytest.mark.skipif(not inference.openvino_available(), reason="this Paddle build has no OpenVINO engine")
