@@ -141,6 +141,7 @@ def test_distillation_recipe_is_checked_at_load():
         _cfg(_arch(), "Loss.Eval=[{DistillationDMLLoss: {weight: 1.0}}]")
 
 
+@pytest.mark.slow  # ~75 s; CI's slow step runs it (the distillation losses and recipes have fast tests too)
 def test_distillation_run_publishes_the_student_alone(tmp_path, digits_prepared, local_ray):
     from ppipe import stages
     from ppipe.models import create_model

@@ -86,6 +86,7 @@ def _spans(task_runs: list[dict], name: str) -> list[tuple[datetime, datetime]]:
                   for t in task_runs if t["name"].rsplit("-", 1)[0] == name)
 
 
+@pytest.mark.slow  # ~150 s, the default run's longest test; CI's slow step runs it
 @pytest.mark.timeout(900)
 def test_zoo_sweep_publishes_one_training_at_a_time_then_skips_unchanged_models(prefect_server, prefect_env,
                                                                                tmp_path):

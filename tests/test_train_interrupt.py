@@ -121,7 +121,8 @@ def test_sigint_stops_training_keeps_the_last_checkpoint_and_resume_continues_fr
     assert len(list((run_dir / "attempts").iterdir())) == 2  # the interrupted call and the resume
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+# SIGTERM by default takes the same path as SIGINT (~20 s each); both run with -m slow and in CI
+@pytest.mark.parametrize("signum", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)])
 def test_a_signal_while_waiting_for_workers_stops_at_once(tmp_path, digits_prepared, signum):
     # GPU workers on a machine without GPUs, and an autoscaler said to exist: the run waits for GPU nodes
     proc, stderr = _start(tmp_path, _train_command(tmp_path, digits_prepared, "Ray.use_gpu=true"),
