@@ -135,14 +135,14 @@ def create_predictor(model_dir: str, *, mkldnn: bool | None = None, threads: int
     model_file, params_file = find_model_files(model_dir)
     s = settings or load_settings(model_dir)
     s = dataclasses.replace(s, **{k: v for k, v in (("mkldnn", mkldnn), ("threads", threads)) if v is not None})
+    openvino = s.engine == "openvino" and openvino_available()
     if s.engine == "openvino":
         if not model_file.endswith(".pdmodel"):
             raise InferenceError(f"{model_dir}: the openvino engine needs the legacy program (model.pdmodel); "
                                  f"the folder has {os.path.basename(model_file)}")
-        if not openvino_available():
+        if not openvino:
             log.warning("%s: this Paddle build has no OpenVINO engine; running the legacy program on oneDNN "
                         "instead", model_dir)
-    openvino = s.engine == "openvino" and openvino_available()
     # OpenVINO writes the model it compiles to a cache folder (Paddle's default: `__cache__` in the working
     # directory), at creation; compiling takes well under a second here, so each predictor gets a private folder
     # removed once it exists: no litter, and no two processes (Ray workers) writing one cache file at once.

@@ -22,7 +22,7 @@ from ppipe.export import cpu_engine
 from ppipe.inference import InferenceError, create_predictor, load_settings, predict
 from tests.test_export import _tiny
 
-# oneDNN only: the engine choice (a legacy export per target) has tests of its own below
+# oneDNN only: the engine choice (a legacy export and both engines timed) has tests of its own below
 FAST = ExportSection(measure_seconds=0.05, threads=2, cpu_engine="onednn")
 
 
@@ -134,25 +134,11 @@ def test_the_openvino_engine_ships_the_legacy_program_and_computes_the_same_logi
 
     # a Paddle build without OpenVINO still loads the folder: its legacy program on oneDNN, with a warning
     monkeypatch.setattr(inference, "openvino_available", lambda: False)
-    with _records_warning(monkeypatch) as warned:
-        got = predict(create_predictor(str(target)), x)
+    warned: list[str] = []  # the console handler may not propagate to caplog
+    monkeypatch.setattr(inference.log, "warning", lambda msg, *a: warned.append(msg % a))
+    got = predict(create_predictor(str(target)), x)
     assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
     assert any("no OpenVINO engine" in m for m in warned)
-
-
-class _records_warning:
-    """Collects ppipe.inference's log warnings (the console handler may not propagate to caplog)."""
-
-    def __init__(self, monkeypatch):
-        self.monkeypatch = monkeypatch
-        self.messages: list[str] = []
-
-    def __enter__(self):
-        self.monkeypatch.setattr(inference.log, "warning", lambda msg, *a: self.messages.append(msg % a))
-        return self.messages
-
-    def __exit__(self, *exc):
-        return False
 
 
 def test_a_failing_engine_candidate_is_recorded_and_the_other_ships(tmp_path, monkeypatch):

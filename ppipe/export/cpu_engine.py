@@ -7,11 +7,13 @@ timing both on the machine that exports.
 
 Why both: on the 2-vCPU Xeon this project runs on, Paddle's oneDNN predictor reached 0.53-0.84x of ONNX Runtime,
 and at batch 1 about half of its time is Paddle's per-operator work around oneDNN's kernels; the OpenVINO engine of
-the same Paddle wheel, one compiled graph, ran the same models faster (figures: benchmarks/README.md). Which wins depends on the
-model and the CPU, so `Export.cpu_engine: auto` (the default) builds and checks each, measures each with the
-export's own measurement (batch 1 latency, batch 32 throughput), and ships the faster (the geometric mean of
-the two speed ratios decides); the target's check record names the engine shipped and keeps every candidate's
-figures or the reason it could not be one. `onednn` or `openvino` ships that engine only.
+the same Paddle wheel, one compiled graph, ran the same models faster (figures: benchmarks/README.md). Which wins
+depends on the model and the CPU, so `Export.cpu_engine: auto` (the default) builds and checks each, measures
+each with the export's own measurement (batch 1 latency, batch 32 throughput), and ships the faster (the
+geometric mean of the two speed ratios decides); the legacy program is the export's one
+(`ExportContext.legacy_program`), which Paddle-Lite reads too; the target's check record names the engine
+shipped and keeps every candidate's figures or the reason it could not be one. `onednn` or `openvino` ships that
+engine only.
 """
 
 from __future__ import annotations
@@ -66,29 +68,27 @@ def faster_engine(measured: dict[str, dict]) -> str:
     return max(timed, key=timed.get) if timed else first
 
 
-def _candidate_folder(ctx: ExportContext, engine: str, folder: str,
-                      settings: _inference.PredictorSettings) -> _inference.PredictorSettings:
-    """Fill `folder` with `engine`'s program and its `predictor.json`; returns the settings written."""
-    os.makedirs(folder)
+def _candidate_folder(ctx: ExportContext, engine: str, folder: str, settings: _inference.PredictorSettings) -> None:
+    """Fill `folder` with `engine`'s program and its `predictor.json`."""
     if engine == "openvino":
-        from ppipe.export.legacy import LegacyExportError, export_legacy_model
+        from ppipe.export.legacy import LegacyExportError
 
         if not _inference.openvino_available():
             raise ExportError("this Paddle build has no OpenVINO engine (no libopenvino_paddle_frontend in "
                               "paddle/libs)")
         try:
-            export_legacy_model(ctx.model, folder, ctx.input_shape)
+            source = ctx.legacy_program()
         except LegacyExportError as e:
             raise ExportError(f"no legacy program for the OpenVINO engine: {e}") from None
         # the oneDNN fallback passes were chosen for the PIR program; the legacy one runs without them
         settings = dataclasses.replace(settings, engine="openvino", deleted_passes=())
     else:
-        for path in _inference.find_model_files(ctx.reference_dir):
-            shutil.copy2(path, folder)
-        settings = dataclasses.replace(settings, engine="onednn")
+        source, settings = ctx.reference_dir, dataclasses.replace(settings, engine="onednn")
+    os.makedirs(folder)
+    for path in _inference.find_model_files(source):
+        shutil.copy2(path, folder)
     with open(os.path.join(folder, _inference.PREDICTOR_FILE), "w") as f:
         json.dump(settings.to_dict(), f, indent=1)
-    return settings
 
 
 def tuned_cpu_target(ctx: ExportContext, name: str, settings: _inference.PredictorSettings,
@@ -119,8 +119,6 @@ def tuned_cpu_target(ctx: ExportContext, name: str, settings: _inference.Predict
         dest = os.path.join(ctx.out_root, name)
         with storage.staged_directory(dest, name) as tmp:
             for f in sorted(os.listdir(folder)):
-                if f.endswith(".info"):  # the legacy exporter's parameter index: no engine reads it
-                    continue
                 shutil.copy2(os.path.join(folder, f), tmp)
     engines_record = {e: {"status": "built", **{k: m.get(k) for k in ("latency_ms_b1", "throughput_b32")}}
                       for e, (_, _, m) in built.items()}

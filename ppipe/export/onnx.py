@@ -19,9 +19,9 @@ from collections.abc import Callable
 import numpy as np
 
 from ppipe.export.logits_check import Float64Reference, compare_logits
-from ppipe.host import cpu_model
 from ppipe.export.target_outcome import DEFAULT_RTOL, NotApplicable, TargetFailed, build_target, check_rtol
 from ppipe.export.targets import TARGETS, ExportContext, TargetResult
+from ppipe.host import cpu_model
 
 __all__ = ["OPSET", "convert_to_onnx", "onnx_session", "run_onnx", "check_onnx", "measure", "onnx_target"]
 

@@ -1,9 +1,9 @@
 """The `paddle-lite` export target: a Paddle-Lite model (``paddle-lite/model.nb``, naive buffer, ARM kernels) for
 phones and ARM boards.
 
-Paddle-Lite's optimizer `opt` reads only legacy programs, so the model is first exported as ``model.pdmodel``
-(`ppipe.export.legacy`, a subprocess running Paddle's legacy tracer) and that program is checked with Paddle
-Inference against the dygraph logits; `opt` then runs in ppipe's Python 3.10 environment
+Paddle-Lite's optimizer `opt` reads only legacy programs, so it reads the export's ``model.pdmodel``
+(`ExportContext.legacy_program`: `ppipe.export.legacy`, a subprocess running Paddle's legacy tracer), and that
+program is checked with Paddle Inference against the dygraph logits; `opt` then runs in ppipe's Python 3.10 environment
 (`ppipe.export.lite_env`). The ARM ``.nb`` cannot run on this x86 host (and `opt --valid_targets=x86` writes no
 model with the published wheel), so the check is the legacy program's, before conversion, and the target is not
 measured here. A model with an operator `opt` lacks for ARM is skipped with the operators' names.
@@ -14,9 +14,8 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import tempfile
 
-from ppipe.export.legacy import LegacyExportError, export_legacy_model
+from ppipe.export.legacy import LegacyExportError
 from ppipe.export.lite_env import LITE_PACKAGE, LiteUnavailable, lite_optimizer
 from ppipe.export.paddle_inference import max_relative_error
 from ppipe.export.target_outcome import DEFAULT_RTOL, NotApplicable, TargetFailed, build_target, check_rtol
@@ -81,13 +80,12 @@ def build_lite(ctx: ExportContext, folder: str) -> TargetResult:
         opt = lite_optimizer()
     except LiteUnavailable as e:
         raise NotApplicable(f"Paddle-Lite's converter is unavailable here: {e}") from None
-    with tempfile.TemporaryDirectory(prefix="ppipe-legacy-") as legacy_dir:
-        try:
-            export_legacy_model(ctx.model, legacy_dir, ctx.input_shape)
-        except LegacyExportError as e:
-            raise NotApplicable(f"no legacy program for Paddle-Lite: {e}") from None
-        check = check_legacy_model(legacy_dir, ctx.check_inputs, ctx.reference_logits, check_rtol(ctx))
-        optimize_for_lite(opt, legacy_dir, os.path.join(folder, "model"))
+    try:
+        legacy_dir = ctx.legacy_program()
+    except LegacyExportError as e:
+        raise NotApplicable(f"no legacy program for Paddle-Lite: {e}") from None
+    check = check_legacy_model(legacy_dir, ctx.check_inputs, ctx.reference_logits, check_rtol(ctx))
+    optimize_for_lite(opt, legacy_dir, os.path.join(folder, "model"))
     check.update(valid_targets=VALID_TARGETS, converter=LITE_PACKAGE)
     return TargetResult(name="paddle-lite", status="built", check=check,
                         measurements={"note": f"not measured: model.nb holds {VALID_TARGETS} kernels, this host is "

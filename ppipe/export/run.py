@@ -26,7 +26,7 @@ import numpy as np
 from ppipe import storage
 from ppipe.config.schema import ExportSection
 from ppipe.export.paddle_inference import prepare_for_export, save_checked_export, unfolded_float64_reference
-from ppipe.export.targets import TARGETS, ExportContext, TargetResult
+from ppipe.export.targets import LEGACY_DIR, TARGETS, ExportContext, TargetResult
 
 __all__ = ["SUMMARY_FILE", "export_targets", "requested_targets"]
 
@@ -99,6 +99,7 @@ def export_targets(model, out_root: str, input_shape: tuple[int, int, int],
                             evaluation=evaluation, quantization=quantization, qat_model=qat_model)
         results = {name: dataclasses.asdict(_build_one(name, ctx)) for name in names}
         shutil.rmtree(ctx.reference_dir)
+        shutil.rmtree(os.path.join(tmp, LEGACY_DIR), ignore_errors=True)  # written only if a target asked
         summary = {"input_shape": list(ctx.input_shape),
                    "reference": {"max_rel_err": ref["max_rel_err"], "rtol": ref["rtol"],
                                  "check_batch": ref["check_batch"], "output_shape": ref["output_shape"]},

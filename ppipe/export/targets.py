@@ -9,6 +9,7 @@ this machine or does not apply to the model (no GPU for TensorRT, an operator th
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -16,6 +17,9 @@ from typing import Any, Literal
 import numpy as np
 
 from ppipe.registry import Registry
+
+
+LEGACY_DIR = ".legacy"  # ExportContext.legacy_program's folder in out_root; not a target, removed with the reference
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,26 @@ class ExportContext:
     # a `Quantization.mode: qat` run's trained model with its fake quanters (`ppipe.quantization`): the INT8
     # targets convert it with the scales it learnt instead of calibrating `model`
     qat_model: Any = None
+    # `legacy_program`'s one outcome: its folder, or the error writing it raised
+    _legacy: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def legacy_program(self) -> str:
+        """The folder holding `model` as a legacy program (``model.pdmodel`` + ``model.pdiparams``,
+        `ppipe.export.legacy`), written once, on first use, under ``out_root/.legacy`` and shared by the targets
+        that read one (the OpenVINO engine, Paddle-Lite); read it, do not write into it. Raises the same
+        `LegacyExportError` on every call when the program cannot be written."""
+        if not self._legacy:
+            from ppipe.export.legacy import LegacyExportError, export_legacy_model
+
+            folder = os.path.join(self.out_root, LEGACY_DIR)
+            try:
+                export_legacy_model(self.model, folder, self.input_shape)
+                self._legacy["folder"] = folder
+            except LegacyExportError as e:
+                self._legacy["error"] = e
+        if "error" in self._legacy:
+            raise self._legacy["error"]
+        return self._legacy["folder"]
 
 
 @dataclass
