@@ -104,22 +104,26 @@ def cmd_stage(name):
     return run
 
 
+def _given_weights(args, cfg) -> str | None:
+    """The weights the command line names: --weights, or -o Global.pretrained_model=FILE (how PaddleClas's
+    tools/eval.py and export_model.py take them). A recipe's own Global.pretrained_model is where fine-tuning
+    started, not what the run trained, so only the command line's counts."""
+    given = any(o.startswith("Global.pretrained_model=") for o in args.override or ())
+    return args.weights or (cfg.Global.pretrained_model if given else None)
+
+
 def cmd_evaluate(args):
     from ppipe import stages
 
-    # PaddleClas's tools/eval.py takes the weights as -o Global.pretrained_model=FILE; here that override (or
-    # --weights) names the weights to evaluate. A recipe's own Global.pretrained_model is where fine-tuning
-    # started, not what the run trained, so only the command line's counts.
     cfg = _config(args)
-    given = any(o.startswith("Global.pretrained_model=") for o in args.override or ())
-    weights = args.weights or (cfg.Global.pretrained_model if given else None)
-    _emit(stages.evaluate(cfg, weights=weights, model_ref=args.model, out=args.out), args.json)
+    _emit(stages.evaluate(cfg, weights=_given_weights(args, cfg), model_ref=args.model, out=args.out), args.json)
 
 
 def cmd_export(args):
     from ppipe import stages
 
-    _emit(stages.export(_config(args), targets=args.targets), args.json)
+    cfg = _config(args)
+    _emit(stages.export(cfg, targets=args.targets, weights=_given_weights(args, cfg), out=args.out), args.json)
 
 
 def _store(args):
@@ -358,6 +362,11 @@ def _add_stage_parsers(sub) -> None:
         if name == "export":
             sp.add_argument("--targets", default=None, metavar="T1,T2",
                             help="export targets to build (default: Export.targets, else all)")
+            sp.add_argument("--weights", default=None, metavar="FILE.pdparams",
+                            help="export these weights (as -o Global.pretrained_model=FILE) instead of the run's")
+            sp.add_argument("--out", default=None, metavar="DIR",
+                            help="where other weights' export goes (default: Global.save_inference_dir); the "
+                                 "run's own export goes to its run folder")
             sp.set_defaults(func=cmd_export)
 
 

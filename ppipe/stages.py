@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 from ppipe.config import Config, config_to_yaml
+from ppipe.errors import UserError
 from ppipe.storage import write_bytes_atomic
 from ppipe.train.run_dir import RunDir
 
@@ -62,16 +63,32 @@ def evaluate(cfg: Config, *, weights: str | None = None, model_ref: str | None =
     return evaluate_weights(cfg, weights=weights, model_ref=model_ref, out=out)
 
 
-def export(cfg: Config, targets: list[str] | str | None = None) -> dict[str, Any]:
+def export(cfg: Config, targets: list[str] | str | None = None, *, weights: str | None = None,
+           out: str | None = None) -> dict[str, Any]:
     """The run's deployment targets (`ppipe.export.run.export_targets`) under `<run>/export/`, with the FP32
     Paddle Inference target also at `<run>/inference/` (the layout `ppipe predict` and earlier artifacts use).
-    `targets`: names (or "a,b"); None: `Export.targets`, else every registered target."""
-    from ppipe.export.run import export_run
+    `targets`: names (or "a,b"); None: `Export.targets`, else every registered target.
 
-    rdir = run_dir(cfg)
-    summary = export_run(cfg, rdir.trained_model(), _optional_prepared(cfg), os.fspath(rdir), targets=targets)
-    write_bytes_atomic(rdir.export_report, json.dumps(summary, indent=1).encode())
-    return summary
+    `weights` (a .pdparams file, as PaddleClas's `export_model.py -o Global.pretrained_model=FILE`) exports those
+    weights instead, into `out` (default `Global.save_inference_dir`), with its `export.json` and the resolved
+    `config.yaml` that `ppipe predict DIR` reads the preprocessing from; the run's folder is left alone."""
+    from ppipe.export.run import export_run
+    from ppipe.models.weights import pdparams_path
+
+    if weights is None:
+        if out is not None:
+            raise UserError(f"--out {out}: only other weights' export goes elsewhere (--weights FILE or "
+                            "-o Global.pretrained_model=FILE); the run's own export goes to its run folder")
+        rdir = run_dir(cfg)
+        source, folder, report = rdir.trained_model(), os.fspath(rdir), rdir.export_report
+    else:
+        source, folder = os.path.abspath(pdparams_path(weights)), os.path.abspath(out or cfg.Global.save_inference_dir)
+        report = os.path.join(folder, "export.json")
+    summary = export_run(cfg, source, _optional_prepared(cfg), folder, targets=targets)
+    write_bytes_atomic(report, json.dumps(summary, indent=1).encode())
+    if weights is not None:
+        write_bytes_atomic(os.path.join(folder, "config.yaml"), config_to_yaml(cfg).encode())
+    return {**summary, "weights": source, "out": folder} if weights is not None else summary
 
 
 def _optional_prepared(cfg: Config) -> str | None:

@@ -17,6 +17,7 @@ import yaml
 
 from ppipe import stages
 from ppipe.config import load_config
+from ppipe.errors import UserError
 from ppipe.evaluation import load_report, sum_counts, write_run_model_card
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -246,3 +247,44 @@ def test_evaluation_goes_to_wandb_as_tracking_says(evaluated_run, tmp_path, monk
     log_evaluation(_config(tmp_path, "unused", "Tracking.wandb_mode=offline"), report, "w")
     (run,) = (tmp_path / "out/wandb").glob("offline-run-*")
     assert list((run / "files/media/images/eval").glob("reliability*.png"))
+
+
+def test_cli_exports_a_pdparams_file_like_paddleclas_export_model(tmp_path, digits_prepared, weights, capsys):
+    from ppipe.cli import main
+    from ppipe.inference import create_predictor, predict
+    from ppipe.models import create_model
+
+    cfg = _config(tmp_path, digits_prepared)
+    out = tmp_path / "inference-out"
+    base = [str(QUICKSTART), *(f"-o{o}" for o in (
+        f"Global.output_dir={tmp_path}/out", "Global.image_shape=[3, 16, 16]", f"Data.prepared={digits_prepared}",
+        "DataLoader.Eval.dataset.transform_ops.1.ResizeImage.size=16", "Export.targets=[paddle-inference-mkldnn]",
+        "Export.measure_seconds=0", f"Global.save_inference_dir={out}"))]
+    main(["export", *base, f"-oGlobal.pretrained_model={weights.removesuffix('.pdparams')}", "--json"])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["weights"] == weights and printed["out"] == str(out)
+    assert printed["targets"]["paddle-inference-mkldnn"]["status"] == "built"
+    assert json.loads((out / "export.json").read_text())["targets"] == printed["targets"]
+    assert (out / "config.yaml").is_file()  # what `ppipe predict DIR` reads the preprocessing from
+    assert not Path(stages.run_dir(cfg)).exists()  # other weights never write into the run folder
+
+    model = create_model("PPLCNet_x0_25", num_classes=10, pretrained=weights)
+    model.eval()
+    x = np.random.default_rng(0).standard_normal((3, 3, 16, 16)).astype("float32")
+    ref = model(paddle.to_tensor(x)).numpy()
+    got = predict(create_predictor(str(out / "inference")), x)
+    assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
+    # `ppipe predict DIR` runs the folder, with the preprocessing of the config.yaml beside it
+    from PIL import Image
+
+    from ppipe.predict import predict_images
+
+    Image.fromarray(np.full((20, 24, 3), 128, "uint8")).save(tmp_path / "gray.png")
+    [result] = predict_images(str(out), [str(tmp_path / "gray.png")], topk=3)
+    assert len(result["topk"]) == 3 and "error" not in result
+
+    with pytest.raises(FileNotFoundError, match=r"weights file .*missing does not exist"):
+        stages.export(cfg, weights=str(tmp_path / "missing"), out=str(tmp_path / "nowhere"))
+    assert not (tmp_path / "nowhere").exists()
+    with pytest.raises(UserError, match="only other weights' export goes elsewhere"):
+        stages.export(cfg, out=str(tmp_path / "nowhere"))

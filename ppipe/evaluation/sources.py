@@ -23,15 +23,6 @@ class EvaluatedWeights:
     is_run: bool       # the run's own model: its folder receives the outputs and its targets are scored
 
 
-def _pdparams(path: str) -> str:
-    """`path`, or `path.pdparams` where PaddleClas's habit of leaving out the suffix was followed."""
-    if os.path.isfile(path):
-        return path
-    if os.path.isfile(path + ".pdparams"):
-        return path + ".pdparams"
-    raise FileNotFoundError(f"weights file {path} does not exist (nor {path}.pdparams): expected a .pdparams file")
-
-
 def _from_artifact(cfg: Config, ref: str, store: str | None) -> EvaluatedWeights:
     from ppipe.artifacts import ArtifactStore
     from ppipe.build import infer_arch
@@ -54,14 +45,14 @@ def evaluated_weights(cfg: Config, *, weights: str | None = None, model_ref: str
                       store: str | None = None) -> EvaluatedWeights:
     """The weights to score: `weights` (a .pdparams path), else the artifact `model_ref` (`NAME`, `NAME:vN`,
     `NAME@ALIAS` in `store`, default `Publish.store`), else the run's trained model."""
-    from ppipe.models.weights import read_checkpoint
+    from ppipe.models.weights import pdparams_path, read_checkpoint
 
     if weights and model_ref:
         raise UserError("give the weights to evaluate once: a .pdparams file or --model NAME@ALIAS, not both")
     if model_ref:
         return _from_artifact(cfg, model_ref, store)
     if weights:
-        path = os.path.abspath(_pdparams(weights))
+        path = os.path.abspath(pdparams_path(weights))
         return EvaluatedWeights(read_checkpoint(path), path, is_run=False)
     path = RunDir.for_config(cfg).trained_model()
     return EvaluatedWeights(read_checkpoint(path), path, is_run=True)

@@ -45,13 +45,21 @@ class LoadReport:
     skipped_classifier: list[str] = field(default_factory=list)
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The `{name: ndarray}` content of a `.pdparams` file; like PaddleClas, `path` may omit the suffix."""
+def pdparams_path(path: str | os.PathLike) -> str:
+    """`path`, or `path.pdparams` where PaddleClas's habit of leaving out the suffix was followed; a clear
+    FileNotFoundError when neither is a file."""
     path = os.fspath(path)
     if not os.path.isfile(path) and os.path.isfile(path + ".pdparams"):
         path += ".pdparams"
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {path} not found (nor {path}.pdparams)")
+        raise FileNotFoundError(f"weights file {path} does not exist (nor {path}.pdparams): expected a .pdparams "
+                                "file")
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The `{name: ndarray}` content of a `.pdparams` file; like PaddleClas, `path` may omit the suffix."""
+    path = pdparams_path(path)
     state = weights_io.load_state(path, return_numpy=True)
     if not isinstance(state, Mapping):
         raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict")
