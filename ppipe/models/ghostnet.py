@@ -50,8 +50,7 @@ class GhostBottleneck(nn.Layer):
         self.ghost_module_1 = GhostModule(in_chs, mid_chs, relu=True)
         self.depthwise_conv = (_conv(mid_chs, mid_chs, kernel_size, stride=2, depthwise=True) if stride == 2
                                else nn.Identity())
-        # GhostNet's hard gate clips to [0, 1]: a hard sigmoid of slope 1, offset 0
-        self.se_block = (SEModule(mid_chs, gate_slope=1.0, gate_offset=0.0, fc_layer=nn.Linear) if use_se
+        self.se_block = (SEModule(mid_chs, gate="clip", fc_layer=nn.Linear) if use_se
                          else nn.Identity())
         self.ghost_module_2 = GhostModule(mid_chs, out_chs, relu=False)
         if stride == 1 and in_chs == out_chs:
