@@ -22,11 +22,11 @@ import re
 import sys
 import time
 import warnings
-from typing import Any, Iterator, TextIO
+from typing import Any, Callable, Iterator, TextIO
 
 VERBOSE_ENV = "PPIPE_VERBOSE"  # "1": the driver was started with --verbose (workers inherit it)
 TTY_ENV = "PPIPE_CONSOLE_TTY"  # "1": the driver's stderr is a terminal (a progress bar at once)
-PROGRESS_AFTER_S = 10.0  # without a terminal, a bar only for epochs still running after this long
+PROGRESS_LINE_EVERY_S = 30.0  # without a terminal, a progress line this often within an epoch
 
 # Lines the run's processes print that say nothing a user acts on; shown with --verbose.
 NOISE = tuple(re.compile(p) for p in (
@@ -44,6 +44,8 @@ NOISE = tuple(re.compile(p) for p in (
     r"\[\s*INFO\] (dist|build_ext|base|extension_utils)\.py:\d+ - ",  # Paddle's cpp_extension build log
     r" - INFO - Re-Compiling ",
     r"loading ppipe's oneDNN convolution operator",
+    # Paddle's distributed init where a worker runs several math threads, as ppipe chooses (`Ray.cpus_per_worker`)
+    r"^WARNING: OMP_NUM_THREADS set to \d+, not 1\.", r"^PLEASE USE OMP_NUM_THREADS WISELY\.",
 ))
 
 # Loggers whose INFO/WARNING records are noise for a person: the token-auth notice, every HTTP request (Prefect).
@@ -202,30 +204,40 @@ def print_line(line: str) -> None:
 
 
 class EpochProgress:
-    """A progress bar over one epoch's batches on the driver's stderr: from the start where the driver has a
-    terminal, else only once the epoch has run `PROGRESS_AFTER_S` (short epochs print their line and nothing
-    else). Ray's `tqdm_ray` draws it on the driver, from a worker too."""
+    """Progress within one epoch's batches, from the worker of rank 0. Where the driver's stderr is a terminal, a
+    bar (Ray's `tqdm_ray` draws it on the driver); elsewhere (a log file, CI), a plain line every
+    `PROGRESS_LINE_EVERY_S` of a long epoch, since a bar's redraws are unreadable there, and short epochs print
+    their epoch line and nothing else."""
 
-    def __init__(self, epoch: int, epochs: int, total: int, *, show: bool = True):
+    def __init__(self, epoch: int, epochs: int, total: int, *, show: bool = True,
+                 write: Callable[[str], None] | None = None, clock: Callable[[], float] = time.perf_counter):
         self.desc, self.total, self.show = f"epoch {epoch + 1}/{epochs}", total, show
-        self.started = time.perf_counter()
+        self.write, self.clock = write or print_line, clock
+        self.started = self.last_line = clock()
         self.done = 0
         self.bar = None
         if show and os.environ.get(TTY_ENV) == "1":
-            self._open()
+            from ray.experimental.tqdm_ray import tqdm
 
-    def _open(self) -> None:
-        from ray.experimental.tqdm_ray import tqdm
-
-        self.bar = tqdm(desc=self.desc, total=self.total, unit="batch")
-        self.bar.update(self.done)
+            self.bar = tqdm(desc=self.desc, total=self.total, unit="batch")
 
     def update(self, n: int = 1) -> None:
         self.done += n
-        if self.bar is None and self.show and time.perf_counter() - self.started > PROGRESS_AFTER_S:
-            self._open()
-        elif self.bar is not None:
+        if self.bar is not None:
             self.bar.update(n)
+        elif self.show and self.clock() - self.last_line >= PROGRESS_LINE_EVERY_S:
+            self.last_line = self.clock()
+            self.write(self.line())
+
+    def line(self) -> str:
+        """`epoch 3/30  120/450 batches (27%)  4.1 batch/s  ~80 s left`."""
+        elapsed = max(self.clock() - self.started, 1e-9)
+        rate = self.done / elapsed
+        parts = [self.desc, f"{self.done}/{self.total} batches ({100 * self.done / max(self.total, 1):.0f}%)",
+                 f"{rate:.1f} batch/s"]
+        if rate > 0 and self.total > self.done:
+            parts.append(f"~{(self.total - self.done) / rate:.0f} s left")
+        return "  ".join(parts)
 
     def close(self) -> None:
         if self.bar is not None:

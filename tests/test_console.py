@@ -28,6 +28,8 @@ ROUTINE = [
     "- (ip=192.0.2.2, pid=28281) world_rank=0, local_rank=0, node_rank=0",
     "I1205 22:38:17.865212 28737 tcp_store.cc:336] create libuv server at port: 54089",
     "I1205 22:38:17.865674 28737 tcp_utils.cc:132] Successfully connected to 192.0.2.2:54089",
+    "WARNING: OMP_NUM_THREADS set to 2, not 1. The computation speed will not be optimized if you use data parallel.",
+    "PLEASE USE OMP_NUM_THREADS WISELY.",
     "======================= Modified FLAGS detected =======================",
     "FLAGS(name='FLAGS_enable_pir_in_executor', current_value=True, default_value=False)",
     "=======================================================================",
@@ -60,6 +62,38 @@ def test_epoch_line_says_epoch_loss_accuracies_throughput_time_and_checkpoint():
     assert EPOCH_LINE.match(line)
     no_val = console.epoch_line({**metrics, "top1": None, "restarts": 1}, 30, checkpoint=True)
     assert "val top-1 -" in no_val and "restarts 1" in no_val and EPOCH_LINE.match(no_val)
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_long_epoch_without_a_terminal_prints_plain_progress_lines_not_a_bar(monkeypatch):
+    monkeypatch.setenv(console.TTY_ENV, "0")
+    clock, lines = _Clock(), []
+    progress = console.EpochProgress(2, 30, 450, write=lines.append, clock=clock)
+    assert progress.bar is None
+    for _ in range(100):  # 100 batches in 25 s: under a line's interval, nothing printed
+        clock.now += 0.25
+        progress.update()
+    assert lines == []
+    for _ in range(20):  # at 30 s: one line, then none until 30 s later
+        clock.now += 0.25
+        progress.update()
+    assert lines == ["epoch 3/30  120/450 batches (27%)  4.0 batch/s  ~82 s left"]
+    for _ in range(120):
+        clock.now += 0.25
+        progress.update()
+    assert len(lines) == 2 and lines[1].startswith("epoch 3/30  240/450 batches (53%)")
+    progress.close()
+    quiet = console.EpochProgress(2, 30, 450, show=False, write=lines.append, clock=clock)
+    clock.now += 60
+    quiet.update()
+    assert len(lines) == 2  # the workers of other ranks print nothing
 
 
 def test_json_stdout_keeps_stdout_for_the_document_and_sends_every_other_write_to_stderr(capfd):
