@@ -96,8 +96,9 @@ def test_auto_times_both_cpu_engines_and_ships_the_faster(tmp_path, monkeypatch)
                for e in engines.values())
     chosen = fp32["check"]["engine"]
     assert chosen == cpu_engine.faster_engine(engines)
-    # what was measured is what ships
+    # what was measured is what ships: the medians of the engines' interleaved rounds
     assert fp32["measurements"]["throughput_b32"] == engines[chosen]["throughput_b32"]
+    assert fp32["measurements"]["rounds"] == cpu_engine.CHOICE_ROUNDS
     program = "model.json" if chosen == "onednn" else "model.pdmodel"
     assert fp32["files"] == sorted(f"paddle-inference-mkldnn/{f}" for f in (program, "model.pdiparams",
                                                                             "predictor.json"))
@@ -171,6 +172,49 @@ def test_faster_engine_weighs_latency_and_throughput():
     assert cpu_engine.requested_engines(ExportSection(measure_seconds=0)) == ("onednn",)
     assert cpu_engine.requested_engines(ExportSection()) == ("onednn", "openvino")
     assert cpu_engine.requested_engines(ExportSection(measure_seconds=0, cpu_engine="openvino")) == ("openvino",)
+
+
+def test_competing_engines_are_timed_in_interleaved_rounds_and_keep_their_medians(monkeypatch):
+    calls = []
+    figures = {"onednn": iter([(4.0, 200.0), (9.0, 90.0), (4.2, 210.0)]),  # round 2: a burst of load
+               "openvino": iter([(3.0, 220.0), (3.1, 230.0), (2.9, 100.0)])}
+
+    def predict(engine, batch):
+        if engine == "broken" and len(calls) >= 2:  # its second round
+            raise InferenceError("the predictor returned logits of shape [0]")
+
+    def measure(ctx, run, share=1.0):
+        engine = run.__closure__[0].cell_contents  # the predictor `run` calls: here, the engine's name
+        run(None)
+        calls.append((engine, share))
+        latency, throughput = next(figures[engine])
+        return {"latency_ms_b1": latency, "throughput_b32": throughput, "cpu": "x"}
+
+    monkeypatch.setattr(cpu_engine._inference, "predict", predict)
+    timed, failed = cpu_engine.timed_in_rounds(None, {"onednn": "onednn", "openvino": "openvino"}, measure)
+    third = 1 / cpu_engine.CHOICE_ROUNDS
+    assert calls == [("onednn", third), ("openvino", third), ("openvino", third), ("onednn", third),
+                     ("onednn", third), ("openvino", third)]
+    assert failed == {}
+    assert timed == {"onednn": {"latency_ms_b1": 4.2, "throughput_b32": 200.0, "cpu": "x", "rounds": 3},
+                     "openvino": {"latency_ms_b1": 3.0, "throughput_b32": 220.0, "cpu": "x", "rounds": 3}}
+    assert cpu_engine.faster_engine(timed) == "openvino"
+    # one engine alone: measured once, with the whole measuring time
+    calls.clear()
+    figures["onednn"] = iter([(4.0, 200.0)])
+    timed, _ = cpu_engine.timed_in_rounds(None, {"onednn": "onednn"}, measure)
+    assert calls == [("onednn", 1.0)] and timed["onednn"]["latency_ms_b1"] == 4.0
+    # an engine that fails while timed is dropped with its reason; the other is still timed
+    calls.clear()
+    figures["onednn"] = iter([(4.0, 200.0), (4.1, 201.0), (4.2, 202.0)])
+    figures["broken"] = iter([(1.0, 900.0)])
+    timed, failed = cpu_engine.timed_in_rounds(None, {"onednn": "onednn", "broken": "broken"}, measure)
+    assert list(timed) == ["onednn"] and timed["onednn"]["latency_ms_b1"] == 4.1
+    assert failed == {"broken": "failed while timed: the predictor returned logits of shape [0]"}
+    assert [e for e, _ in calls] == ["onednn", "broken", "onednn", "onednn"]
+    # not timed (measure_seconds 0): nothing to take medians of
+    timed, _ = cpu_engine.timed_in_rounds(None, {"a": "a", "b": "b"}, lambda ctx, run, share=1.0: {})
+    assert timed == {"a": {}, "b": {}}
 
 
 def test_engine_settings_are_checked(tmp_path):

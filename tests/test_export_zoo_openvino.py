@@ -17,6 +17,7 @@ import pytest
 
 from ppipe import inference
 from ppipe.config.schema import ExportSection
+from ppipe.export import openvino_diagnosis
 from ppipe.export.logits_check import ExportError, record_passes
 from ppipe.export.paddle_inference import PREDICTOR
 from ppipe.export.targets import TARGETS, TargetResult
@@ -57,6 +58,8 @@ def test_family_runs_in_the_openvino_engine_or_says_why_not(family, tmp_path):
     print(f"| {family} | {zoo_input_size(name)} | {openvino_docs_cell(result)} |")
     if result.status == "failed":
         assert result.reason.startswith(NO_ENGINE) and result.reason != NO_ENGINE, result.reason
+        if openvino_diagnosis.CONVERSION_FAILURE in result.reason:  # Paddle's message, which names no operator
+            pytest.fail(f"{name}: the reason names no unconverted operator: {result.reason}")
         assert not os.path.exists(folder), f"{name}: the failed target left {folder}"
         return
     assert result.status == "built", result

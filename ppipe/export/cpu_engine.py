@@ -23,6 +23,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import tempfile
 from collections.abc import Callable
 from typing import Any
@@ -31,12 +32,15 @@ import numpy as np
 
 from ppipe import inference as _inference
 from ppipe import storage
+from ppipe.export import openvino_diagnosis
 from ppipe.export.logits_check import ExportError
 from ppipe.export.targets import ExportContext, TargetResult
 
-__all__ = ["ENGINE_CHOICES", "requested_engines", "faster_engine", "tuned_cpu_target"]
+__all__ = ["ENGINE_CHOICES", "CHOICE_ROUNDS", "requested_engines", "faster_engine", "timed_in_rounds",
+           "tuned_cpu_target"]
 
 ENGINE_CHOICES = ("auto", *_inference.ENGINES)
+CHOICE_ROUNDS = 3  # interleaved timing rounds when engines compete (`timed_in_rounds`)
 
 
 def requested_engines(settings: Any) -> tuple[str, ...]:
@@ -91,14 +95,61 @@ def _candidate_folder(ctx: ExportContext, engine: str, folder: str, settings: _i
         json.dump(settings.to_dict(), f, indent=1)
 
 
+def _failure_reason(engine: str, folder: str, error: Exception) -> str:
+    """`error`'s message, or, where OpenVINO could not convert the program (a message that names no operator),
+    the operators it could not convert."""
+    reason = str(error)
+    if engine == "openvino" and openvino_diagnosis.CONVERSION_FAILURE in reason:
+        return openvino_diagnosis.describe_unconverted(openvino_diagnosis.unconverted_operators(folder)) or reason
+    return reason
+
+
+def timed_in_rounds(ctx: ExportContext, predictors: dict[str, Any],
+                    measure: Callable[..., dict]) -> tuple[dict[str, dict], dict[str, str]]:
+    """({engine: its measurements}, {engine: why it failed while timed}) of `predictors`. One engine is measured
+    once; competing engines are measured in `CHOICE_ROUNDS` interleaved rounds (A B, B A, A B), each with that
+    share of the measuring time, and keep the median of their rounds' figures: a burst of load on a shared machine
+    then skews one round of each engine rather than all of one engine's timing, which would choose the slower."""
+    rounds: dict[str, list[dict]] = {e: [] for e in predictors}
+    failed: dict[str, str] = {}
+    n = 1 if len(predictors) == 1 else CHOICE_ROUNDS
+    for r in range(n):
+        for engine in list(predictors) if r % 2 == 0 else list(reversed(predictors)):
+            if engine in failed:
+                continue
+            run = (lambda p: lambda batch: _inference.predict(p, batch))(predictors[engine])
+            try:
+                rounds[engine].append(measure(ctx, run) if n == 1 else measure(ctx, run, 1 / n))
+            except _inference.InferenceError as e:
+                failed[engine] = f"failed while timed: {e}"
+    return {e: _median_of_rounds(rs) for e, rs in rounds.items() if e not in failed}, failed
+
+
+def _median_of_rounds(records: list[dict]) -> dict:
+    """The last round's record with each speed figure the median of the rounds' ({} when not timed)."""
+    if not records[-1]:
+        return {}
+    merged = dict(records[-1])
+    for key, value in records[-1].items():
+        if key.startswith(("latency_ms_b", "throughput_b")) and isinstance(value, (int, float)):
+            merged[key] = round(statistics.median(r[key] for r in records), 3)
+    merged["rounds"] = len(records)
+    return merged
+
+
+def _none_passed(failed: dict[str, str]) -> ExportError:
+    return ExportError("no CPU engine passed: " + "; ".join(f"{e}: {r}" for e, r in failed.items()))
+
+
 def tuned_cpu_target(ctx: ExportContext, name: str, settings: _inference.PredictorSettings,
                      check: Callable[[Any], dict],
-                     measure: Callable[[ExportContext, Callable[[np.ndarray], Any]], dict]) -> TargetResult:
-    """Build, check (``check(predictor)`` returns the record or raises `ExportError`) and measure each requested
-    engine's folder, and stage the faster one as ``ctx.out_root/name``. A candidate that fails is noted in the
-    record; the target fails only when none passes."""
+                     measure: Callable[..., dict]) -> TargetResult:
+    """Build and check (``check(predictor)`` returns the record or raises `ExportError`) each requested engine's
+    folder, measure those that pass (``measure(ctx, run[, share of the measuring time])``, `timed_in_rounds`), and
+    stage the faster one as ``ctx.out_root/name``. A candidate that fails is noted in the record; the target fails
+    only when none passes."""
     engines = requested_engines(ctx.settings)
-    built: dict[str, tuple[str, dict, dict]] = {}   # engine -> (folder, check record, measurements)
+    built: dict[str, tuple[str, dict, Any]] = {}   # engine -> (folder, check record, predictor)
     failed: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="ppipe-cpu-engine-") as work:
         for engine in engines:
@@ -106,14 +157,16 @@ def tuned_cpu_target(ctx: ExportContext, name: str, settings: _inference.Predict
             try:
                 _candidate_folder(ctx, engine, folder, settings)
                 predictor = _inference.create_predictor(folder)
-                record = check(predictor)
-                measured = measure(ctx, lambda batch, p=predictor: _inference.predict(p, batch))
+                built[engine] = (folder, check(predictor), predictor)
             except (ExportError, _inference.InferenceError) as e:
-                failed[engine] = str(e)
-                continue
-            built[engine] = (folder, record, measured)
+                failed[engine] = _failure_reason(engine, folder, e)
         if not built:
-            raise ExportError("no CPU engine passed: " + "; ".join(f"{e}: {r}" for e, r in failed.items()))
+            raise _none_passed(failed)
+        timed, timing_failed = timed_in_rounds(ctx, {e: p for e, (_, _, p) in built.items()}, measure)
+        failed.update(timing_failed)
+        if not timed:
+            raise _none_passed(failed)
+        built = {e: (folder, record, timed[e]) for e, (folder, record, _) in built.items() if e in timed}
         chosen = faster_engine({e: m for e, (_, _, m) in built.items()})
         folder, record, measured = built[chosen]
         dest = os.path.join(ctx.out_root, name)

@@ -234,9 +234,10 @@ def predictor_target(ctx: ExportContext, name: str, source_dir: str, settings: _
                         measurements=measure_target(ctx, lambda batch: _inference.predict(predictor, batch)))
 
 
-def measure_target(ctx: ExportContext, run: Callable[[np.ndarray], Any]) -> dict:
-    """`measure_speed` of `run` with the export settings' `measure_seconds` (0: not measured, {})."""
-    seconds = float(getattr(ctx.settings, "measure_seconds", 1.0))
+def measure_target(ctx: ExportContext, run: Callable[[np.ndarray], Any], share: float = 1.0) -> dict:
+    """`measure_speed` of `run` with the export settings' `measure_seconds` (0: not measured, {}), or that share
+    of them (one of several rounds)."""
+    seconds = float(getattr(ctx.settings, "measure_seconds", 1.0)) * share
     return measure_speed(run, ctx.input_shape, min_seconds=seconds) if seconds > 0 else {}
 
 
