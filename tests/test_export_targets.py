@@ -3,6 +3,7 @@ predictor configuration, calibration batches and speed measurements."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -224,6 +225,20 @@ def test_engine_settings_are_checked(tmp_path):
         inference.PredictorSettings.from_dict({"engine": "openvino", "int8": True}, "predictor.json")
     with pytest.raises(ConfigError, match="cpu_engine"):
         from_dict(ExportSection, {"cpu_engine": "openvin"}, "Export")
+
+
+def test_the_openvino_engine_runs_without_paddle_s_onednn_and_the_onednn_engine_with_it(tmp_path):
+    # with oneDNN on, Paddle's OpenMP threads spin beside OpenVINO's after each run (benchmarks/README.md)
+    files = (str(tmp_path / "model.pdmodel"), str(tmp_path / "model.pdiparams"))
+    for f in files:
+        open(f, "wb").close()  # Config wants them to exist; nothing reads them before a predictor is created
+    settings = inference.PredictorSettings(threads=2)
+    ov = inference._config(*files, dataclasses.replace(settings, engine="openvino"), openvino_cache=str(tmp_path))
+    assert not ov.mkldnn_enabled()
+    assert inference._config(*files, settings, openvino_cache=None).mkldnn_enabled()
+    # where this Paddle has no OpenVINO, an openvino folder runs its legacy program on oneDNN (no cache folder)
+    assert inference._config(*files, dataclasses.replace(settings, engine="openvino"),
+                             openvino_cache=None).mkldnn_enabled()
 
 
 def test_a_bad_predictor_json_is_named(tmp_path, monkeypatch):
