@@ -123,7 +123,13 @@ def cmd_export(args):
     from ppipe import stages
 
     cfg = _config(args)
-    _emit(stages.export(cfg, targets=args.targets, weights=_given_weights(args, cfg), out=args.out), args.json)
+    result = stages.export(cfg, targets=args.targets, weights=_given_weights(args, cfg), out=args.out)
+    if args.json:
+        _emit(result, True)
+    else:
+        from ppipe.export.summary import summary_lines
+
+        print("\n".join(summary_lines(result)))
 
 
 def _store(args):

@@ -71,7 +71,8 @@ def export(cfg: Config, targets: list[str] | str | None = None, *, weights: str 
 
     `weights` (a .pdparams file, as PaddleClas's `export_model.py -o Global.pretrained_model=FILE`) exports those
     weights instead, into `out` (default `Global.save_inference_dir`), with its `export.json` and the resolved
-    `config.yaml` that `ppipe predict DIR` reads the preprocessing from; the run's folder is left alone."""
+    `config.yaml` that `ppipe predict DIR` reads the preprocessing from; the run's folder is left alone. Returns
+    the export.json record, with `report` (that file's path) and, for other weights, `weights` and `out`."""
     from ppipe.export.run import export_run
     from ppipe.models.weights import pdparams_path
 
@@ -88,7 +89,8 @@ def export(cfg: Config, targets: list[str] | str | None = None, *, weights: str 
     write_bytes_atomic(report, json.dumps(summary, indent=1).encode())
     if weights is not None:
         write_bytes_atomic(os.path.join(folder, "config.yaml"), config_to_yaml(cfg).encode())
-    return {**summary, "weights": source, "out": folder} if weights is not None else summary
+    where = {"weights": source, "out": folder} if weights is not None else {}
+    return {**summary, **where, "report": report}
 
 
 def _optional_prepared(cfg: Config) -> str | None:
