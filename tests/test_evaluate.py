@@ -56,7 +56,7 @@ def test_two_ray_workers_give_the_numbers_of_one_process(tmp_path, digits_prepar
     with caplog.at_level("INFO", logger="ppipe.evaluation"):
         two = stages.evaluate(_config(tmp_path, digits_prepared, "Ray.num_workers=2"), weights=weights,
                               out=str(tmp_path / "two"))
-    assert "evaluating on 2 Ray workers" in caplog.text
+    assert "Global.device: cpu: evaluating on CPU workers (2 Ray workers)" in caplog.text
     assert one["num_images"] == two["num_images"] == 360
     for key in ("top1", "top5", "loss", "ece", "mean_class_accuracy"):
         assert two[key] == pytest.approx(one[key], rel=1e-9, abs=1e-12), key

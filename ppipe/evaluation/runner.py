@@ -59,12 +59,12 @@ def run_sharded(scorer: ShardScorer, cfg: Config, *, use_gpu: bool | None = None
 
     init_ray(cfg)
     if use_gpu is None:
-        use_gpu, placement = resolve_use_gpu(cfg, ray.cluster_resources())
-        log.info("evaluation placement: %s", placement)
+        use_gpu, placement = resolve_use_gpu(cfg, ray.cluster_resources(), work="evaluating")
+        log.info("%s (%d Ray workers)", placement, workers)
     threads = str(math_threads_per_worker(cfg)[0])
     task = ray.remote(_score_share).options(
         num_cpus=cfg.Ray.cpus_per_worker, num_gpus=1 if use_gpu else 0, max_retries=cfg.Ray.max_failures,
         runtime_env={"env_vars": {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}})
     shared = ray.put(scorer)  # one copy in the object store, whatever the number of tasks
-    log.info("evaluating on %d Ray workers", workers)
+    log.debug("evaluating on %d Ray workers", workers)  # once per model or target: --verbose
     return sum_counts(ray.get([task.remote(shared, rank, workers, use_gpu) for rank in range(workers)]))

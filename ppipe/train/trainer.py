@@ -133,18 +133,19 @@ def _trainer_class(cfg: Config):
     return PpipeTrainer if cfg.Ray.address else EmbeddedInstanceTrainer
 
 
-def resolve_use_gpu(cfg: Config, cluster_resources: dict[str, float]) -> tuple[bool, str]:
+def resolve_use_gpu(cfg: Config, cluster_resources: dict[str, float], *,
+                    work: str = "training") -> tuple[bool, str]:
     """Whether this run's workers take GPUs (`Ray.use_gpu`, or with it unset `Global.device` and the GPUs
-    the Ray cluster has), and the sentence the run logs about it."""
+    the Ray cluster has), and the sentence the run logs about it (`work`: what the workers do)."""
     if cfg.Ray.use_gpu is not None:
-        return cfg.Ray.use_gpu, (f"Ray.use_gpu: {str(cfg.Ray.use_gpu).lower()}: training on "
+        return cfg.Ray.use_gpu, (f"Ray.use_gpu: {str(cfg.Ray.use_gpu).lower()}: {work} on "
                                  f"{'GPU' if cfg.Ray.use_gpu else 'CPU'} workers")
     if cfg.Global.device != "gpu":
-        return False, "Global.device: cpu: training on CPU workers"
+        return False, f"Global.device: cpu: {work} on CPU workers"
     gpus = int(cluster_resources.get("GPU", 0))
     if gpus:
-        return True, f"Global.device: gpu: training on GPU workers (the Ray cluster has {gpus} GPUs)"
-    return False, ("Global.device: gpu, but the Ray cluster has no GPUs: training on CPU workers. Set "
+        return True, f"Global.device: gpu: {work} on GPU workers (the Ray cluster has {gpus} GPUs)"
+    return False, (f"Global.device: gpu, but the Ray cluster has no GPUs: {work} on CPU workers. Set "
                    "Ray.use_gpu: true to wait for GPU nodes instead (an autoscaling cluster)")
 
 
