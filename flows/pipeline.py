@@ -83,9 +83,12 @@ def train_pipeline(config_path: str = QUICKSTART, overrides: list[str] | None = 
     data = prepare(config_path, overrides)
     log.info("prepared %s", {k: v["num_images"] for k, v in data["splits"].items()})
     trained = train(config_path, overrides, wait_for=[data])
-    log.info("trained %s: top1=%s in %s epochs", trained["model"], trained["top1"], trained["epochs_completed"])
+    top1 = "-" if trained["top1"] is None else f"{trained['top1']:.4f}"  # None: no evaluation during training
+    log.info("trained %s: top1=%s in %s epochs", trained["model"], top1, trained["epochs_completed"])
     exported = export(config_path, overrides, wait_for=[trained])
-    log.info("exported, predictor max relative error %.2e", exported["max_rel_err"])
+    built = [t for t, entry in exported["targets"].items() if entry["status"] == "built"]
+    log.info("exported %d of %d targets (%s), predictor max relative error %.2e", len(built),
+             len(exported["targets"]), ", ".join(built), exported["max_rel_err"])
     # after the export, so that evaluation also scores every built target on the same val split (as dvc.yaml does)
     metrics = evaluate(config_path, overrides, wait_for=[exported])
     log.info("val top1=%.4f top5=%.4f", metrics["top1"], metrics["top5"])

@@ -203,43 +203,87 @@ def print_line(line: str) -> None:
     sys.stderr.flush()
 
 
-class EpochProgress:
-    """Progress within one epoch's batches, from the worker of rank 0. Where the driver's stderr is a terminal, a
-    bar (Ray's `tqdm_ray` draws it on the driver); elsewhere (a log file, CI), a plain line every
-    `PROGRESS_LINE_EVERY_S` of a long epoch, since a bar's redraws are unreadable there, and short epochs print
-    their epoch line and nothing else."""
+class LineProgress:
+    """Progress of long work as plain lines, for a log file or CI, where a bar's redraws are unreadable: a line
+    ``DESC  done/total UNIT (pct)  rate UNIT/s  ~N s left`` every `PROGRESS_LINE_EVERY_S`, none for work that
+    ends sooner. `write` takes each line (default `print_line`, stderr)."""
 
-    def __init__(self, epoch: int, epochs: int, total: int, *, show: bool = True,
-                 write: Callable[[str], None] | None = None, clock: Callable[[], float] = time.perf_counter):
-        self.desc, self.total, self.show = f"epoch {epoch + 1}/{epochs}", total, show
+    def __init__(self, desc: str, total: int, unit: str, *, write: Callable[[str], None] | None = None,
+                 clock: Callable[[], float] = time.perf_counter):
+        self.desc, self.total, self.unit = desc, total, unit
         self.write, self.clock = write or print_line, clock
         self.started = self.last_line = clock()
         self.done = 0
-        self.bar = None
-        if show and os.environ.get(TTY_ENV) == "1":
-            from ray.experimental.tqdm_ray import tqdm
 
-            self.bar = tqdm(desc=self.desc, total=self.total, unit="batch")
+    def __enter__(self) -> "LineProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def update(self, n: int = 1) -> None:
         self.done += n
-        if self.bar is not None:
-            self.bar.update(n)
-        elif self.show and self.clock() - self.last_line >= PROGRESS_LINE_EVERY_S:
+        if self.clock() - self.last_line >= PROGRESS_LINE_EVERY_S:
             self.last_line = self.clock()
             self.write(self.line())
 
     def line(self) -> str:
-        """`epoch 3/30  120/450 batches (27%)  4.1 batch/s  ~80 s left`."""
-        elapsed = max(self.clock() - self.started, 1e-9)
-        rate = self.done / elapsed
-        parts = [self.desc, f"{self.done}/{self.total} batches ({100 * self.done / max(self.total, 1):.0f}%)",
-                 f"{rate:.1f} batch/s"]
+        """`epoch 3/30  120/450 batches (27%)  4.0 batches/s  ~82 s left`."""
+        rate = self.done / max(self.clock() - self.started, 1e-9)
+        parts = [self.desc, f"{self.done}/{self.total} {self.unit} ({100 * self.done / max(self.total, 1):.0f}%)",
+                 f"{rate:.1f} {self.unit}/s"]
         if rate > 0 and self.total > self.done:
             parts.append(f"~{(self.total - self.done) / rate:.0f} s left")
         return "  ".join(parts)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+        pass
+
+
+class _NoProgress:
+    def __enter__(self) -> "_NoProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress(desc: str, total: int, unit: str, *, enabled: bool = True):
+    """Progress over `total` UNITs of this process's work: a tqdm bar where stderr is a terminal, else
+    `LineProgress`; nothing when not `enabled`. A context manager with ``update(n)``."""
+    if not enabled:
+        return _NoProgress()
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, unit=unit.removesuffix("s"), file=sys.stderr, dynamic_ncols=True)
+    return LineProgress(desc, total, unit)
+
+
+class EpochProgress:
+    """Progress within one epoch's batches, from the worker of rank 0 (whose own stderr is never a terminal:
+    Ray streams it to the driver). Where the driver's stderr is a terminal, a bar (Ray's `tqdm_ray` draws it on
+    the driver); elsewhere `LineProgress`'s lines."""
+
+    def __init__(self, epoch: int, epochs: int, total: int, *, show: bool = True,
+                 write: Callable[[str], None] | None = None, clock: Callable[[], float] = time.perf_counter):
+        desc = f"epoch {epoch + 1}/{epochs}"
+        self.bar: Any = _NoProgress()
+        if show and os.environ.get(TTY_ENV) == "1":
+            from ray.experimental.tqdm_ray import tqdm
+
+            self.bar = tqdm(desc=desc, total=total, unit="batch")
+        elif show:
+            self.bar = LineProgress(desc, total, "batches", write=write, clock=clock)
+
+    def update(self, n: int = 1) -> None:
+        self.bar.update(n)
+
+    def close(self) -> None:
+        self.bar.close()

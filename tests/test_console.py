@@ -76,7 +76,7 @@ def test_a_long_epoch_without_a_terminal_prints_plain_progress_lines_not_a_bar(m
     monkeypatch.setenv(console.TTY_ENV, "0")
     clock, lines = _Clock(), []
     progress = console.EpochProgress(2, 30, 450, write=lines.append, clock=clock)
-    assert progress.bar is None
+    assert isinstance(progress.bar, console.LineProgress)
     for _ in range(100):  # 100 batches in 25 s: under a line's interval, nothing printed
         clock.now += 0.25
         progress.update()
@@ -84,7 +84,7 @@ def test_a_long_epoch_without_a_terminal_prints_plain_progress_lines_not_a_bar(m
     for _ in range(20):  # at 30 s: one line, then none until 30 s later
         clock.now += 0.25
         progress.update()
-    assert lines == ["epoch 3/30  120/450 batches (27%)  4.0 batch/s  ~82 s left"]
+    assert lines == ["epoch 3/30  120/450 batches (27%)  4.0 batches/s  ~82 s left"]
     for _ in range(120):
         clock.now += 0.25
         progress.update()
@@ -94,6 +94,21 @@ def test_a_long_epoch_without_a_terminal_prints_plain_progress_lines_not_a_bar(m
     clock.now += 60
     quiet.update()
     assert len(lines) == 2  # the workers of other ranks print nothing
+
+
+def test_progress_is_a_bar_on_a_terminal_lines_elsewhere_and_nothing_when_off(monkeypatch):
+    from tqdm import tqdm
+
+    monkeypatch.setattr(console.sys.stderr, "isatty", lambda: False, raising=False)
+    with console.progress("prepare", 1797, "images") as bar:
+        assert isinstance(bar, console.LineProgress)
+        bar.update(768)
+    assert bar.line().startswith("prepare  768/1797 images (43%)")
+    monkeypatch.setattr(console.sys.stderr, "isatty", lambda: True, raising=False)
+    with console.progress("prepare", 10, "images") as bar:
+        assert isinstance(bar, tqdm)
+    with console.progress("prepare", 10, "images", enabled=False) as bar:
+        bar.update(5)  # a no-op
 
 
 def test_json_stdout_keeps_stdout_for_the_document_and_sends_every_other_write_to_stderr(capfd):

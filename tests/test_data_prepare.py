@@ -215,8 +215,11 @@ def test_prepare_with_two_worker_processes_writes_identical_shards(awkward, tmp_
     assert ma["splits"] == mb["splits"]
 
 
-def test_progress_bar_goes_to_stderr(awkward, tmp_path, capsys):
+def test_progress_bar_goes_to_stderr(awkward, tmp_path, capsys, monkeypatch):
+    import sys
+
     src, _ = awkward
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a terminal: the bar (a log gets lines, see test_console)
     prepare_dataset(str(src), str(tmp_path / "out"), num_workers=0, progress=True)
     captured = capsys.readouterr()
     assert captured.out == ""

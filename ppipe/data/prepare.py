@@ -16,11 +16,10 @@ import logging
 import os
 import posixpath
 import random
-import sys
 from functools import lru_cache
 from typing import Any, Callable
 
-from ppipe import storage
+from ppipe import console, storage
 from ppipe.data._pool import ordered_map
 from ppipe.data.image_check import IMAGE_EXTENSIONS, check_image
 from ppipe.data.local_tree import printable
@@ -74,8 +73,6 @@ def prepare_dataset(source: str, out: str, *, shard_size: int = 1024, num_worker
     fingerprint does nothing. While a run is under way, each written shard is journaled under
     `OUT/.progress/<fingerprint>/`; a re-run after an interruption keeps those shards and continues after them.
     """
-    from tqdm import tqdm
-
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
     if executor not in ("processes", "ray"):
@@ -99,8 +96,7 @@ def prepare_dataset(source: str, out: str, *, shard_size: int = 1024, num_worker
     split_meta: dict[str, dict[str, Any]] = {}
     rejected: list[dict[str, str]] = []
     total = sum(len(v) for v in plan.splits.values())
-    with tqdm(total=total, desc="prepare", unit="img", file=sys.stderr, disable=not progress,
-              dynamic_ncols=True) as bar:
+    with console.progress("prepare", total, "images", enabled=progress) as bar:
         for split, items in _ordered_items(plan):
             split_meta[split], split_rejected = run.write(split, items, bar)
             split_meta[split]["layout"] = plan.layout[split]
