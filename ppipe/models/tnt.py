@@ -36,7 +36,9 @@ class Attention(nn.Layer):
 
     def forward(self, x):
         C = x.shape[2]
-        q, k = self.qk(x).reshape([0, 0, 2, self.num_heads, self.head_dim]).transpose([2, 0, 3, 1, 4]).unbind(0)
+        # indexing, not unbind(0): the same tensors, and OpenVINO's Paddle front end converts slices, not unbind
+        qk = self.qk(x).reshape([0, 0, 2, self.num_heads, self.head_dim]).transpose([2, 0, 3, 1, 4])
+        q, k = qk[0], qk[1]
         v = self.v(x).reshape([0, 0, self.num_heads, self.head_dim]).transpose([0, 2, 1, 3])
         attn = self.attn_drop(F.softmax(paddle.matmul(q, k, transpose_y=True) * self.scale, axis=-1))
         x = paddle.matmul(attn, v).transpose([0, 2, 1, 3]).reshape([0, 0, C])
@@ -84,8 +86,14 @@ class PixelEmbed(nn.Layer):
         self.proj = nn.Conv2D(in_chans, in_dim, kernel_size=7, padding=3, stride=stride)
 
     def forward(self, x, pixel_pos):
-        C, p = x.shape[1], self.patch_size
-        patches = F.unfold(x, p, p).transpose([0, 2, 1]).reshape([-1, C, p, p])
+        C, H, W = x.shape[1:]
+        p = self.patch_size
+        if H % p or W % p:
+            raise ValueError(f"TNT's pixel embedding takes images whose sides are multiples of its patch size {p}, "
+                             f"got {H}x{W}")
+        # the non-overlapping p x p patches in row-major order, as F.unfold(x, p, p) lists them, by a reshape: the
+        # same values, and OpenVINO's Paddle front end has no unfold
+        patches = x.reshape([-1, C, H // p, p, W // p, p]).transpose([0, 2, 4, 1, 3, 5]).reshape([-1, C, p, p])
         return self.proj(patches).flatten(2).transpose([0, 2, 1]) + pixel_pos
 
 
