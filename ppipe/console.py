@@ -203,7 +203,23 @@ def print_line(line: str) -> None:
     sys.stderr.flush()
 
 
-class LineProgress:
+class _NoProgress:
+    """Progress that shows nothing; the base of `LineProgress`, with tqdm's context-manager shape."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class LineProgress(_NoProgress):
     """Progress of long work as plain lines, for a log file or CI, where a bar's redraws are unreadable: a line
     ``DESC  done/total UNIT (pct)  rate UNIT/s  ~N s left`` every `PROGRESS_LINE_EVERY_S`, none for work that
     ends sooner. `write` takes each line (default `print_line`, stderr)."""
@@ -214,12 +230,6 @@ class LineProgress:
         self.write, self.clock = write or print_line, clock
         self.started = self.last_line = clock()
         self.done = 0
-
-    def __enter__(self) -> "LineProgress":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def update(self, n: int = 1) -> None:
         self.done += n
@@ -235,23 +245,6 @@ class LineProgress:
         if rate > 0 and self.total > self.done:
             parts.append(f"~{(self.total - self.done) / rate:.0f} s left")
         return "  ".join(parts)
-
-    def close(self) -> None:
-        pass
-
-
-class _NoProgress:
-    def __enter__(self) -> "_NoProgress":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
-
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def progress(desc: str, total: int, unit: str, *, enabled: bool = True):

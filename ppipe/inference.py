@@ -126,11 +126,12 @@ def load_settings(model_dir: str) -> PredictorSettings:
 
 
 def create_predictor(model_dir: str, *, mkldnn: bool | None = None, threads: int | None = None,
-                     settings: PredictorSettings | None = None):
+                     settings: PredictorSettings | None = None, glog_info: bool = False):
     """A Paddle Inference predictor for the model in `model_dir`, on the CPU.
 
     Configured by `settings`, else by the folder's `predictor.json`, else by `PredictorSettings()`; `mkldnn`
-    and `threads`, when given, override that.
+    and `threads`, when given, override that. `glog_info`: leave Paddle's glog info lines on (off by default:
+    dozens of pass lines per predictor).
     """
     model_file, params_file = find_model_files(model_dir)
     s = settings or load_settings(model_dir)
@@ -148,7 +149,7 @@ def create_predictor(model_dir: str, *, mkldnn: bool | None = None, threads: int
     # removed once it exists: no litter, and no two processes (Ray workers) writing one cache file at once.
     with tempfile.TemporaryDirectory(prefix="ppipe-openvino-") if openvino else contextlib.nullcontext() as tmp:
         try:
-            return _create(_config(model_file, params_file, s, openvino_cache=tmp), s)
+            return _create(_config(model_file, params_file, s, openvino_cache=tmp, glog_info=glog_info), s)
         except InferenceError as e:  # give the folder in the message
             raise InferenceError(f"cannot create a predictor for {model_dir}: {e}") from e
 
@@ -167,13 +168,15 @@ def openvino_available() -> bool:
         return False
 
 
-def _config(model_file: str, params_file: str, s: PredictorSettings, *, openvino_cache: str | None):
+def _config(model_file: str, params_file: str, s: PredictorSettings, *, openvino_cache: str | None,
+            glog_info: bool = False):
     """Paddle Inference's Config for `s`; the OpenVINO engine when `openvino_cache` (its cache folder) is given."""
     from paddle import inference as pi
 
     config = pi.Config(model_file, params_file)
     config.disable_gpu()
-    config.disable_glog_info()
+    if not glog_info:
+        config.disable_glog_info()
     config.set_cpu_math_library_num_threads(max(1, int(s.threads)))
     config.switch_ir_optim(s.ir_optim)
     if s.memory_optim:

@@ -119,7 +119,7 @@ def timed_in_rounds(ctx: ExportContext, predictors: dict[str, Any],
                 continue
             run = (lambda p: lambda batch: _inference.predict(p, batch))(predictors[engine])
             try:
-                rounds[engine].append(measure(ctx, run) if n == 1 else measure(ctx, run, 1 / n))
+                rounds[engine].append(measure(ctx, run, 1 / n))
             except _inference.InferenceError as e:
                 failed[engine] = f"failed while timed: {e}"
     return {e: _median_of_rounds(rs) for e, rs in rounds.items() if e not in failed}, failed
@@ -145,7 +145,7 @@ def tuned_cpu_target(ctx: ExportContext, name: str, settings: _inference.Predict
                      check: Callable[[Any], dict],
                      measure: Callable[..., dict]) -> TargetResult:
     """Build and check (``check(predictor)`` returns the record or raises `ExportError`) each requested engine's
-    folder, measure those that pass (``measure(ctx, run[, share of the measuring time])``, `timed_in_rounds`), and
+    folder, measure those that pass (``measure(ctx, run, share of the measuring time)``, `timed_in_rounds`), and
     stage the faster one as ``ctx.out_root/name``. A candidate that fails is noted in the record; the target fails
     only when none passes."""
     engines = requested_engines(ctx.settings)

@@ -4,18 +4,18 @@ Paddle Inference's OpenVINO engine fails with "Can't convert paddle model to ope
 is supported" and names the operators only in its verbose log (``VLOG(3)`` in its engine.cc), which predictors in
 ppipe's processes never print: `ppipe.inference` turns glog's info lines off, and glog reads its verbosity when it
 starts. So a child process builds the same predictor with that one log module at level 3, and the parent reads the
-operators from its stderr. The log names each node by its first output (``unfold_0.tmp_0``); Paddle names those
+operators from its stderr (the candidate folder's predictor.json configures it as the export did). The log names each node by its first output (``unfold_0.tmp_0``); Paddle names those
 ``<operator type>_<n>.tmp_<k>``, which gives the type. The front end lists nodes in graph order, so the first type
 is where conversion stops; later ones may only be downstream of it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
 import sys
-import tempfile
 
 __all__ = ["CONVERSION_FAILURE", "unconverted_operators", "describe_unconverted"]
 
@@ -56,21 +56,15 @@ def describe_unconverted(counts: dict[str, int] | None) -> str:
 
 
 def _main(model_dir: str) -> int:
-    """Build the OpenVINO predictor for `model_dir` with glog's info lines on; 0 when it builds."""
-    from paddle import inference as pi
+    """Build the OpenVINO predictor of the legacy program in `model_dir` (with a candidate folder's
+    predictor.json, as the export did) with glog's info lines on; 0 when it builds."""
+    from ppipe.inference import InferenceError, create_predictor, load_settings
 
-    from ppipe.inference import find_model_files
-
-    config = pi.Config(*find_model_files(model_dir))
-    config.disable_gpu()
-    config.enable_new_ir(False)
-    config.enable_openvino_engine(pi.PrecisionType.Float32)
-    with tempfile.TemporaryDirectory(prefix="ppipe-openvino-diagnosis-") as cache:
-        config.set_optim_cache_dir(cache)
-        try:
-            pi.create_predictor(config)
-        except Exception:  # noqa: BLE001 - the reason is what the parent reads from the log
-            return 1
+    try:
+        create_predictor(model_dir, settings=dataclasses.replace(load_settings(model_dir), engine="openvino"),
+                         glog_info=True)
+    except InferenceError:  # the reason is what the parent reads from the log
+        return 1
     return 0
 
 

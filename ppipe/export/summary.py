@@ -29,16 +29,16 @@ def _target_line(target: dict[str, Any]) -> str:
     status = target.get("status", "?")
     if status != "built":
         return f"{status}: {target.get('reason', '')}"
-    parts = [status, _check(target.get("check") or {})]
+    check = target.get("check") or {}
+    parts = [status, _check(check)]
     measured = target.get("measurements") or {}
     if "latency_ms_b1" in measured:
         parts.append(f"{measured['latency_ms_b1']:.3g} ms at batch 1, {measured.get('throughput_b32', 0):.0f} img/s "
                      "at batch 32")
     elif measured.get("note"):
         parts.append(measured["note"])
-    engine = (target.get("check") or {}).get("engine")
-    if engine and isinstance((target.get("check") or {}).get("engines"), dict):
-        parts.append(f"engine {engine}")
+    if check.get("engine"):  # the CPU engine the FP32 target ships
+        parts.append(f"engine {check['engine']}")
     return "  ".join(p for p in parts if p)
 
 
