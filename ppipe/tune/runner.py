@@ -5,8 +5,8 @@ continues it with `Tuner.restore` after the driver died), each trial's Ray Train
 `results.json` (the summary below) and `best.yaml` (the best trial's recipe, ready for `ppipe train`).
 Summary: {"trials": [{"config", "top1", "epochs", "status"}, ...], "best": {"config", "top1", "recipe"}};
 `top1` is the trial's last reported `Tune.metric`, status `completed`, `early_stopped` or `error`. Each trial row
-also has `history` ([{"epoch", <metric>}] as Tune received them) and, under PBT, `exploits` (`ppipe.tune.trial`):
-a trial's `config` is then its final, perturbed one.
+also has `history` ([{"epoch", <metric>}] in the order the trial reported them) and, under PBT, `exploits`
+(`ppipe.tune.trial`): a trial's `config` is then its final, perturbed one.
 """
 
 from __future__ import annotations
@@ -115,16 +115,19 @@ def _trial_row(result, settings: TuneSection, epochs: int, keys: list[str]) -> d
     status = "error" if result.error else ("completed" if done >= epochs else "early_stopped")
     return {"config": {k: result.config.get(k) for k in keys}, "top1": metrics.get(settings.metric),
             "epochs": done, "status": status, "trial_id": metrics.get("trial_id"),
-            "error": str(result.error) if result.error else None, "history": _history(result, settings.metric),
+            "error": str(result.error) if result.error else None, "history": _history(metrics, settings.metric),
             "exploits": metrics.get("exploits") or []}
 
 
-def _history(result, metric: str) -> list[dict[str, Any]]:
-    """The trial's reports as Tune received them: [{"epoch", metric}], in order (PBT: across its exploits)."""
-    frame = result.metrics_dataframe
-    if frame is None or "epoch" not in frame or metric not in frame:
-        return []
-    return [{"epoch": int(e), metric: None if v != v else float(v)} for e, v in zip(frame["epoch"], frame[metric])]
+def _history(metrics: dict[str, Any], metric: str) -> list[dict[str, Any]]:
+    """The trial's epoch reports, in the order it made them (PBT: across its exploits): [{"epoch", metric}]. From the
+    trial's own record, not Tune's result frame, which loses the rows of a trial that PBT restarted."""
+    return [{"epoch": int(h["epoch"]), metric: _number(h.get(metric))} for h in metrics.get("history") or []]
+
+
+def _number(value: Any) -> float | None:
+    """A metric for results.json: NaN (a diverged run) as null, which JSON has."""
+    return None if value is None or value != value else float(value)
 
 
 def _best(rows: list[dict], settings: TuneSection) -> dict | None:

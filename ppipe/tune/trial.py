@@ -8,9 +8,11 @@ and `load_checkpoint()` starts the next run from them (PBT).
 PBT's exploit: Tune restarts the losing trial with the winner's config, perturbed, and the winner's Tune
 checkpoint. Its next run starts from the donor's weights and counts epochs on from the donor's epoch (`Global.epochs`
 less those, warm-up less those); the optimizer's moments and the schedule's position are not carried, so the
-schedule runs over the remaining epochs at the perturbed rates. Each trial's reports list the exploits it made
-(`exploits`: epoch, donor, donor's and new config, the weights file and its sha256), kept in the run storage
-(`<trials>/exploits/<trial id>.json`) because a restarted trial is a new actor, possibly on another node.
+schedule runs over the remaining epochs at the perturbed rates. Each trial's reports carry its record: the epochs
+it reported (`history`, across its exploits) and the exploits it made (`exploits`: epoch, donor, donor's and new
+config, the weights file and its sha256). The record is kept in the run storage (`<trials>/records/<trial id>.json`)
+because a restarted trial is a new actor, possibly on another node, and because Tune's own per-trial result frame
+loses the rows of a trial that PBT restarted.
 
 Why not Ray Train's in-process mode (`Ray.num_workers: 0`) inside the trial: `ray.train.report` refuses to run in a
 Tune session (Ray issue 49454), so the training loop runs on Ray Train workers that share the cluster with the
@@ -61,8 +63,10 @@ class TrainingTrial(tune.Trainable):
         self._received = 0
         self._pretrained: str | None = None  # PBT: the donor's weights, for the next run
         self._epoch_offset = 0
-        self._exploits_url = join(trials_storage, "exploits", f"{self.trial_id}.json")
-        self._exploits: list[dict[str, Any]] = _read_exploits(self._exploits_url)
+        self._record_url = join(trials_storage, "records", f"{self.trial_id}.json")
+        record = _read_record(self._record_url)
+        self._history: list[dict[str, Any]] = record["history"]
+        self._exploits: list[dict[str, Any]] = record["exploits"]
         self._last: dict[str, Any] = {}
 
     def _run(self, cfg, resume: bool) -> None:
@@ -104,7 +108,9 @@ class TrainingTrial(tune.Trainable):
                     continue
                 report["epoch"] += self._epoch_offset
                 report["done"] = report["epoch"] >= self._cfg.Global.epochs
-                report["exploits"] = self._exploits
+                self._history.append(_scalars(report))
+                self._save_record()
+                report["history"], report["exploits"] = self._history, self._exploits
                 self._last = report
                 return report
             if not self._thread.is_alive() and read_report(self._channel, self._received) is None:
@@ -122,8 +128,7 @@ class TrainingTrial(tune.Trainable):
         pointer = {"trial_id": self.trial_id, "epoch": self._last.get("epoch", 0), "config": dict(self.config),
                    # what these weights scored when reported: kept with the exploit, since Tune's per-trial
                    # result frame can miss the rows of a trial paused and restored by synchronous PBT
-                   "metrics": {k: v for k, v in self._last.items()
-                               if isinstance(v, (int, float)) and not isinstance(v, bool)}}
+                   "metrics": _scalars(self._last)}
         source = self._last.get("checkpoint_uri")
         if source:
             # A copy, not a path: the run keeps training meanwhile and deletes its older checkpoints.
@@ -153,14 +158,24 @@ class TrainingTrial(tune.Trainable):
                                    "donor_config": pointer["config"], "donor_metrics": pointer.get("metrics", {}),
                                    "config": dict(self.config),
                                    "weights": self._pretrained, "weights_sha256": pointer["weights_sha256"]})
-            write_bytes_atomic(self._exploits_url, json.dumps({"exploits": self._exploits}).encode())
+            self._save_record()
             log.info("trial %s continues from trial %s at epoch %d with %s", self.trial_id, donor, epoch, self.config)
 
 
-def _read_exploits(url: str) -> list[dict[str, Any]]:
-    """The exploits a trial made before this actor started (none for a new trial)."""
+    def _save_record(self) -> None:
+        write_bytes_atomic(self._record_url,
+                           json.dumps({"history": self._history, "exploits": self._exploits}).encode())
+
+
+def _read_record(url: str) -> dict[str, list]:
+    """What the trial reported and the exploits it made before this actor started (nothing for a new trial)."""
     fs, path = filesystem(url)
-    return json.loads(read_bytes(url))["exploits"] if fs.exists(path) else []
+    return json.loads(read_bytes(url)) if fs.exists(path) else {"history": [], "exploits": []}
+
+
+def _scalars(report: dict[str, Any]) -> dict[str, float | int]:
+    """The report's numbers (epoch and metrics), without its flags, paths and lists."""
+    return {k: v for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def _data(cfg) -> dict:
