@@ -103,11 +103,25 @@ def quiet_warnings() -> None:
         warnings.filterwarnings("ignore", message=message, category=UserWarning)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to `sys.stderr` as it is when a record is emitted, not as it was when configured: whoever swaps
+    `sys.stderr` for a while (`contextlib.redirect_stderr`, a notebook, pytest's capture) and then closes the stream
+    would otherwise leave every later log line failing with "I/O operation on closed file"."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass  # always the current sys.stderr
+
+
 def configure(is_verbose: bool) -> None:
     """The driver's console: logging to stderr (DEBUG with `is_verbose`, else INFO without third-party noise),
     and the environment the run's processes inherit."""
     os.environ.update(worker_env(is_verbose))
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     if is_verbose:
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     else:

@@ -161,6 +161,30 @@ def test_configure_sets_the_environment_the_runs_processes_inherit(monkeypatch):
     assert console.worker_env(False)["PYTHONWARNINGS"] == ours
 
 
+def test_log_lines_go_to_the_current_stderr_after_the_one_configured_with_is_closed(monkeypatch):
+    import contextlib
+    import io
+    import logging
+
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # configure() sets the run's environment
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        swapped = io.StringIO()
+        with contextlib.redirect_stderr(swapped):
+            console.configure(is_verbose=False)
+            logging.getLogger("ppipe.test").info("while swapped")
+        assert "while swapped" in swapped.getvalue()
+        swapped.close()  # as pytest's capture does between tests
+        now = io.StringIO()
+        monkeypatch.setattr("sys.stderr", now)
+        logging.getLogger("ppipe.test").info("after")
+        assert "after" in now.getvalue() and "Logging error" not in now.getvalue()
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+
+
 def test_batch_norm_1d_training_notice_is_not_shown(recwarn):
     import paddle
 
