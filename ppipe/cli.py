@@ -19,11 +19,15 @@ from typing import Any, TextIO
 _document: TextIO | None = None
 
 
-def _emit(obj: Any, as_json: bool) -> None:
+def _emit(obj: Any, as_json: bool, summary_lines=None) -> None:
+    """`obj` as one JSON document with `as_json`; otherwise for a person: `summary_lines(obj)` where the command
+    has a summary, else the rows or the indented document."""
     if as_json:
         out = _document or sys.stdout
         json.dump(obj, out, default=str)
         out.write("\n")
+    elif summary_lines is not None:
+        print("\n".join(summary_lines(obj)))
     elif isinstance(obj, list):
         for row in obj:
             print("  ".join(str(v) for v in row.values()) if isinstance(row, dict) else row)
@@ -64,11 +68,12 @@ def cmd_data_prepare(args):
 def cmd_train(args):
     from ppipe import stages
     from ppipe.train.interrupt import RunInterrupted
+    from ppipe.train.summary import summary_lines
 
     # --resume RUN: that run; --resume alone (""): the newest run of this config
     resume = True if args.resume == "" else args.resume
     try:
-        _emit(stages.train(_config(args), data=args.data, resume=resume), args.json)
+        _emit(stages.train(_config(args), data=args.data, resume=resume), args.json, summary_lines)
     except RunInterrupted as stop:
         print(f"ppipe: {_interrupted_run(stop, args)}", file=sys.stderr)
         sys.exit(stop.exit_code)
@@ -91,9 +96,11 @@ def _interrupted_run(stop, args) -> str:
 
 def cmd_tune(args):
     from ppipe.tune import load_search_space, run_tune
+    from ppipe.tune.summary import summary_lines
 
     cfg = _config(args)
-    _emit(run_tune(cfg, load_search_space(args.search, cfg), data=args.data, resume=args.resume), args.json)
+    _emit(run_tune(cfg, load_search_space(args.search, cfg), data=args.data, resume=args.resume), args.json,
+          summary_lines)
 
 
 def cmd_stage(name):
@@ -114,22 +121,20 @@ def _given_weights(args, cfg) -> str | None:
 
 def cmd_evaluate(args):
     from ppipe import stages
+    from ppipe.evaluation.summary import summary_lines
 
     cfg = _config(args)
-    _emit(stages.evaluate(cfg, weights=_given_weights(args, cfg), model_ref=args.model, out=args.out), args.json)
+    _emit(stages.evaluate(cfg, weights=_given_weights(args, cfg), model_ref=args.model, out=args.out), args.json,
+          summary_lines)
 
 
 def cmd_export(args):
     from ppipe import stages
+    from ppipe.export.summary import summary_lines
 
     cfg = _config(args)
-    result = stages.export(cfg, targets=args.targets, weights=_given_weights(args, cfg), out=args.out)
-    if args.json:
-        _emit(result, True)
-    else:
-        from ppipe.export.summary import summary_lines
-
-        print("\n".join(summary_lines(result)))
+    _emit(stages.export(cfg, targets=args.targets, weights=_given_weights(args, cfg), out=args.out), args.json,
+          summary_lines)
 
 
 def _store(args):

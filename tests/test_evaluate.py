@@ -83,6 +83,10 @@ def test_cli_evaluates_a_pdparams_file_like_paddleclas_eval(tmp_path, digits_pre
     written = json.loads((tmp_path / "elsewhere/eval.json").read_text())
     assert written["top1"] == printed["top1"] and (tmp_path / "elsewhere/eval/reliability.png").is_file()
 
+    main(["evaluate", *base, "--weights", weights])  # for a person: the summary, not the document
+    assert capsys.readouterr().out.startswith(
+        f"{printed['model']} on 360 val images (10 classes): top-1 {printed['top1']:.4f}")
+
 
 def test_evaluate_pulls_a_published_artifact_by_alias(tmp_path, digits_prepared, weights):
     from ppipe.artifacts import ArtifactStore

@@ -96,4 +96,6 @@ def evaluate(cfg: Config, *, weights: str | None = None, model_ref: str | None =
     log_evaluation(cfg, report, source.origin)
     log.info("evaluated %s on %d %s images: top-1 %.4f, top-5 %.4f", source.origin, document["num_images"], SPLIT,
              document["top1"], document.get("top5", math.nan))
+    if out:
+        log.info("the evaluation report (eval.json, and the figures and tables in eval/) is in %s", out)
     return document
