@@ -110,7 +110,7 @@ class TrainingTrial(tune.Trainable):
                 report["done"] = report["epoch"] >= self._cfg.Global.epochs
                 self._history.append(_scalars(report))
                 self._save_record()
-                report["history"], report["exploits"] = self._history, self._exploits
+                report["history"], report["exploits"] = list(self._history), list(self._exploits)
                 self._last = report
                 return report
             if not self._thread.is_alive() and read_report(self._channel, self._received) is None:
@@ -160,7 +160,6 @@ class TrainingTrial(tune.Trainable):
                                    "weights": self._pretrained, "weights_sha256": pointer["weights_sha256"]})
             self._save_record()
             log.info("trial %s continues from trial %s at epoch %d with %s", self.trial_id, donor, epoch, self.config)
-
 
     def _save_record(self) -> None:
         write_bytes_atomic(self._record_url,
