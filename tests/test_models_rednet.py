@@ -38,6 +38,18 @@ def test_involution_applies_each_groups_generated_kernel_to_its_neighbourhood(st
     np.testing.assert_allclose(layer(x).numpy(), want, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("stride,size", [(1, (6, 5)), (2, (8, 6)), (2, (7, 9)), (1, (2, 2)), (2, (1, 3))])
+def test_reparameterized_involution_computes_the_same_without_unfold(stride, size):
+    paddle.seed(0)
+    layer = Involution(32, 7, stride)
+    layer.eval()
+    x = paddle.randn([2, 32, *size])
+    want = layer(x).numpy()
+    layer.re_parameterize()
+    assert layer.is_repped
+    np.testing.assert_allclose(layer(x).numpy(), want, rtol=1e-6, atol=1e-6)
+
+
 def test_involution_needs_whole_channel_groups():
     with pytest.raises(ValueError, match="multiple of group_channels"):
         Involution(24, 3)

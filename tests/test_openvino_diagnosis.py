@@ -64,7 +64,8 @@ def test_a_child_that_says_nothing_tells_nothing(monkeypatch):
 
 @needs_openvino
 def test_rednet_s_involution_is_named_as_what_openvino_cannot_convert(tmp_path):
-    # RedNet's involution unfolds its input (`paddle.nn.functional.unfold`), which the front end lacks
+    # RedNet's involution as trained (not re-parameterized: the export's form has no unfold) unfolds its input
+    # (`paddle.nn.functional.unfold`), which the front end lacks
     counts = diagnosis.unconverted_operators(_legacy_program("RedNet26", 32, tmp_path / "rednet"))
     assert counts and next(iter(counts)) == "unfold", counts
 

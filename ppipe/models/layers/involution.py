@@ -4,6 +4,12 @@ At every output position a small bottleneck (1x1 conv-BN-ReLU `conv1` to channel
 produces one kxk kernel per group of `group_channels` channels; the kernel is applied to the kxk neighbourhood of
 that position, shared by the channels of its group. Keys `conv1.conv.weight`, `conv1.bn.*`,
 `conv2.conv.{weight,bias}` as in PaddleClas's RedNet.
+
+Training applies the kernels to `F.unfold`'s patches, as PaddleClas does. `re_parameterize()` (called before every
+export, like the folds of RepVGG) switches to the same function written as a sum over the kxk shifted windows of
+the padded input: no patch tensor k*k times the input's size, and only slices, products and sums, which every
+deployment converter takes (OpenVINO's Paddle front end cannot convert `unfold`). The two agree to float32
+rounding (the summation order differs).
 """
 
 from __future__ import annotations
@@ -30,9 +36,15 @@ class Involution(nn.Layer):
         self.avgpool = nn.AvgPool2D(stride, stride, ceil_mode=True) if stride > 1 else nn.Identity()
         self.conv1 = ConvBNAct(channels, channels // reduction, 1, act="relu")
         self.conv2 = nn.Sequential(("conv", nn.Conv2D(channels // reduction, kernel_size ** 2 * self.groups, 1)))
+        self.is_repped = False  # True: the shifted-window form (`re_parameterize`)
+
+    def re_parameterize(self) -> None:
+        self.is_repped = True
 
     def forward(self, x):
         kernel = self.conv2(self.conv1(self.avgpool(x)))  # [N, groups * k * k, H', W']
+        if self.is_repped:
+            return self._shifted_windows(x, kernel)
         k2 = self.kernel_size ** 2
         out_hw = paddle.shape(kernel)[2:]
         kernel = kernel.reshape([0, self.groups, 1, k2, -1])
@@ -40,3 +52,31 @@ class Involution(nn.Layer):
         patches = patches.reshape([0, self.groups, self.group_channels, k2, -1])  # [N, G, C/G, k*k, H' * W']
         out = (kernel * patches).sum(axis=3)
         return out.reshape([0, self.channels, out_hw[0], out_hw[1]])
+
+    def _shifted_windows(self, x, kernel):
+        """sum over (i, j) of kernel[(i, j)] * the padded input's window at offset (i, j), taken with the stride:
+        the window holds what unfold's patch position i * k + j holds at every output position."""
+        k, stride = self.kernel_size, self.stride
+        h, w = x.shape[2], x.shape[3]
+        padded = _zero_padded(x, (k - 1) // 2)
+        # [N, G, 1, k*k, H', W']: one kernel per group, shared by the group's channels
+        kernel = kernel.reshape([0, self.groups, 1, k * k, kernel.shape[2], kernel.shape[3]])
+        out = None
+        for i in range(k):
+            for j in range(k):
+                window = padded[:, :, i:i + h:stride, j:j + w:stride]
+                window = window.reshape([0, self.groups, self.group_channels, window.shape[2], window.shape[3]])
+                term = kernel[:, :, :, i * k + j] * window
+                out = term if out is None else out + term
+        return out.reshape([0, self.channels, out.shape[3], out.shape[4]])
+
+
+def _zero_padded(x, pad: int):
+    """`x` with `pad` zero rows and columns on each side, by concatenation: `F.pad`'s `pad3d` becomes an ONNX Pad
+    that reads garbage in paddle2onnx 2.1.0 (values off by 1e+18 in ONNX Runtime), and its `pad` op corrupted the
+    heap of the export's Paddle process (glibc: "unaligned tcache chunk")."""
+    # one zero row (column) tiled: x may have fewer rows than `pad` (a 7x7 involution on a 2x2 map)
+    rows = paddle.tile(paddle.zeros_like(x[:, :, :1, :]), [1, 1, pad, 1])
+    x = paddle.concat([rows, x, rows], axis=2)
+    columns = paddle.tile(paddle.zeros_like(x[:, :, :, :1]), [1, 1, 1, pad])
+    return paddle.concat([columns, x, columns], axis=3)
