@@ -59,13 +59,14 @@ class Involution(nn.Layer):
         k, stride = self.kernel_size, self.stride
         h, w = x.shape[2], x.shape[3]
         padded = _zero_padded(x, (k - 1) // 2)
+        # grouped once, so that each window is one slice: [N, G, C/G, H + 2p, W + 2p]
+        padded = padded.reshape([0, self.groups, self.group_channels, padded.shape[2], padded.shape[3]])
         # [N, G, 1, k*k, H', W']: one kernel per group, shared by the group's channels
         kernel = kernel.reshape([0, self.groups, 1, k * k, kernel.shape[2], kernel.shape[3]])
         out = None
         for i in range(k):
             for j in range(k):
-                window = padded[:, :, i:i + h:stride, j:j + w:stride]
-                window = window.reshape([0, self.groups, self.group_channels, window.shape[2], window.shape[3]])
+                window = padded[:, :, :, i:i + h:stride, j:j + w:stride]
                 term = kernel[:, :, :, i * k + j] * window
                 out = term if out is None else out + term
         return out.reshape([0, self.channels, out.shape[3], out.shape[4]])
