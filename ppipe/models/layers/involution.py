@@ -73,9 +73,10 @@ class Involution(nn.Layer):
 
 
 def _zero_padded(x, pad: int):
-    """`x` with `pad` zero rows and columns on each side, by concatenation: `F.pad`'s `pad3d` becomes an ONNX Pad
-    that reads garbage in paddle2onnx 2.1.0 (values off by 1e+18 in ONNX Runtime), and its `pad` op corrupted the
-    heap of the export's Paddle process (glibc: "unaligned tcache chunk")."""
+    """`x` with `pad` zero rows and columns on each side, by concatenation: paddle2onnx 2.1.0 converts `F.pad`'s
+    `pad3d` into an ONNX Pad whose constant value is uninitialised memory (0.0 in most conversions, up to 1e+35 in
+    others; tests/test_export_onnx.py), and Paddle's `pad` op corrupted the heap of the export's Paddle process
+    (glibc: "unaligned tcache chunk")."""
     # one zero row (column) tiled: x may have fewer rows than `pad` (a 7x7 involution on a 2x2 map)
     rows = paddle.tile(paddle.zeros_like(x[:, :, :1, :]), [1, 1, pad, 1])
     x = paddle.concat([rows, x, rows], axis=2)
