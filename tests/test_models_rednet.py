@@ -62,39 +62,19 @@ def test_rednet_runs_at_sizes_whose_halvings_are_odd():
     assert out.shape == [1, 4] and np.isfinite(out.numpy()).all()
 
 
-# Loading runs a few primitives of its own (folding batch norm into weights): only the second run is read.
-_RUN_TWICE = """
-import os, sys
-import numpy as np
-from ppipe.inference import PredictorSettings, create_predictor, predict
-predictor = create_predictor(sys.argv[1], settings=PredictorSettings(threads=1))
-predict(predictor, np.zeros((2, 32, 14, 14), np.float32))
-os.write(1, b"=== second run\\n")
-predict(predictor, np.zeros((2, 32, 14, 14), np.float32))
-"""
-
 
 def test_the_deploy_form_runs_on_onednns_vectorised_kernels_not_its_reference_ones(tmp_path):
     """The exported involution's products broadcast along the channel axis: along a middle axis of 5-D tensors
     (the first deploy form, and the unfold form) oneDNN ran them on its reference kernel, 10x slower for RedNet26
-    at 224 (docs/export.md). ONEDNN_VERBOSE lists the implementation of every primitive the predictor executes."""
-    import os
-    import subprocess
-    import sys
-
+    at 224 (docs/export.md)."""
     from ppipe.export import export_inference_model
+    from tests.onednn_verbose import executed_primitives
 
     paddle.seed(0)
     layer = Involution(32, 7, 2)
     layer.eval()
     layer.re_parameterize()
     export_inference_model(layer, str(tmp_path / "involution"), (32, 14, 14))
-    out = subprocess.run([sys.executable, "-c", _RUN_TWICE, str(tmp_path / "involution")], capture_output=True,
-                         text=True, timeout=300, env={**os.environ, "ONEDNN_VERBOSE": "1"})
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "=== second run" in out.stdout, out.stdout[-2000:]
-    second = out.stdout.split("=== second run", 1)[1].splitlines()
-    executed = [ln for ln in second if ln.startswith("onednn_verbose") and ",exec," in ln]
-    binaries = [ln for ln in executed if ",binary," in ln]
-    assert len(binaries) >= 49, executed[:5]  # one product per window at least
-    assert not [ln for ln in executed if ",ref:" in ln], [ln for ln in executed if ",ref:" in ln][:3]
+    executed = executed_primitives(str(tmp_path / "involution"), (2, 32, 14, 14))
+    assert len([p for p in executed if p.kind == "binary"]) >= 49  # one product per window at least
+    assert not [p.line for p in executed if p.reference]
