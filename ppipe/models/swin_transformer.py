@@ -51,11 +51,16 @@ class WindowAttention(Attention):
         add_relative_position_bias(self, window, window, num_heads)
 
     def _add_bias(self, attn, mask):
-        attn = attn + relative_position_bias(self)
+        bias = relative_position_bias(self)  # [1, heads, N, N]
         if mask is None:
-            return attn
+            return attn + bias
+        # The bias and the mask as one term per (window, head), added to each image's logits as
+        # [B, windows * heads, N, N] + [1, windows * heads, N, N]: oneDNN vectorises a broadcast along the batch
+        # axis, but ran the mask broadcast along the heads axis of 5-D logits on its reference kernel (SwinT at
+        # batch 8: 336 of 744 ms; docs/export.md).
         windows, n = mask.shape[0], attn.shape[-1]
-        attn = attn.reshape([-1, windows, self.num_heads, n, n]) + mask.unsqueeze(1)
+        bias_and_mask = (bias + mask.unsqueeze(1)).reshape([1, windows * self.num_heads, n, n])
+        attn = attn.reshape([-1, windows * self.num_heads, n, n]) + bias_and_mask
         return attn.reshape([-1, self.num_heads, n, n])
 
 
