@@ -60,7 +60,6 @@ def test_an_operator_paddle2onnx_lacks_skips_the_target_with_the_converter_messa
     assert not os.path.exists(tmp_path / "out" / "onnx")
 
 
-
 def _padded_layer():
     """A layer whose program holds `F.pad`'s four-number form (Paddle's `pad3d`) and one parameter."""
     import paddle

@@ -62,7 +62,6 @@ def test_rednet_runs_at_sizes_whose_halvings_are_odd():
     assert out.shape == [1, 4] and np.isfinite(out.numpy()).all()
 
 
-
 def test_the_deploy_form_runs_on_onednns_vectorised_kernels_not_its_reference_ones(tmp_path):
     """The exported involution's products broadcast along the channel axis: along a middle axis of 5-D tensors
     (the first deploy form, and the unfold form) oneDNN ran them on its reference kernel, 10x slower for RedNet26

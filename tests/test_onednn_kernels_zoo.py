@@ -29,7 +29,7 @@ def test_family_computes_on_onednns_optimised_kernels(family, tmp_path):
     size = test_input_size(name, preferred=64)
     ctx = make_context(tmp_path, name, size, 10, calibration_batches=None)
     executed = executed_primitives(ctx.reference_dir, (2, 3, size, size), threads=2)
-    assert any(p.kind == "convolution" or p.kind == "matmul" for p in executed), [p.line for p in executed[:5]]
+    assert any(p.kind in ("convolution", "matmul") for p in executed), [p.line for p in executed[:5]]
     fallbacks = [p for p in executed if p.reference and p.kind not in COPY_ONLY]
     assert not fallbacks, (f"{name}: {len(fallbacks)} primitive(s) on oneDNN's reference kernels, "
                            f"{sum(p.ms for p in fallbacks):.1f} of {sum(p.ms for p in executed):.1f} ms: "
