@@ -10,6 +10,11 @@ Paddle Inference's OpenVINO engine), plus every predictor configuration given wi
 the median over rounds of the ratio paddle_img_per_s / ort_img_per_s, its min-max spread, the CPU model and the
 load average before and after.
 
+With `--ceiling`, each round also times a 1024x1024x1024 float32 matrix product in ONNX Runtime (MLAS's SGEMM,
+same threads), the most arithmetic per second this CPU gives an FP32 engine, and the report adds each
+engine's achieved rate (multiply-adds per image from `paddle.flops`, times images per second) as a fraction of
+it: how much room an FP32 engine has left to be faster than ONNX Runtime at all.
+
     python benchmarks/export_onednn_vs_ort.py --models ResNet50,MobileNetV3_large_x1_0 --rounds 5 --seconds 3 \\
         --variant 'no_ir={"ir_optim": false}' --variant 'cache0={"mkldnn_cache_capacity": 0}'
 """
@@ -64,6 +69,26 @@ def ort_runner(onnx_file: str, threads: int):
     return lambda x: sess.run(None, {name: x})[0]
 
 
+def sgemm_runner(n: int, threads: int):
+    """ONNX Runtime multiplying two n x n float32 matrices (one a constant weight, as in a layer), and its work:
+    n**3 multiply-adds a run."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(1).standard_normal((n, n)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "sgemm",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, n])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    onnx.checker.check_model(model)
+    return lambda x: sess.run(None, {"x": x})[0], n ** 3
+
+
 def img_per_s(run, batch: np.ndarray, seconds: float) -> float:
     times = time_runs(run, batch, warmup=2, min_runs=2, min_seconds=seconds)
     return len(batch) / statistics.median(times)
@@ -84,12 +109,19 @@ def bench_model(name: str, args, variants: dict[str, PredictorSettings]) -> dict
         rng = np.random.default_rng(0)
         batches = {b: rng.standard_normal((b, 3, args.size, args.size)).astype(np.float32) for b in (1, 32)}
         rates: dict[str, dict[int, list[float]]] = {e: {1: [], 32: []} for e in engines}
+        gemm_rates: list[float] = []
+        if args.ceiling:
+            gemm = (*sgemm_runner(1024, args.threads), rng.standard_normal((1024, 1024)).astype(np.float32))
         for r in range(args.rounds):
             order = list(engines) if r % 2 == 0 else list(reversed(engines))  # alternate who goes first
             for b, x in batches.items():
                 for e in order:
                     rates[e][b].append(img_per_s(engines[e], x, args.seconds))
+            if args.ceiling:
+                gemm_rates.append(macs_per_s(gemm, args.seconds))
     out = {}
+    if args.ceiling:
+        out["ceiling"] = ceiling_fractions(name, args.size, rates, gemm_rates)
     for vname in variants:
         for b in (1, 32):
             ratios = [o / r for o, r in zip(rates[vname][b], rates["ort"][b])]
@@ -97,6 +129,50 @@ def bench_model(name: str, args, variants: dict[str, PredictorSettings]) -> dict
                                     "ratio_min": round(min(ratios), 3), "ratio_max": round(max(ratios), 3),
                                     "paddle_img_per_s": round(statistics.median(rates[vname][b]), 2),
                                     "ort_img_per_s": round(statistics.median(rates["ort"][b]), 2)}
+    return out
+
+
+def macs_per_s(gemm, seconds: float) -> float:
+    run, macs, x = gemm
+    return macs / statistics.median(time_runs(run, x, warmup=2, min_runs=2, min_seconds=seconds))
+
+
+def conv_linear_macs(model, size: int) -> int:
+    """Multiply-adds of one image through the model's convolutions and linear layers (what the engines spend
+    their arithmetic on; attention's matrix products are not counted, the two default models have none)."""
+    import paddle
+    from paddle import nn
+
+    total = [0]
+
+    def count(layer, inputs, output):
+        if isinstance(layer, nn.Conv2D):
+            kh, kw = layer.weight.shape[2:]
+            total[0] += output.numel().item() * layer.weight.shape[1] * kh * kw
+        else:
+            total[0] += output.numel().item() * layer.weight.shape[0]
+
+    hooks = [m.register_forward_post_hook(count) for m in model.sublayers() if isinstance(m, (nn.Conv2D, nn.Linear))]
+    model.eval()
+    with paddle.no_grad():
+        model(paddle.zeros([1, 3, size, size]))
+    for h in hooks:
+        h.remove()
+    return total[0]
+
+
+def ceiling_fractions(name: str, size: int, rates: dict, gemm_rates: list[float]) -> dict:
+    """Per engine and batch size: achieved multiply-adds per second / the SGEMM rate of the same round (median
+    over rounds), beside the SGEMM rate itself."""
+    from ppipe.models import create_model
+
+    macs = conv_linear_macs(create_model(name), size)
+    out = {"model_gmacs_per_image": round(macs / 1e9, 3),
+           "sgemm_gmacs_per_s": round(statistics.median(gemm_rates) / 1e9, 1)}
+    for engine, by_batch in rates.items():
+        for b, img_rates in by_batch.items():
+            out[f"{engine}/b{b}"] = round(statistics.median(
+                [i * macs / g for i, g in zip(img_rates, gemm_rates)]), 3)
     return out
 
 
@@ -118,6 +194,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0, help="timed seconds per engine, batch size and round")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
                     help="another Paddle Inference predictor configuration (PredictorSettings fields)")
+    ap.add_argument("--ceiling", action="store_true",
+                    help="also time an FP32 matrix product each round and report each engine's share of its rate")
     args = ap.parse_args()
     variants = parse_variants(args.variant, args.threads)
     report = {"cpu": cpu_model(), "load_avg_before": load_average(), "threads": args.threads,
