@@ -1,15 +1,31 @@
-"""Shared test fixtures: a real S3 API (moto's server mode over HTTP) and isolated service homes."""
+"""Shared test fixtures: a real S3 API (moto's server mode over HTTP) and isolated service homes; the
+`--time-budget` option that bounds CI's slow step."""
 
 from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 
 PADDLECLAS_CONFIGS = Path(__file__).resolve().parent / "data" / "paddleclas_configs"
+_SESSION_START = time.monotonic()
+
+
+def pytest_addoption(parser):
+    parser.addoption("--time-budget", type=float, default=None, metavar="SECONDS",
+                     help="skip, with that reason, every test that would start after SECONDS of this session "
+                          "(CI's slow step: it must end inside CI's 90 minutes whatever the machine's speed)")
+
+
+def pytest_runtest_setup(item):
+    budget = item.config.getoption("--time-budget")
+    if budget is not None and time.monotonic() - _SESSION_START > budget:
+        pytest.skip(f"the session's --time-budget of {budget:.0f} s was spent before this test started; "
+                    "it runs in full with `pytest -m slow`")
 
 
 def _free_port() -> int:
