@@ -11,9 +11,9 @@ the median over rounds of the ratio paddle_img_per_s / ort_img_per_s, its min-ma
 load average before and after.
 
 With `--ceiling`, each round also times a 1024x1024x1024 float32 matrix product in ONNX Runtime (MLAS's SGEMM,
-same threads), the most arithmetic per second this CPU gives an FP32 engine, and the report adds each
-engine's achieved rate (multiply-adds per image from `paddle.flops`, times images per second) as a fraction of
-it: how much room an FP32 engine has left to be faster than ONNX Runtime at all.
+same threads), the rate at which this CPU multiplies float32 matrices, and the report adds each engine's
+achieved rate (the multiply-adds of one image through the convolutions and linear layers, times images per
+second) as a fraction of it: how much room an FP32 engine has left to be faster than ONNX Runtime at all.
 
     python benchmarks/export_onednn_vs_ort.py --models ResNet50,MobileNetV3_large_x1_0 --rounds 5 --seconds 3 \\
         --variant 'no_ir={"ir_optim": false}' --variant 'cache0={"mkldnn_cache_capacity": 0}'
