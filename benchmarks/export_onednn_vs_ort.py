@@ -15,6 +15,10 @@ same threads), the rate at which this CPU multiplies float32 matrices, and the r
 achieved rate (the multiply-adds of one image through the convolutions and linear layers, times images per
 second) as a fraction of it: how much room an FP32 engine has left to be faster than ONNX Runtime at all.
 
+With `--bf16`, a further contestant `openvino_bf16` runs the legacy program in Paddle Inference's OpenVINO engine at
+bfloat16 precision (on CPUs with AMX or AVX-512 BF16 OpenVINO computes in bf16; not an FP32 target, so the report
+also gives its largest logit deviation from ONNX Runtime's FP32 logits, relative to the largest logit).
+
     python benchmarks/export_onednn_vs_ort.py --models ResNet50,MobileNetV3_large_x1_0 --rounds 5 --seconds 3 \\
         --variant 'no_ir={"ir_optim": false}' --variant 'cache0={"mkldnn_cache_capacity": 0}'
 """
@@ -89,6 +93,31 @@ def sgemm_runner(n: int, threads: int):
     return lambda x: sess.run(None, {"x": x})[0], n ** 3
 
 
+def openvino_bf16_runner(legacy_dir: str, threads: int, cache_dir: str):
+    """Paddle Inference's OpenVINO engine at bfloat16, configured as ppipe's FP32 OpenVINO predictor is
+    (`ppipe.inference`: Paddle's oneDNN off, old IR, a private compile cache) but for the precision, which
+    ppipe's `PredictorSettings` do not offer."""
+    from paddle import inference as pi
+
+    config = pi.Config(os.path.join(legacy_dir, "model.pdmodel"), os.path.join(legacy_dir, "model.pdiparams"))
+    config.disable_gpu()
+    config.disable_mkldnn()
+    config.set_cpu_math_library_num_threads(threads)
+    config.disable_glog_info()
+    config.enable_new_ir(False)
+    config.enable_openvino_engine(pi.PrecisionType.Bfloat16)
+    config.set_optim_cache_dir(cache_dir)
+    predictor = pi.create_predictor(config)
+
+    def run(x):
+        handle = predictor.get_input_handle(predictor.get_input_names()[0])
+        handle.reshape(x.shape)
+        handle.copy_from_cpu(x)
+        predictor.run()
+        return predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+    return run
+
+
 def img_per_s(run, batch: np.ndarray, seconds: float) -> float:
     times = time_runs(run, batch, warmup=2, min_runs=2, min_seconds=seconds)
     return len(batch) / statistics.median(times)
@@ -106,8 +135,13 @@ def bench_model(name: str, args, variants: dict[str, PredictorSettings]) -> dict
         for vname, settings in variants.items():
             p = create_predictor(legacy_dir if settings.engine == "openvino" else pdir, settings=settings)
             engines[vname] = (lambda p: lambda x: predict(p, x))(p)
+        if args.bf16:
+            engines["openvino_bf16"] = openvino_bf16_runner(legacy_dir, args.threads, os.path.join(tmp, "ov-cache"))
         rng = np.random.default_rng(0)
         batches = {b: rng.standard_normal((b, 3, args.size, args.size)).astype(np.float32) for b in (1, 32)}
+        if args.bf16:
+            fp32 = engines["ort"](batches[32])
+            bf16_error = float(np.abs(engines["openvino_bf16"](batches[32]) - fp32).max() / np.abs(fp32).max())
         rates: dict[str, dict[int, list[float]]] = {e: {1: [], 32: []} for e in engines}
         gemm_rates: list[float] = []
         if args.ceiling:
@@ -122,7 +156,9 @@ def bench_model(name: str, args, variants: dict[str, PredictorSettings]) -> dict
     out = {}
     if args.ceiling:
         out["ceiling"] = ceiling_fractions(name, args.size, rates, gemm_rates)
-    for vname in variants:
+    if args.bf16:
+        out["openvino_bf16_max_rel_logit_error"] = float(f"{bf16_error:.2e}")
+    for vname in [*variants, *(["openvino_bf16"] if args.bf16 else [])]:
         for b in (1, 32):
             ratios = [o / r for o, r in zip(rates[vname][b], rates["ort"][b])]
             out[f"{vname}/b{b}"] = {"ratio_median": round(statistics.median(ratios), 3),
@@ -196,6 +232,8 @@ def main() -> None:
                     help="another Paddle Inference predictor configuration (PredictorSettings fields)")
     ap.add_argument("--ceiling", action="store_true",
                     help="also time an FP32 matrix product each round and report each engine's share of its rate")
+    ap.add_argument("--bf16", action="store_true",
+                    help="also time the OpenVINO engine at bfloat16 precision (contestant openvino_bf16)")
     args = ap.parse_args()
     variants = parse_variants(args.variant, args.threads)
     report = {"cpu": cpu_model(), "load_avg_before": load_average(), "threads": args.threads,
