@@ -62,10 +62,11 @@ def test_rednet_runs_at_sizes_whose_halvings_are_odd():
     assert out.shape == [1, 4] and np.isfinite(out.numpy()).all()
 
 
-def test_the_deploy_form_runs_on_onednns_vectorised_kernels_not_its_reference_ones(tmp_path):
+@pytest.mark.parametrize("size", [14, 2])  # 2: a single output position, RedNet's last stage at 32 px
+def test_the_deploy_form_runs_on_onednns_vectorised_kernels_not_its_reference_ones(tmp_path, size):
     """The exported involution's products broadcast along the channel axis: along a middle axis of 5-D tensors
     (the first deploy form, and the unfold form) oneDNN ran them on its reference kernel, 10x slower for RedNet26
-    at 224 (docs/export.md)."""
+    at 224 (docs/export.md); at a single output position the channel broadcast itself has no vectorised kernel."""
     from ppipe.export import export_inference_model
     from tests.onednn_verbose import executed_primitives
 
@@ -73,7 +74,7 @@ def test_the_deploy_form_runs_on_onednns_vectorised_kernels_not_its_reference_on
     layer = Involution(32, 7, 2)
     layer.eval()
     layer.re_parameterize()
-    export_inference_model(layer, str(tmp_path / "involution"), (32, 14, 14))
-    executed = executed_primitives(str(tmp_path / "involution"), (2, 32, 14, 14))
+    export_inference_model(layer, str(tmp_path / "involution"), (32, size, size))
+    executed = executed_primitives(str(tmp_path / "involution"), (2, 32, size, size))
     assert len([p for p in executed if p.kind == "binary"]) >= 49  # one product per window at least
     assert not [p.line for p in executed if p.reference]

@@ -65,11 +65,19 @@ class Involution(nn.Layer):
         # kernel, 5 ms a product at 28x28 (RedNet26 at 224 on oneDNN: 1.4 s an image that way, 0.13 s this way).
         padded = padded.reshape([-1, self.group_channels, padded.shape[2], padded.shape[3]])
         kernel = kernel.reshape([-1, k * k, kernel.shape[2], kernel.shape[3]])
+        # At a single output position ([N * G, 16, 1, 1] x [N * G, 1, 1, 1]: RedNet's last stage at inputs of 32 px
+        # or less) oneDNN has no vectorised kernel for the broadcast; the kernel tiled to the window's shape
+        # multiplies elementwise, on the vectorised kernel (a copy of 16 numbers per group; `expand_as` would do
+        # the same, but paddle2onnx 2.1.0 converts it into a Reshape that ONNX Runtime rejects).
+        single_position = kernel.shape[2] == 1 and kernel.shape[3] == 1
         out = None
         for i in range(k):
             for j in range(k):
                 window = padded[:, :, i:i + h:stride, j:j + w:stride]
-                term = kernel[:, i * k + j:i * k + j + 1] * window
+                weights = kernel[:, i * k + j:i * k + j + 1]
+                if single_position:
+                    weights = paddle.tile(weights, [1, self.group_channels, 1, 1])
+                term = weights * window
                 out = term if out is None else out + term
         return out.reshape([-1, self.channels, out.shape[2], out.shape[3]])
 
