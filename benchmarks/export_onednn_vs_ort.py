@@ -41,7 +41,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from ppipe.export.measure import cpu_model, load_average, time_runs  # noqa: E402
-from ppipe.inference import PredictorSettings, create_predictor, predict  # noqa: E402
+from ppipe.inference import PredictorSettings, create_predictor, find_model_files, predict  # noqa: E402
 
 
 def export_all(model, size: int, workdir: str, name: str = "model") -> tuple[str, str, str]:
@@ -62,35 +62,31 @@ def export_all(model, size: int, workdir: str, name: str = "model") -> tuple[str
     return pdir, legacy_dir, onnx_file
 
 
-def ort_runner(onnx_file: str, threads: int):
+def ort_runner(onnx_model: str | bytes, threads: int):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(onnx_file, opts, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(onnx_model, opts, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     return lambda x: sess.run(None, {name: x})[0]
 
 
 def sgemm_runner(n: int, threads: int):
-    """ONNX Runtime multiplying two n x n float32 matrices (one a constant weight, as in a layer), and its work:
-    n**3 multiply-adds a run."""
+    """(run, its input, its multiply-adds): ONNX Runtime multiplying two n x n float32 matrices, one a constant
+    weight, as in a layer."""
     import onnx
-    import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    w = numpy_helper.from_array(np.random.default_rng(1).standard_normal((n, n)).astype(np.float32), "w")
+    rng = np.random.default_rng(1)
+    w = numpy_helper.from_array(rng.standard_normal((n, n)).astype(np.float32), "w")
     graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "sgemm",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, n])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])], [w])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     onnx.checker.check_model(model)
-    return lambda x: sess.run(None, {"x": x})[0], n ** 3
+    return ort_runner(model.SerializeToString(), threads), rng.standard_normal((n, n)).astype(np.float32), n ** 3
 
 
 def openvino_bf16_runner(legacy_dir: str, threads: int, cache_dir: str):
@@ -99,7 +95,7 @@ def openvino_bf16_runner(legacy_dir: str, threads: int, cache_dir: str):
     ppipe's `PredictorSettings` do not offer."""
     from paddle import inference as pi
 
-    config = pi.Config(os.path.join(legacy_dir, "model.pdmodel"), os.path.join(legacy_dir, "model.pdiparams"))
+    config = pi.Config(*find_model_files(legacy_dir))
     config.disable_gpu()
     config.disable_mkldnn()
     config.set_cpu_math_library_num_threads(threads)
@@ -108,14 +104,7 @@ def openvino_bf16_runner(legacy_dir: str, threads: int, cache_dir: str):
     config.enable_openvino_engine(pi.PrecisionType.Bfloat16)
     config.set_optim_cache_dir(cache_dir)
     predictor = pi.create_predictor(config)
-
-    def run(x):
-        handle = predictor.get_input_handle(predictor.get_input_names()[0])
-        handle.reshape(x.shape)
-        handle.copy_from_cpu(x)
-        predictor.run()
-        return predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
-    return run
+    return lambda x: predict(predictor, x)
 
 
 def img_per_s(run, batch: np.ndarray, seconds: float) -> float:
@@ -145,7 +134,7 @@ def bench_model(name: str, args, variants: dict[str, PredictorSettings]) -> dict
         rates: dict[str, dict[int, list[float]]] = {e: {1: [], 32: []} for e in engines}
         gemm_rates: list[float] = []
         if args.ceiling:
-            gemm = (*sgemm_runner(1024, args.threads), rng.standard_normal((1024, 1024)).astype(np.float32))
+            gemm = sgemm_runner(1024, args.threads)
         for r in range(args.rounds):
             order = list(engines) if r % 2 == 0 else list(reversed(engines))  # alternate who goes first
             for b, x in batches.items():
@@ -169,7 +158,7 @@ def bench_model(name: str, args, variants: dict[str, PredictorSettings]) -> dict
 
 
 def macs_per_s(gemm, seconds: float) -> float:
-    run, macs, x = gemm
+    run, x, macs = gemm
     return macs / statistics.median(time_runs(run, x, warmup=2, min_runs=2, min_seconds=seconds))
 
 

@@ -5,9 +5,9 @@ tensors, and ran 10x slower for it (docs/export.md); nothing but the checks' num
 
 Same architectures as the converter sweep (`tests/test_export_zoo.py`), a batch of 2 (some fallbacks show only above
 batch 1: SwinTransformer's mask, broadcast along the heads axis, took 1.8x its time at batch 8), 2 threads, the
-program's own `predictor.json` (the passes a family needs deleted), at 64 px (or the architecture's fixed size): at
-32 RedNet's last stage is 1x1, where oneDNN has no optimised kernel for a product broadcast per image ([32, 16, 1,
-1] times [32, 1, 1, 1]: 1.0 of 9.6 ms). Concatenation is exempt: a reference concat is a memory copy (ShuffleNet's
+program's own `predictor.json` (the passes a family needs deleted), at 64 px (or the architecture's fixed size;
+RedNet's single-position products, its last stage at 32 px, are checked by tests/test_models_rednet.py).
+Concatenation is exempt: a reference concat is a memory copy (ShuffleNet's
 channel split-and-join, ESNet, MobileViT, RedNet's zero padding: at most 0.2 ms a run at these inputs).
 """
 
