@@ -5,23 +5,18 @@ from __future__ import annotations
 
 import os
 import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from ppipe import host  # noqa: E402
 
 
 def cpu_model() -> str:
-    """The CPU's model name and vendor from /proc/cpuinfo, and the CPUs this process may run on."""
-    fields = {}
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                fields.setdefault(key.strip(), value.strip())
-    except OSError:
-        pass
+    """ppipe's description of the CPU (`ppipe.host.cpu_model`: model name, family/model numbers, instruction
+    sets) and the CPUs this process may run on."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    flags = fields.get("flags", "").split()
-    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    return (f"{fields.get('model name', 'unknown CPU')} ({fields.get('vendor_id', 'unknown vendor')}, {isa}), "
-            f"{cpus} CPUs")
+    return f"{host.cpu_model()}, {cpus} CPUs"
 
 
 def load_average() -> tuple[float, float, float]:
