@@ -1,11 +1,14 @@
 """The tensorrt export target (what a GPU node needs to build an engine) and `ppipe deploy tensorrt` where there is
-no TensorRT or GPU (this machine): tests/gpu/check_tensorrt.py builds real engines."""
+no TensorRT or GPU (this machine), and around a stand-in for TensorRT's API (ONNX Runtime runs the "engine"):
+tests/gpu/check_tensorrt.py builds real engines."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -120,3 +123,108 @@ def test_deploy_names_a_folder_that_is_not_a_tensorrt_export(tmp_path, capsys):
         main(["deploy", "tensorrt", str(tmp_path)])
     assert exit_info.value.code == 2
     assert str(tmp_path) in capsys.readouterr().err
+
+
+class _StandIn:
+    """TensorRT's and Polygraphy's API as `ppipe.export.tensorrt_engine` calls it, with ONNX Runtime running the
+    "engine": what `deploy_tensorrt` does around TensorRT (spec, calibration choice, plan file, logits check,
+    measurements) runs here; TensorRT itself runs only in tests/gpu/check_tensorrt.py."""
+
+    def __init__(self, skew: float = 0.0):
+        import types
+
+        self.skew, self.configs, self.calibrators = skew, [], []
+        trt = types.ModuleType("tensorrt")
+        trt.__version__ = "stand-in"
+        trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="workspace")
+        trt.IInt8EntropyCalibrator2 = type("IInt8EntropyCalibrator2", (), {})
+        backend = types.ModuleType("polygraphy.backend.trt")
+        backend.Profile = _Profile
+        backend.Calibrator = lambda loader, cache, BaseClass: self.calibrators.append(
+            {"batches": [b["x"].shape for b in loader], "cache": cache, "base": BaseClass.__name__}) or "calibrator"
+        backend.CreateConfig = lambda **kw: self.configs.append(kw) or kw
+        backend.network_from_onnx_path = lambda path: path
+        backend.engine_from_network = lambda network, config: {"onnx": network, "config": config}
+        backend.bytes_from_engine = lambda engine: b"plan of " + os.path.basename(engine["onnx"]).encode()
+        backend.TrtRunner = lambda engine: _Runner(engine["onnx"], self.skew)
+        self.modules = {"tensorrt": trt, "polygraphy.backend.trt": backend}
+
+
+class _Profile(dict):
+    def add(self, name, min, opt, max):  # noqa: A002 - Polygraphy's keyword names
+        self[name] = (min, opt, max)
+        return self
+
+
+class _Runner:
+    def __init__(self, onnx_path: str, skew: float):
+        import onnxruntime as ort
+
+        self.session, self.skew = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"]), skew
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def get_output_metadata(self):
+        return {self.session.get_outputs()[0].name: None}
+
+    def infer(self, feed):
+        name = self.session.get_outputs()[0].name
+        return {name: self.session.run(None, feed)[0] * (1.0 + self.skew)}
+
+
+@pytest.fixture
+def trt_stand_in(monkeypatch):
+    def install(skew: float = 0.0) -> _StandIn:
+        stand_in = _StandIn(skew)
+        for name, module in stand_in.modules.items():
+            monkeypatch.setitem(sys.modules, name, module)
+        monkeypatch.setattr(tensorrt_engine, "tensorrt_unavailable", lambda: None)
+        return stand_in
+
+    return install
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_deploy_builds_from_the_spec_writes_the_plan_and_checks_its_logits(exported, trt_stand_in, precision,
+                                                                          tmp_path):
+    ctx, _ = exported
+    stand_in = trt_stand_in()
+    export = shutil.copytree(ctx.out_root, tmp_path / "export")  # the module's export keeps no plan file
+    folder = os.path.join(export, "tensorrt")
+    spec = _load(ctx, "build_spec.json")
+    result = tensorrt_engine.deploy_tensorrt(str(export), precision=precision)
+    assert result["status"] == "built", result["reason"]
+    assert result["engine"] == os.path.join(folder, f"engine_{precision}.plan")
+    with open(result["engine"], "rb") as f:
+        assert f.read() == b"plan of " + spec["onnx"].encode()
+    assert not [n for n in os.listdir(folder) if ".tmp" in n]
+    assert result["check"]["passed"] and result["check"]["max_rel_err"] <= result["check"]["rtol"]
+    assert result["check"]["rtol"] == spec["rtol"][precision]
+    assert result["measurements"]["latency_ms_b1"] > 0 and result["measurements"]["throughput_b32"] > 0
+    config = stand_in.configs[-1]
+    assert (config["fp16"], config["int8"]) == (precision != "fp32", precision == "int8")
+    assert config["profiles"][0]["x"] == (spec["shapes"]["min"], spec["shapes"]["opt"], spec["shapes"]["max"])
+    assert config["memory_pool_limits"] == {"workspace": spec["workspace_bytes"]}
+    if precision == "int8":  # no TensorRT cache from this export: TensorRT calibrates on the exported images
+        assert result["check"]["calibration"] == "IInt8EntropyCalibrator2 on calibration images"
+        assert stand_in.calibrators == [{"batches": [(8, 3, 32, 32)], "base": "IInt8EntropyCalibrator2",
+                                         "cache": os.path.join(folder, "calibration.cache")}]
+    else:
+        assert config["calibrator"] is None and not stand_in.calibrators
+
+
+def test_deploy_fails_an_engine_whose_logits_disagree_writes_no_plan_and_exits_nonzero(exported, trt_stand_in, capsys,
+                                                                           tmp_path):
+    ctx, _ = exported
+    trt_stand_in(skew=0.5)
+    export = shutil.copytree(ctx.out_root, tmp_path / "export")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["deploy", "tensorrt", str(export), "--precision", "fp32", "--json"])
+    assert exit_info.value.code != 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["status"] == "failed" and "disagree with the dygraph model" in doc["reason"]
+    assert doc["engine"] is None and not any(n.endswith(".plan") for n in os.listdir(export / "tensorrt"))

@@ -21,6 +21,7 @@ import numpy as np
 from ppipe.errors import UserError
 from ppipe.export.onnx import measure
 from ppipe.export.paddle_inference import max_relative_error
+from ppipe.storage import write_bytes_atomic
 
 __all__ = ["tensorrt_unavailable", "calibrate", "build_engine", "find_tensorrt_folder", "deploy_tensorrt"]
 
@@ -131,7 +132,8 @@ def _run_and_check(engine, folder: str, spec: dict, precision: str) -> tuple[dic
 
 
 def deploy_tensorrt(path: str, precision: str | None = None) -> dict:
-    """Build, serialise (``<folder>/engine_<precision>.plan``) and check the engine of the export at `path`.
+    """Build and check the engine of the export at `path`; serialise it (``<folder>/engine_<precision>.plan``,
+    atomically) only when its logits pass.
 
     Returns ``{"status": "built"|"skipped"|"failed", "reason", "engine", "precision", "check", "measurements"}``;
     "skipped" where TensorRT or a GPU is missing."""
@@ -144,18 +146,18 @@ def deploy_tensorrt(path: str, precision: str | None = None) -> dict:
     unavailable = tensorrt_unavailable()
     if unavailable is not None:
         return {**result, "reason": f"the TensorRT engine was not built: {unavailable}"}
-    from polygraphy.backend.trt import save_engine
+    from polygraphy.backend.trt import bytes_from_engine
 
     calibrator, calibration = _int8_calibrator(folder, spec) if precision == "int8" else (None, None)
     engine = build_engine(os.path.join(folder, spec["onnx"]), spec["shapes"], precision, spec["workspace_bytes"],
                           calibrator)
-    engine_path = os.path.join(folder, f"engine_{precision}.plan")
-    save_engine(engine, engine_path)
     check, measurements = _run_and_check(engine, folder, spec, precision)
     if calibration:
         check["calibration"] = calibration
-    status = "built" if check["passed"] else "failed"
-    reason = "" if check["passed"] else (f"engine logits disagree with the dygraph model: max_rel_err "
-                                         f"{check['max_rel_err']:.3e} > rtol {check['rtol']:.1e}")
-    return {**result, "status": status, "reason": reason, "engine": engine_path, "check": check,
-            "measurements": measurements}
+    if not check["passed"]:  # no plan file: one lying beside the spec would look like a usable engine
+        return {**result, "status": "failed", "check": check, "measurements": measurements,
+                "reason": f"engine logits disagree with the dygraph model: max_rel_err {check['max_rel_err']:.3e} "
+                          f"> rtol {check['rtol']:.1e}; no engine written"}
+    engine_path = os.path.join(folder, f"engine_{precision}.plan")
+    write_bytes_atomic(engine_path, bytes_from_engine(engine))  # never a half-written plan beside the spec
+    return {**result, "status": "built", "engine": engine_path, "check": check, "measurements": measurements}
