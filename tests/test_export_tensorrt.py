@@ -125,13 +125,35 @@ def test_deploy_names_a_folder_that_is_not_a_tensorrt_export(tmp_path, capsys):
     assert str(tmp_path) in capsys.readouterr().err
 
 
+def _as_polygraphy(real, fake, *more_signatures):
+    """`fake`, refusing a call that Polygraphy's `real` would refuse (an unknown keyword, a missing argument):
+    the stand-in is held to the installed Polygraphy's signatures, so ppipe cannot call an API that is not
+    there. `more_signatures`: where `real` passes **kwargs on (CreateConfig to its base class)."""
+    import inspect
+
+    def call(*args, **kwargs):
+        inspect.signature(real).bind(*args, **kwargs)
+        passed_on = {k: v for k, v in kwargs.items() if k not in inspect.signature(real).parameters}
+        for signature in more_signatures:  # takes what `real` passes on, as `self` plus keywords
+            inspect.signature(signature).bind(None, **passed_on)
+        return fake(*args, **kwargs)
+
+    return call
+
+
 class _StandIn:
     """TensorRT's and Polygraphy's API as `ppipe.export.tensorrt_engine` calls it, with ONNX Runtime running the
     "engine": what `deploy_tensorrt` does around TensorRT (spec, calibration choice, plan file, logits check,
-    measurements) runs here; TensorRT itself runs only in tests/gpu/check_tensorrt.py."""
+    measurements) runs here; TensorRT itself runs only in tests/gpu/check_tensorrt.py. Each stand-in checks its
+    call against the real Polygraphy (installed with paddle2onnx), names and signatures."""
 
     def __init__(self, skew: float = 0.0):
+        import importlib
         import types
+
+        from polygraphy.backend import trt as real
+
+        real_config = importlib.import_module("polygraphy.backend.trt.config")  # the package's `config` is another
 
         self.skew, self.configs, self.calibrators = skew, [], []
         trt = types.ModuleType("tensorrt")
@@ -139,28 +161,55 @@ class _StandIn:
         trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="workspace")
         trt.IInt8EntropyCalibrator2 = type("IInt8EntropyCalibrator2", (), {})
         backend = types.ModuleType("polygraphy.backend.trt")
-        backend.Profile = _Profile
-        backend.Calibrator = lambda loader, cache, BaseClass: self.calibrators.append(
-            {"batches": [b["x"].shape for b in loader], "cache": cache, "base": BaseClass.__name__}) or "calibrator"
-        backend.CreateConfig = lambda **kw: self.configs.append(kw) or kw
-        backend.network_from_onnx_path = lambda path: path
-        backend.engine_from_network = lambda network, config: {"onnx": network, "config": config}
-        backend.bytes_from_engine = lambda engine: b"plan of " + os.path.basename(engine["onnx"]).encode()
-        backend.TrtRunner = lambda engine: _Runner(engine["onnx"], self.skew)
+        backend.Profile = lambda: _Profile(real.Profile)
+        backend.Calibrator = _as_polygraphy(real.Calibrator, self._calibrator)
+        backend.CreateConfig = _as_polygraphy(real.CreateConfig, lambda **kw: self.configs.append(kw) or kw,
+                                              real_config._CreateConfigCommon.__init__)
+        backend.network_from_onnx_path = _as_polygraphy(real.network_from_onnx_path, lambda path: path)
+        backend.engine_from_network = _as_polygraphy(real.engine_from_network, self._engine)
+        backend.bytes_from_engine = _as_polygraphy(real.bytes_from_engine,
+                                                   lambda engine: b"plan of " + os.path.basename(engine["onnx"]).encode())
+        backend.TrtRunner = _as_polygraphy(real.TrtRunner,
+                                           lambda engine: _Runner(engine["onnx"], self.skew, real.TrtRunner))
         self.modules = {"tensorrt": trt, "polygraphy.backend.trt": backend}
 
 
+    def _calibrator(self, data_loader, cache, BaseClass):  # noqa: N803 - Polygraphy's keyword
+        self.calibrators.append({"batches": [b["x"].shape for b in data_loader], "cache": cache,
+                                 "base": BaseClass.__name__})
+        return self.calibrators[-1]
+
+    @staticmethod
+    def _engine(network, config):
+        calibrator = config["calibrator"]
+        if config["int8"] and calibrator["batches"]:  # TensorRT writes the cache once it has calibrated
+            with open(calibrator["cache"], "wb") as f:
+                f.write(b"stand-in calibration cache")
+        elif config["int8"]:  # an empty loader: TensorRT reads the cache, and fails without one
+            assert os.path.getsize(calibrator["cache"]) > 0
+        return {"onnx": network, "config": config}
+
+
 class _Profile(dict):
+    def __init__(self, real):
+        super().__init__()
+        self.real = real
+
     def add(self, name, min, opt, max):  # noqa: A002 - Polygraphy's keyword names
+        _as_polygraphy(self.real.add, lambda *a, **k: None)(self, name, min=min, opt=opt, max=max)
         self[name] = (min, opt, max)
         return self
 
 
 class _Runner:
-    def __init__(self, onnx_path: str, skew: float):
+    """TrtRunner as a context manager with `infer`, ONNX Runtime inside; any other attribute ppipe asks for is
+    looked up on the real TrtRunner first, so a method TrtRunner lacks fails here as it would on a GPU."""
+
+    def __init__(self, onnx_path: str, skew: float, real):
         import onnxruntime as ort
 
-        self.session, self.skew = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"]), skew
+        self.session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+        self.skew, self.real = skew, real
 
     def __enter__(self):
         return self
@@ -168,12 +217,25 @@ class _Runner:
     def __exit__(self, *exc):
         return False
 
-    def get_output_metadata(self):
-        return {self.session.get_outputs()[0].name: None}
+    def infer(self, feed_dict, check_inputs=True):
+        _as_polygraphy(self.real.infer, lambda *a, **k: None)(self, feed_dict, check_inputs=check_inputs)
+        return {self.session.get_outputs()[0].name: self.session.run(None, feed_dict)[0] * (1.0 + self.skew)}
 
-    def infer(self, feed):
-        name = self.session.get_outputs()[0].name
-        return {name: self.session.run(None, feed)[0] * (1.0 + self.skew)}
+    def __getattr__(self, name):
+        if name == "real" or not hasattr(self.real, name):
+            raise AttributeError(f"'TrtRunner' object has no attribute '{name}'")
+        raise NotImplementedError(f"the stand-in does not play TrtRunner.{name}; add it here")
+
+
+def test_the_stand_in_refuses_what_polygraphy_refuses():
+    stand_in = _StandIn()
+    backend = stand_in.modules["polygraphy.backend.trt"]
+    with pytest.raises(TypeError):
+        backend.CreateConfig(fp16=True, workspace=1 << 30)  # Polygraphy < 0.38's keyword, gone
+    runner = object.__new__(_Runner)
+    runner.real = __import__("polygraphy.backend.trt", fromlist=["TrtRunner"]).TrtRunner
+    with pytest.raises(AttributeError, match="get_output_metadata"):  # what ppipe called before this test
+        getattr(runner, "get_output_metadata")
 
 
 @pytest.fixture
@@ -213,6 +275,7 @@ def test_deploy_builds_from_the_spec_writes_the_plan_and_checks_its_logits(expor
         assert result["check"]["calibration"] == "IInt8EntropyCalibrator2 on calibration images"
         assert stand_in.calibrators == [{"batches": [(8, 3, 32, 32)], "base": "IInt8EntropyCalibrator2",
                                          "cache": os.path.join(folder, "calibration.cache")}]
+        assert os.path.getsize(os.path.join(folder, "calibration.cache")) > 0
     else:
         assert config["calibrator"] is None and not stand_in.calibrators
 
@@ -228,3 +291,18 @@ def test_deploy_fails_an_engine_whose_logits_disagree_writes_no_plan_and_exits_n
     doc = json.loads(capsys.readouterr().out)
     assert doc["status"] == "failed" and "disagree with the dygraph model" in doc["reason"]
     assert doc["engine"] is None and not any(n.endswith(".plan") for n in os.listdir(export / "tensorrt"))
+
+
+def test_with_tensorrt_the_export_writes_its_cache_and_int8_deploys_from_it(exported, trt_stand_in, tmp_path):
+    ctx, _ = exported
+    stand_in = trt_stand_in()
+    result = tensorrt_target(dataclasses.replace(ctx, out_root=str(tmp_path)))
+    assert result.status == "built", result.reason
+    with open(tmp_path / "tensorrt" / "build_spec.json") as f:
+        calibration = json.load(f)["calibration"]
+    assert calibration["kind"] == "tensorrt-cache" and calibration["calibrator"] == "IInt8EntropyCalibrator2"
+    assert (tmp_path / "tensorrt" / calibration["cache_file"]).stat().st_size > 0
+    assert not (tmp_path / "tensorrt" / "calibration_ranges.json").exists()
+    deployed = tensorrt_engine.deploy_tensorrt(str(tmp_path), precision="int8")
+    assert deployed["status"] == "built" and deployed["check"]["calibration"] == "calibration cache"
+    assert stand_in.calibrators[-1]["batches"] == []  # the cache alone calibrates: no images fed

@@ -117,11 +117,10 @@ def _run_and_check(engine, folder: str, spec: dict, precision: str) -> tuple[dic
     reference = np.load(os.path.join(folder, spec["check"]["logits"]))
     rtol = float(spec["rtol"][precision])
     with TrtRunner(engine) as runner:
-        output = runner.get_output_metadata()
-        name = next(iter(output.keys()))
-
         def run(batch):
-            return runner.infer({"x": np.ascontiguousarray(batch, dtype=np.float32)})[name]
+            # the model's one output, the logits (TrtRunner has no output metadata to name it by)
+            outputs = runner.infer({"x": np.ascontiguousarray(batch, dtype=np.float32)})
+            return next(iter(outputs.values()))
 
         err = max_relative_error(np.asarray(run(inputs)), reference)
         measurements = measure(run, tuple(spec["shapes"]["opt"][1:]), threads=1)
