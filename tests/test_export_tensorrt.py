@@ -99,6 +99,36 @@ def test_paddle_trt_config_turns_on_tensorrt_with_the_dynamic_shapes(exported):
     assert os.path.isfile(os.path.join(ctx.out_root, "tensorrt", spec["model_dir"], "model.json"))
 
 
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_paddle_trt_config_binds_to_this_paddles_config(exported, precision):
+    """Each call `apply_paddle_trt_config` makes, with its keywords, reaches the installed Paddle's real
+    `paddle.inference.Config` (pybind refuses an unknown keyword with TypeError); a CPU build then refuses
+    TensorRT itself ("compile with TENSORRT"), which is what is expected here."""
+    from paddle import inference as pi
+
+    from ppipe.export.tensorrt import paddle_trt_config
+
+    class Forwarding:
+        def __init__(self):
+            self.config, self.called = pi.Config(), []
+
+        def __getattr__(self, name):
+            def call(*args, **kwargs):
+                self.called.append(name)
+                try:
+                    return getattr(self.config, name)(*args, **kwargs)
+                except RuntimeError as e:
+                    if "TENSORRT" not in str(e):
+                        raise
+            return call
+
+    ctx, _ = exported
+    spec = paddle_trt_config((3, 32, 32), _load(ctx, "paddle_trt_config.json")["model_dir"], precision)
+    forwarding = Forwarding()
+    apply_paddle_trt_config(forwarding, spec)
+    assert forwarding.called == ["enable_use_gpu", "enable_tensorrt_engine", "set_trt_dynamic_shape_info"]
+
+
 def test_deploy_without_tensorrt_exits_nonzero_and_json_says_skipped(exported, no_tensorrt, capsys):
     ctx, _ = exported
     with pytest.raises(SystemExit) as exit_info:
