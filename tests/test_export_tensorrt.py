@@ -336,3 +336,31 @@ def test_with_tensorrt_the_export_writes_its_cache_and_int8_deploys_from_it(expo
     deployed = tensorrt_engine.deploy_tensorrt(str(tmp_path), precision="int8")
     assert deployed["status"] == "built" and deployed["check"]["calibration"] == "calibration cache"
     assert stand_in.calibrators[-1]["batches"] == []  # the cache alone calibrates: no images fed
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda spec: "{not json", "not a readable JSON build specification"),
+    (lambda spec: [spec], "format is 'list'"),
+    (lambda spec: {**spec, "format": "ppipe-tensorrt-build/0"}, "expected 'ppipe-tensorrt-build/1'"),
+    (lambda spec: {**spec, "shapes": {**spec["shapes"], "opt": [8, 3, 32]}}, "shapes must hold min, opt and max"),
+    (lambda spec: {**spec, "shapes": {**spec["shapes"], "min": [64, 3, 32, 32]}}, "min <= opt <= max"),
+    (lambda spec: {**spec, "shapes": {**spec["shapes"], "max": [32, 3, 64, 64]}}, "differ only in the batch"),
+    (lambda spec: {**spec, "precision": "int4"}, "precision must be one of fp32, fp16, int8, got 'int4'"),
+    (lambda spec: {**spec, "rtol": {"fp32": 1e-3}}, "rtol must give a positive tolerance"),
+    (lambda spec: {**spec, "workspace_bytes": "1G"}, "workspace_bytes must be a positive integer"),
+    (lambda spec: {k: v for k, v in spec.items() if k != "input"}, "input (the ONNX input's name)"),
+    (lambda spec: {**spec, "onnx": "missing.onnx"}, "onnx must name a file"),
+    (lambda spec: {**spec, "check": {"inputs": "check_inputs.npy"}}, "check.logits must name a file"),
+])
+def test_deploy_refuses_a_build_spec_it_cannot_follow_naming_the_file_and_field(exported, tmp_path, capsys,
+                                                                                  edit, message):
+    ctx, _ = exported
+    export = shutil.copytree(ctx.out_root, tmp_path / "export")
+    spec_file = export / "tensorrt" / "build_spec.json"
+    edited = edit(json.loads(spec_file.read_text()))
+    spec_file.write_text(edited if isinstance(edited, str) else json.dumps(edited))
+    with pytest.raises(SystemExit) as exit_info:  # before TensorRT is looked for: the same here and on a GPU
+        main(["deploy", "tensorrt", str(export), "--json"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert str(spec_file) in err and message in err and err.strip().count("\n") == 0

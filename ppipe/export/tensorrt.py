@@ -34,7 +34,7 @@ from ppipe.export.targets import TARGETS, ExportContext, TargetResult
 __all__ = ["BATCH_SHAPES", "PRECISIONS", "WORKSPACE_BYTES", "build_spec", "paddle_trt_config",
            "apply_paddle_trt_config", "write_calibration", "tensorrt_target"]
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = tensorrt_engine.PRECISIONS
 BATCH_SHAPES = {"min": 1, "opt": 8, "max": 32}  # opt is also the calibration batch (TensorRT calibrates at opt)
 WORKSPACE_BYTES = 1 << 30
 # what an engine's logits may differ from the dygraph logits by (max|a-b|/max|b|), per precision
@@ -48,7 +48,8 @@ def _shapes(input_shape) -> dict[str, list[int]]:
 
 def build_spec(input_shape, calibration: dict, precision: str = "fp16") -> dict:
     """The engine build specification written as ``build_spec.json``."""
-    return {"format": "ppipe-tensorrt-build/1", "onnx": "model.onnx", "input": "x", "shapes": _shapes(input_shape),
+    return {"format": tensorrt_engine.SPEC_FORMAT, "onnx": "model.onnx", "input": tensorrt_engine.INPUT,
+            "shapes": _shapes(input_shape),
             "precision": precision, "precisions": list(PRECISIONS), "workspace_bytes": WORKSPACE_BYTES,
             "calibration": calibration, "rtol": ENGINE_RTOL,
             "check": {"inputs": "check_inputs.npy", "logits": "reference_logits.npy"}}

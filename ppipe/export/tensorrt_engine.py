@@ -23,7 +23,11 @@ from ppipe.export.onnx import measure
 from ppipe.export.paddle_inference import max_relative_error
 from ppipe.storage import write_bytes_atomic
 
-__all__ = ["tensorrt_unavailable", "calibrate", "build_engine", "find_tensorrt_folder", "deploy_tensorrt"]
+__all__ = ["PRECISIONS", "SPEC_FORMAT", "tensorrt_unavailable", "calibrate", "build_engine", "find_tensorrt_folder",
+           "load_build_spec", "deploy_tensorrt"]
+
+PRECISIONS = ("fp32", "fp16", "int8")
+SPEC_FORMAT = "ppipe-tensorrt-build/1"  # build_spec.json's `format`, written by ppipe.export.tensorrt
 
 
 def tensorrt_unavailable() -> str | None:
@@ -46,13 +50,16 @@ def tensorrt_unavailable() -> str | None:
     return None if builder is not None else "no CUDA GPU for TensorRT's builder"
 
 
-def _profile(shapes: dict):
+INPUT = "x"  # the ONNX input's name in ppipe's exports (build_spec.json's `input`)
+
+
+def _profile(shapes: dict, input_name: str):
     from polygraphy.backend.trt import Profile
 
-    return Profile().add("x", min=shapes["min"], opt=shapes["opt"], max=shapes["max"])
+    return Profile().add(input_name, min=shapes["min"], opt=shapes["opt"], max=shapes["max"])
 
 
-def _calibrator(images: np.ndarray | None, batch: int, cache_path: str):
+def _calibrator(images: np.ndarray | None, batch: int, cache_path: str, input_name: str = INPUT):
     """An IInt8EntropyCalibrator2 fed `images` in batches of `batch` (TensorRT calibrates at the profile's opt
     shape), reading/writing `cache_path`."""
     import tensorrt as trt
@@ -64,19 +71,21 @@ def _calibrator(images: np.ndarray | None, batch: int, cache_path: str):
         usable = len(images) // batch * batch
         if usable == 0:
             raise ValueError(f"INT8 calibration needs at least {batch} images (the opt batch), got {len(images)}")
-        loader = [{"x": images[i:i + batch]} for i in range(0, usable, batch)]
+        loader = [{input_name: images[i:i + batch]} for i in range(0, usable, batch)]
     return Calibrator(loader, cache=cache_path, BaseClass=trt.IInt8EntropyCalibrator2)
 
 
-def build_engine(onnx_path: str, shapes: dict, precision: str, workspace_bytes: int, calibrator=None):
-    """A TensorRT engine for the ONNX model with one optimisation profile (`shapes`: min/opt/max [N, C, H, W])."""
+def build_engine(onnx_path: str, shapes: dict, precision: str, workspace_bytes: int, calibrator=None,
+                 input_name: str = INPUT):
+    """A TensorRT engine for the ONNX model with one optimisation profile (`shapes`: min/opt/max [N, C, H, W] of
+    the input `input_name`)."""
     import tensorrt as trt
     from polygraphy.backend.trt import CreateConfig, engine_from_network, network_from_onnx_path
 
-    if precision not in ("fp32", "fp16", "int8"):
-        raise UserError(f"precision must be fp32, fp16 or int8, got {precision!r}")
+    if precision not in PRECISIONS:
+        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     config = CreateConfig(fp16=precision in ("fp16", "int8"), int8=precision == "int8", calibrator=calibrator,
-                          profiles=[_profile(shapes)],
+                          profiles=[_profile(shapes, input_name)],
                           memory_pool_limits={trt.MemoryPoolType.WORKSPACE: int(workspace_bytes)})
     return engine_from_network(network_from_onnx_path(onnx_path), config=config)
 
@@ -98,16 +107,63 @@ def find_tensorrt_folder(path: str) -> str:
                     f"export with `ppipe export CONFIG --targets tensorrt`")
 
 
+def load_build_spec(folder: str) -> dict:
+    """``<folder>/build_spec.json``, checked before any engine is built: a spec a GPU node cannot follow (edited
+    by hand, truncated, from another tool) is a UserError naming the file and the field, not a KeyError after
+    minutes of building."""
+    path = os.path.join(folder, "build_spec.json")
+    try:
+        with open(path) as f:
+            spec = json.load(f)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: not a readable JSON build specification ({e})") from e
+
+    def bad(what: str) -> UserError:
+        return UserError(f"{path}: {what}; export again with `ppipe export CONFIG --targets tensorrt`")
+
+    if not isinstance(spec, dict) or spec.get("format") != SPEC_FORMAT:
+        found = spec.get("format") if isinstance(spec, dict) else type(spec).__name__
+        raise bad(f"format is {found!r}, expected {SPEC_FORMAT!r}")
+    shapes = spec.get("shapes")
+    if not (isinstance(shapes, dict) and all(
+            isinstance(shapes.get(k), list) and len(shapes[k]) == 4
+            and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shapes[k])
+            for k in ("min", "opt", "max"))):
+        raise bad(f"shapes must hold min, opt and max as [N, C, H, W] of positive integers, got {shapes!r}")
+    if not shapes["min"][1:] == shapes["opt"][1:] == shapes["max"][1:] or \
+            not shapes["min"][0] <= shapes["opt"][0] <= shapes["max"][0]:
+        raise bad(f"shapes must differ only in the batch, with min <= opt <= max, got {shapes!r}")
+    if spec.get("precision") not in PRECISIONS:
+        raise bad(f"precision must be one of {', '.join(PRECISIONS)}, got {spec.get('precision')!r}")
+    rtol = spec.get("rtol")
+    if not (isinstance(rtol, dict) and all(isinstance(rtol.get(p), (int, float)) and rtol[p] > 0
+                                           for p in PRECISIONS)):
+        raise bad(f"rtol must give a positive tolerance for each of {', '.join(PRECISIONS)}, got {rtol!r}")
+    workspace = spec.get("workspace_bytes")
+    if not (isinstance(workspace, int) and workspace > 0):
+        raise bad(f"workspace_bytes must be a positive integer, got {workspace!r}")
+    if not isinstance(spec.get("input"), str) or not isinstance(spec.get("calibration"), dict):
+        raise bad("input (the ONNX input's name) and calibration (an object) are required")
+    check = spec.get("check")
+    files = {"onnx": spec.get("onnx"), **({f"check.{k}": check.get(k) for k in ("inputs", "logits")}
+                                          if isinstance(check, dict) else {"check": None})}
+    for field, name in files.items():
+        if not isinstance(name, str) or not os.path.isfile(os.path.join(folder, name)):
+            raise bad(f"{field} must name a file in {folder}, got {name!r}")
+    return spec
+
+
 def _int8_calibrator(folder: str, spec: dict):
     cache = os.path.join(folder, spec["calibration"].get("cache_file") or "calibration.cache")
     if os.path.isfile(cache):
-        return _calibrator(None, spec["shapes"]["opt"][0], cache), "calibration cache"
+        return _calibrator(None, spec["shapes"]["opt"][0], cache, spec["input"]), "calibration cache"
     images_file = spec["calibration"].get("images_file")
     if not images_file:
         raise UserError(f"{folder}: INT8 needs calibration, and this export has none "
                         f"({spec['calibration'].get('reason', 'no calibration images')})")
     images = np.load(os.path.join(folder, images_file))
-    return _calibrator(images, spec["shapes"]["opt"][0], cache), "IInt8EntropyCalibrator2 on calibration images"
+    return (_calibrator(images, spec["shapes"]["opt"][0], cache, spec["input"]),
+            "IInt8EntropyCalibrator2 on calibration images")
 
 
 def _run_and_check(engine, folder: str, spec: dict, precision: str) -> tuple[dict, dict]:
@@ -119,7 +175,7 @@ def _run_and_check(engine, folder: str, spec: dict, precision: str) -> tuple[dic
     with TrtRunner(engine) as runner:
         def run(batch):
             # the model's one output, the logits (TrtRunner has no output metadata to name it by)
-            outputs = runner.infer({"x": np.ascontiguousarray(batch, dtype=np.float32)})
+            outputs = runner.infer({spec["input"]: np.ascontiguousarray(batch, dtype=np.float32)})
             return next(iter(outputs.values()))
 
         err = max_relative_error(np.asarray(run(inputs)), reference)
@@ -137,9 +193,10 @@ def deploy_tensorrt(path: str, precision: str | None = None) -> dict:
     Returns ``{"status": "built"|"skipped"|"failed", "reason", "engine", "precision", "check", "measurements"}``;
     "skipped" where TensorRT or a GPU is missing."""
     folder = find_tensorrt_folder(os.fspath(path))
-    with open(os.path.join(folder, "build_spec.json")) as f:
-        spec = json.load(f)
+    spec = load_build_spec(folder)
     precision = precision or spec["precision"]
+    if precision not in PRECISIONS:
+        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     result = {"status": "skipped", "reason": "", "precision": precision, "engine": None, "check": {},
               "measurements": {}}
     unavailable = tensorrt_unavailable()
@@ -149,7 +206,7 @@ def deploy_tensorrt(path: str, precision: str | None = None) -> dict:
 
     calibrator, calibration = _int8_calibrator(folder, spec) if precision == "int8" else (None, None)
     engine = build_engine(os.path.join(folder, spec["onnx"]), spec["shapes"], precision, spec["workspace_bytes"],
-                          calibrator)
+                          calibrator, spec["input"])
     check, measurements = _run_and_check(engine, folder, spec, precision)
     if calibration:
         check["calibration"] = calibration
