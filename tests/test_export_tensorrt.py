@@ -197,8 +197,8 @@ class _StandIn:
                                               real_config._CreateConfigCommon.__init__)
         backend.network_from_onnx_path = _as_polygraphy(real.network_from_onnx_path, lambda path: path)
         backend.engine_from_network = _as_polygraphy(real.engine_from_network, self._engine)
-        backend.bytes_from_engine = _as_polygraphy(real.bytes_from_engine,
-                                                   lambda engine: b"plan of " + os.path.basename(engine["onnx"]).encode())
+        backend.bytes_from_engine = _as_polygraphy(
+            real.bytes_from_engine, lambda engine: b"plan of " + os.path.basename(engine["onnx"]).encode())
         backend.TrtRunner = _as_polygraphy(real.TrtRunner,
                                            lambda engine: _Runner(engine["onnx"], self.skew, real.TrtRunner))
         self.modules = {"tensorrt": trt, "polygraphy.backend.trt": backend}
@@ -364,3 +364,21 @@ def test_deploy_refuses_a_build_spec_it_cannot_follow_naming_the_file_and_field(
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert str(spec_file) in err and message in err and err.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize("version, usable", [("10.5.0", True), ("10.16.1.11", True), ("11.4.0.106", False)])
+def test_tensorrt_10_builds_and_11_is_refused_with_the_version_to_install(monkeypatch, version, usable):
+    """TensorRT 11 removed the fp16/int8 builder flags and INT8 calibrators the engine build uses: there the
+    build is skipped with the requirement to install, not failed halfway with an AttributeError."""
+    import types
+
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = version
+    trt.Logger = type("Logger", (), {"ERROR": 1, "__init__": lambda self, severity: None})
+    trt.Builder = lambda logger: object()  # what a GPU gives; without one TensorRT raises
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    reason = tensorrt_engine.tensorrt_unavailable()
+    if usable:
+        assert reason is None
+    else:
+        assert f"TensorRT {version} is installed" in reason and tensorrt_engine.TENSORRT_REQUIREMENT in reason

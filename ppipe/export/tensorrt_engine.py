@@ -23,22 +23,33 @@ from ppipe.export.onnx import measure
 from ppipe.export.paddle_inference import max_relative_error
 from ppipe.storage import write_bytes_atomic
 
-__all__ = ["PRECISIONS", "SPEC_FORMAT", "tensorrt_unavailable", "calibrate", "build_engine", "find_tensorrt_folder",
-           "load_build_spec", "deploy_tensorrt"]
+__all__ = ["PRECISIONS", "SPEC_FORMAT", "TENSORRT_REQUIREMENT", "tensorrt_unavailable", "calibrate", "build_engine",
+           "find_tensorrt_folder", "load_build_spec", "deploy_tensorrt"]
 
 PRECISIONS = ("fp32", "fp16", "int8")
 SPEC_FORMAT = "ppipe-tensorrt-build/1"  # build_spec.json's `format`, written by ppipe.export.tensorrt
 
 
+# TensorRT 10.x: ppipe builds fp16/int8 engines from the FP32 ONNX model by builder flags and calibrates INT8 with
+# IInt8EntropyCalibrator2 ("weak typing"), which TensorRT 11 removed (strongly typed networks, explicit Q/DQ
+# quantization only). Paddle 3.3.1's GPU wheels (cu126) pair with TensorRT 10.5 for Paddle-TRT likewise.
+TENSORRT_REQUIREMENT = "tensorrt-cu12>=10.5,<11"
+
+
 def tensorrt_unavailable() -> str | None:
     """Why no TensorRT engine can be built in this process (None when one can): TensorRT or Polygraphy missing,
-    or no CUDA GPU for TensorRT's builder."""
+    a TensorRT major version this build does not drive, or no CUDA GPU for TensorRT's builder."""
     try:
         import tensorrt as trt
     except ImportError:
-        return "TensorRT is not installed (the `tensorrt` wheel needs an NVIDIA GPU with CUDA)"
+        return f"TensorRT is not installed (pip install '{TENSORRT_REQUIREMENT}'; it needs an NVIDIA GPU with CUDA)"
     except Exception as e:  # noqa: BLE001 - a broken CUDA install shows up as any error at import
         return f"TensorRT does not load: {type(e).__name__}: {e}"
+    major = str(getattr(trt, "__version__", "0")).split(".")[0]
+    if not major.isdigit() or int(major) >= 11:
+        return (f"TensorRT {getattr(trt, '__version__', '?')} is installed; ppipe builds engines with TensorRT 10.x "
+                f"(fp16/int8 builder flags and INT8 calibrators, which TensorRT 11 removed): "
+                f"pip install '{TENSORRT_REQUIREMENT}'")
     try:
         import polygraphy.backend.trt  # noqa: F401
     except ImportError:

@@ -1,6 +1,7 @@
 """GPU checks of the tensorrt export target: real TensorRT engines built from a quickstart-like export.
 
-Run on a machine with an NVIDIA GPU, TensorRT (`pip install tensorrt`) and ppipe installed:
+Run on a machine with an NVIDIA GPU, TensorRT 10.x (`pip install 'tensorrt-cu12>=10.5,<11'`, as the GPU image
+does; 11 removed the builder flags and calibrators the build uses) and ppipe installed:
 
     python tests/gpu/check_tensorrt.py [--size 32] [--out DIR]
 
