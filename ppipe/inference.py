@@ -69,6 +69,10 @@ class PredictorSettings:
         if unknown:
             raise InferenceError(f"{where}: unknown predictor setting(s) {unknown}; known: {sorted(known)}")
         values = dict(data)
+        for f in dataclasses.fields(cls):  # JSON gives any type: "threads": "2" or "mkldnn": "no" are refused
+            if f.name in values and not _is_a(values[f.name], f.default):
+                raise InferenceError(f"{where}: {f.name} must be {_TYPE_NAMES[type(f.default)]}, got "
+                                     f"{values[f.name]!r}")
         if "deleted_passes" in values:
             values["deleted_passes"] = tuple(values["deleted_passes"])
         settings = cls(**values)
@@ -84,6 +88,18 @@ class PredictorSettings:
         d = dataclasses.asdict(self)
         d["deleted_passes"] = list(self.deleted_passes)
         return d
+
+
+_TYPE_NAMES = {bool: "true or false", int: "an integer", str: "a string", tuple: "a list of strings"}
+
+
+def _is_a(value, default) -> bool:
+    """Whether a JSON `value` has the type of the setting whose default is `default` (a bool is no integer)."""
+    if isinstance(default, tuple):
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    return isinstance(value, type(default))
 
 
 def find_model_files(model_dir: str) -> tuple[str, str]:

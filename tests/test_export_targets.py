@@ -227,6 +227,31 @@ def test_engine_settings_are_checked(tmp_path):
         from_dict(ExportSection, {"cpu_engine": "openvin"}, "Export")
 
 
+@pytest.mark.parametrize("data, message", [
+    ({"threads": "2"}, "threads must be an integer, got '2'"),
+    ({"threads": True}, "threads must be an integer, got True"),
+    ({"mkldnn": "no"}, "mkldnn must be true or false, got 'no'"),
+    ({"int8": 1}, "int8 must be true or false, got 1"),
+    ({"deleted_passes": "fc_fuse_pass"}, "deleted_passes must be a list of strings"),
+    ({"deleted_passes": [1]}, "deleted_passes must be a list of strings"),
+    ({"engine": None}, "engine must be a string"),
+    ({"threads": 0}, "threads must be >= 1"),
+    ({"thread": 2}, "unknown predictor setting(s) ['thread']"),
+])
+def test_predictor_json_with_the_wrong_types_is_refused_naming_the_field(tmp_path, data, message):
+    (tmp_path / "predictor.json").write_text(json.dumps(data))
+    with pytest.raises(InferenceError) as raised:
+        inference.load_settings(str(tmp_path))
+    assert str(tmp_path / "predictor.json") in str(raised.value) and message in str(raised.value)
+
+
+def test_predictor_json_with_every_field_of_its_type_loads(tmp_path):
+    settings = inference.PredictorSettings(mkldnn=False, threads=3, deleted_passes=("fc_fuse_pass",),
+                                           engine="openvino")
+    (tmp_path / "predictor.json").write_text(json.dumps(settings.to_dict()))
+    assert inference.load_settings(str(tmp_path)) == settings
+
+
 def test_the_openvino_engine_runs_without_paddle_s_onednn_and_the_onednn_engine_with_it(tmp_path):
     # with oneDNN on, Paddle's OpenMP threads spin beside OpenVINO's after each run (benchmarks/README.md)
     files = (str(tmp_path / "model.pdmodel"), str(tmp_path / "model.pdiparams"))
