@@ -30,35 +30,18 @@ from ppipe.export.logits_check import Float64Reference
 from ppipe.export.onnx import check_onnx, convert_to_onnx, onnx_session
 from ppipe.export.target_outcome import build_target, check_rtol
 from ppipe.export.targets import TARGETS, ExportContext, TargetResult
+from ppipe.export.tensorrt_spec import BATCH_SHAPES, PRECISIONS, WORKSPACE_BYTES, build_spec, engine_shapes
 
 __all__ = ["BATCH_SHAPES", "PRECISIONS", "WORKSPACE_BYTES", "build_spec", "paddle_trt_config",
            "apply_paddle_trt_config", "write_calibration", "tensorrt_target"]
 
-PRECISIONS = tensorrt_engine.PRECISIONS
-BATCH_SHAPES = {"min": 1, "opt": 8, "max": 32}  # opt is also the calibration batch (TensorRT calibrates at opt)
-WORKSPACE_BYTES = 1 << 30
-# what an engine's logits may differ from the dygraph logits by (max|a-b|/max|b|), per precision
-ENGINE_RTOL = {"fp32": 1e-3, "fp16": 2e-2, "int8": 2e-1}
 MAX_CALIBRATION_IMAGES = 512
-
-
-def _shapes(input_shape) -> dict[str, list[int]]:
-    return {k: [b, *map(int, input_shape)] for k, b in BATCH_SHAPES.items()}
-
-
-def build_spec(input_shape, calibration: dict, precision: str = "fp16") -> dict:
-    """The engine build specification written as ``build_spec.json``."""
-    return {"format": tensorrt_engine.SPEC_FORMAT, "onnx": "model.onnx", "input": tensorrt_engine.INPUT,
-            "shapes": _shapes(input_shape),
-            "precision": precision, "precisions": list(PRECISIONS), "workspace_bytes": WORKSPACE_BYTES,
-            "calibration": calibration, "rtol": ENGINE_RTOL,
-            "check": {"inputs": "check_inputs.npy", "logits": "reference_logits.npy"}}
 
 
 def paddle_trt_config(input_shape, model_dir: str, precision: str = "fp16") -> dict:
     """The Paddle-TRT predictor configuration (``paddle_trt_config.json``): `model_dir` is the Paddle Inference
     export relative to this folder; `apply_paddle_trt_config` applies it to a `paddle.inference.Config`."""
-    shapes = _shapes(input_shape)
+    shapes = engine_shapes(input_shape)
     return {"format": "ppipe-paddle-trt/1", "model_dir": model_dir, "gpu_memory_mb": 1024, "device_id": 0,
             "enable_tensorrt_engine": {"workspace_size": WORKSPACE_BYTES, "max_batch_size": BATCH_SHAPES["max"],
                                        "min_subgraph_size": 3, "precision": precision, "use_static": True,
@@ -140,7 +123,7 @@ def write_calibration(folder: str, calibration, input_shape) -> dict:
     entry = {"images_file": "calibration_images.npy", "images": int(len(images))}
     unavailable = tensorrt_engine.tensorrt_unavailable()
     if unavailable is None:
-        tensorrt_engine.calibrate(os.path.join(folder, "model.onnx"), images, _shapes(input_shape),
+        tensorrt_engine.calibrate(os.path.join(folder, "model.onnx"), images, engine_shapes(input_shape),
                                   os.path.join(folder, "calibration.cache"), WORKSPACE_BYTES)
         return {**entry, "kind": "tensorrt-cache", "cache_file": "calibration.cache",
                 "calibrator": "IInt8EntropyCalibrator2"}

@@ -13,7 +13,6 @@ with paddle2onnx) drives TensorRT and the device memory.
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -21,14 +20,11 @@ import numpy as np
 from ppipe.errors import UserError
 from ppipe.export.onnx import measure
 from ppipe.export.paddle_inference import max_relative_error
+from ppipe.export.tensorrt_spec import INPUT, PRECISIONS, load_build_spec
 from ppipe.storage import write_bytes_atomic
 
-__all__ = ["PRECISIONS", "SPEC_FORMAT", "TENSORRT_REQUIREMENT", "tensorrt_unavailable", "calibrate", "build_engine",
-           "find_tensorrt_folder", "load_build_spec", "deploy_tensorrt"]
-
-PRECISIONS = ("fp32", "fp16", "int8")
-SPEC_FORMAT = "ppipe-tensorrt-build/1"  # build_spec.json's `format`, written by ppipe.export.tensorrt
-
+__all__ = ["TENSORRT_REQUIREMENT", "tensorrt_unavailable", "calibrate", "build_engine", "find_tensorrt_folder",
+           "deploy_tensorrt"]
 
 # TensorRT 10.x: ppipe builds fp16/int8 engines from the FP32 ONNX model by builder flags and calibrates INT8 with
 # IInt8EntropyCalibrator2 ("weak typing"), which TensorRT 11 removed (strongly typed networks, explicit Q/DQ
@@ -59,9 +55,6 @@ def tensorrt_unavailable() -> str | None:
     except Exception as e:  # noqa: BLE001 - TensorRT raises a bare TypeError/RuntimeError without a GPU
         return f"no CUDA GPU for TensorRT's builder ({type(e).__name__}: {e})"
     return None if builder is not None else "no CUDA GPU for TensorRT's builder"
-
-
-INPUT = "x"  # the ONNX input's name in ppipe's exports (build_spec.json's `input`)
 
 
 def _profile(shapes: dict, input_name: str):
@@ -116,52 +109,6 @@ def find_tensorrt_folder(path: str) -> str:
             return folder
     raise UserError(f"{path}: not a TensorRT export (expected build_spec.json in it or in its tensorrt/ folder); "
                     f"export with `ppipe export CONFIG --targets tensorrt`")
-
-
-def load_build_spec(folder: str) -> dict:
-    """``<folder>/build_spec.json``, checked before any engine is built: a spec a GPU node cannot follow (edited
-    by hand, truncated, from another tool) is a UserError naming the file and the field, not a KeyError after
-    minutes of building."""
-    path = os.path.join(folder, "build_spec.json")
-    try:
-        with open(path) as f:
-            spec = json.load(f)
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: not a readable JSON build specification ({e})") from e
-
-    def bad(what: str) -> UserError:
-        return UserError(f"{path}: {what}; export again with `ppipe export CONFIG --targets tensorrt`")
-
-    if not isinstance(spec, dict) or spec.get("format") != SPEC_FORMAT:
-        found = spec.get("format") if isinstance(spec, dict) else type(spec).__name__
-        raise bad(f"format is {found!r}, expected {SPEC_FORMAT!r}")
-    shapes = spec.get("shapes")
-    if not (isinstance(shapes, dict) and all(
-            isinstance(shapes.get(k), list) and len(shapes[k]) == 4
-            and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shapes[k])
-            for k in ("min", "opt", "max"))):
-        raise bad(f"shapes must hold min, opt and max as [N, C, H, W] of positive integers, got {shapes!r}")
-    if not shapes["min"][1:] == shapes["opt"][1:] == shapes["max"][1:] or \
-            not shapes["min"][0] <= shapes["opt"][0] <= shapes["max"][0]:
-        raise bad(f"shapes must differ only in the batch, with min <= opt <= max, got {shapes!r}")
-    if spec.get("precision") not in PRECISIONS:
-        raise bad(f"precision must be one of {', '.join(PRECISIONS)}, got {spec.get('precision')!r}")
-    rtol = spec.get("rtol")
-    if not (isinstance(rtol, dict) and all(isinstance(rtol.get(p), (int, float)) and rtol[p] > 0
-                                           for p in PRECISIONS)):
-        raise bad(f"rtol must give a positive tolerance for each of {', '.join(PRECISIONS)}, got {rtol!r}")
-    workspace = spec.get("workspace_bytes")
-    if not (isinstance(workspace, int) and workspace > 0):
-        raise bad(f"workspace_bytes must be a positive integer, got {workspace!r}")
-    if not isinstance(spec.get("input"), str) or not isinstance(spec.get("calibration"), dict):
-        raise bad("input (the ONNX input's name) and calibration (an object) are required")
-    check = spec.get("check")
-    files = {"onnx": spec.get("onnx"), **({f"check.{k}": check.get(k) for k in ("inputs", "logits")}
-                                          if isinstance(check, dict) else {"check": None})}
-    for field, name in files.items():
-        if not isinstance(name, str) or not os.path.isfile(os.path.join(folder, name)):
-            raise bad(f"{field} must name a file in {folder}, got {name!r}")
-    return spec
 
 
 def _int8_calibrator(folder: str, spec: dict):
