@@ -12,7 +12,8 @@ import pytest
 
 from ppipe.export import lite_env
 from ppipe.export.legacy import LegacyExportError, export_legacy_model
-from ppipe.export.paddle_lite import check_legacy_model, optimize_for_lite, paddle_lite_target
+from ppipe.export.legacy_check import check_legacy_model
+from ppipe.export.paddle_lite import optimize_for_lite, paddle_lite_target
 from ppipe.export.target_outcome import NotApplicable
 from tests.export_context import make_context
 

@@ -80,9 +80,12 @@ def test_paddle_trt_config_turns_on_tensorrt_with_the_dynamic_shapes(exported):
     spec = _load(ctx, "paddle_trt_config.json")
     calls = {}
 
-    class RecordingConfig:  # the three calls a GPU build's paddle.inference.Config receives
+    class RecordingConfig:  # the calls a GPU build's paddle.inference.Config receives
         def enable_use_gpu(self, memory_mb, device_id):
             calls["gpu"] = (memory_mb, device_id)
+
+        def enable_new_ir(self, on):
+            calls["new_ir"] = on
 
         def enable_tensorrt_engine(self, **kw):
             calls["trt"] = kw
@@ -96,7 +99,9 @@ def test_paddle_trt_config_turns_on_tensorrt_with_the_dynamic_shapes(exported):
     apply_paddle_trt_config(RecordingConfig(), spec, PrecisionType)
     assert calls["trt"]["precision_mode"] == "f16" and calls["trt"]["max_batch_size"] == 32
     assert calls["shapes"] == ({"x": [1, 3, 32, 32]}, {"x": [32, 3, 32, 32]}, {"x": [8, 3, 32, 32]})
-    assert os.path.isfile(os.path.join(ctx.out_root, "tensorrt", spec["model_dir"], "model.json"))
+    assert calls["new_ir"] is False  # TensorRT subgraphs come from the legacy IR's passes
+    assert spec["program"] == "legacy"
+    assert os.path.isfile(os.path.join(ctx.out_root, "tensorrt", spec["model_dir"], "model.pdmodel"))
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
@@ -126,7 +131,8 @@ def test_paddle_trt_config_binds_to_this_paddles_config(exported, precision):
     spec = paddle_trt_config((3, 32, 32), _load(ctx, "paddle_trt_config.json")["model_dir"], precision)
     forwarding = Forwarding()
     apply_paddle_trt_config(forwarding, spec)
-    assert forwarding.called == ["enable_use_gpu", "enable_tensorrt_engine", "set_trt_dynamic_shape_info"]
+    assert forwarding.called == ["enable_use_gpu", "enable_new_ir", "enable_tensorrt_engine",
+                                 "set_trt_dynamic_shape_info"]
 
 
 def test_deploy_without_tensorrt_exits_nonzero_and_json_says_skipped(exported, no_tensorrt, capsys):
@@ -382,3 +388,33 @@ def test_tensorrt_10_builds_and_11_is_refused_with_the_version_to_install(monkey
         assert reason is None
     else:
         assert f"TensorRT {version} is installed" in reason and tensorrt_engine.TENSORRT_REQUIREMENT in reason
+
+
+def test_the_published_export_holds_the_legacy_program_paddle_trt_config_names(tmp_path):
+    """Through the export stage itself, which removes its working folders before publishing: the Paddle-TRT
+    configuration names a folder inside the target, holding the checked legacy program (format 1 named the PIR
+    reference export, deleted before publishing)."""
+    import paddle
+
+    from ppipe.config.schema import ExportSection
+    from ppipe.export.run import export_targets
+    from ppipe.inference import create_predictor, predict
+    from ppipe.models import create_model
+
+    paddle.seed(0)
+    out = tmp_path / "e"
+    summary = export_targets(create_model("PPLCNet_x0_25", num_classes=10), str(out), (3, 32, 32), ["tensorrt"],
+                             settings=ExportSection(measure_seconds=0))
+    result = summary["targets"]["tensorrt"]
+    assert result["status"] == "built", result["reason"]
+    paddle_trt = result["check"]["paddle_trt"]
+    assert paddle_trt["written"] and paddle_trt["max_rel_err"] <= paddle_trt["rtol"]
+    assert sorted(os.listdir(out)) == ["export.json", "tensorrt"]  # no working folder left beside it
+    spec = json.loads((out / "tensorrt" / "paddle_trt_config.json").read_text())
+    program = (out / "tensorrt" / spec["model_dir"]).resolve()
+    assert program.is_relative_to(out / "tensorrt") and sorted(os.listdir(program)) == ["model.pdiparams",
+                                                                                       "model.pdmodel"]
+    assert "tensorrt/paddle/model.pdmodel" in result["files"]
+    inputs = np.load(out / "tensorrt" / "check_inputs.npy")
+    logits = predict(create_predictor(str(program), mkldnn=False), inputs)
+    np.testing.assert_allclose(logits, np.load(out / "tensorrt" / "reference_logits.npy"), rtol=1e-4, atol=1e-4)

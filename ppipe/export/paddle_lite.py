@@ -16,41 +16,15 @@ import re
 import subprocess
 
 from ppipe.export.legacy import LegacyExportError
+from ppipe.export.legacy_check import check_legacy_model
 from ppipe.export.lite_env import LITE_PACKAGE, LiteUnavailable, lite_optimizer
-from ppipe.export.paddle_inference import max_relative_error
-from ppipe.export.target_outcome import DEFAULT_RTOL, NotApplicable, TargetFailed, build_target, check_rtol
+from ppipe.export.target_outcome import NotApplicable, TargetFailed, build_target, check_rtol
 from ppipe.export.targets import TARGETS, ExportContext, TargetResult
 
-__all__ = ["VALID_TARGETS", "check_legacy_model", "optimize_for_lite", "paddle_lite_target"]
+__all__ = ["VALID_TARGETS", "optimize_for_lite", "paddle_lite_target"]
 
 VALID_TARGETS = "arm"
 _UNSUPPORTED = re.compile(r"not supported|unsupported", re.IGNORECASE)
-
-
-def _unoptimized_predictor(model_dir: str):
-    from paddle import inference as pi
-
-    from ppipe.inference import find_model_files
-
-    config = pi.Config(*find_model_files(model_dir))
-    config.disable_gpu()
-    config.disable_glog_info()
-    # the program as written, not as Paddle Inference's passes rewrite it: with the extra attributes kept for
-    # Paddle-Lite (clip_extra=False) those passes mis-shape ShuffleNetV2's convolutions
-    config.switch_ir_optim(False)
-    return pi.create_predictor(config)
-
-
-def check_legacy_model(model_dir: str, check_inputs, reference_logits, rtol: float = DEFAULT_RTOL) -> dict:
-    """The legacy program's logits, run by Paddle Inference without its graph passes, against the dygraph ones."""
-    from ppipe.inference import predict
-
-    err = max_relative_error(predict(_unoptimized_predictor(model_dir), check_inputs), reference_logits)
-    if not err <= rtol:
-        raise TargetFailed(f"the legacy program disagrees with the dygraph model: max_rel_err {err:.3e} > rtol "
-                           f"{rtol:.1e}")
-    return {"max_rel_err": float(err), "rtol": rtol, "checked": "the legacy program (model.pdmodel) with Paddle "
-            "Inference before conversion; the ARM model.nb is not run on this x86 host"}
 
 
 def optimize_for_lite(opt: str, model_dir: str, out_prefix: str, *, timeout: int = 1800) -> str:
@@ -85,6 +59,8 @@ def build_lite(ctx: ExportContext, folder: str) -> TargetResult:
     except LegacyExportError as e:
         raise NotApplicable(f"no legacy program for Paddle-Lite: {e}") from None
     check = check_legacy_model(legacy_dir, ctx.check_inputs, ctx.reference_logits, check_rtol(ctx))
+    check["checked"] = ("the legacy program (model.pdmodel) with Paddle Inference before conversion; the ARM "
+                        "model.nb is not run on this x86 host")
     optimize_for_lite(opt, legacy_dir, os.path.join(folder, "model"))
     check.update(valid_targets=VALID_TARGETS, converter=LITE_PACKAGE)
     return TargetResult(name="paddle-lite", status="built", check=check,

@@ -8,7 +8,10 @@
     tensorrt/calibration.cache       TensorRT's INT8 calibration cache (IInt8EntropyCalibrator2), where TensorRT
                                      and a GPU were available at export time, else
     tensorrt/calibration_ranges.json per-tensor ranges from ONNX Runtime's MinMax calibrator (documented below)
-    tensorrt/paddle_trt_config.json  the Paddle-TRT predictor configuration for paddlepaddle-gpu images
+    tensorrt/paddle_trt_config.json  the Paddle-TRT predictor configuration for paddlepaddle-gpu images, for
+    tensorrt/paddle/                 the model as a legacy program (model.pdmodel + model.pdiparams), checked here:
+                                     Paddle Inference builds TensorRT subgraphs of legacy programs only (its PIR
+                                     predictor has no TensorRT pass: a PIR model.json runs without TensorRT)
 
 The engine itself is built on the GPU node by `ppipe deploy tensorrt` (`ppipe.export.tensorrt_engine`).
 
@@ -21,14 +24,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 
 import numpy as np
 
 from ppipe.export import tensorrt_engine
+from ppipe.export.legacy import LegacyExportError
+from ppipe.export.legacy_check import check_legacy_model
 from ppipe.export.logits_check import Float64Reference
 from ppipe.export.onnx import check_onnx, convert_to_onnx, onnx_session
-from ppipe.export.target_outcome import build_target, check_rtol
+from ppipe.export.target_outcome import TargetFailed, build_target, check_rtol
 from ppipe.export.targets import TARGETS, ExportContext, TargetResult
 from ppipe.export.tensorrt_spec import BATCH_SHAPES, PRECISIONS, WORKSPACE_BYTES, build_spec, engine_shapes
 
@@ -36,13 +42,16 @@ __all__ = ["BATCH_SHAPES", "PRECISIONS", "WORKSPACE_BYTES", "build_spec", "paddl
            "apply_paddle_trt_config", "write_calibration", "tensorrt_target"]
 
 MAX_CALIBRATION_IMAGES = 512
+PADDLE_DIR = "paddle"  # the legacy program paddle_trt_config.json runs, inside the target's folder
 
 
 def paddle_trt_config(input_shape, model_dir: str, precision: str = "fp16") -> dict:
-    """The Paddle-TRT predictor configuration (``paddle_trt_config.json``): `model_dir` is the Paddle Inference
-    export relative to this folder; `apply_paddle_trt_config` applies it to a `paddle.inference.Config`."""
+    """The Paddle-TRT predictor configuration (``paddle_trt_config.json``): `model_dir` is the legacy program's
+    folder relative to this one; `apply_paddle_trt_config` applies it to a `paddle.inference.Config` of that
+    program. Format 2: format 1 named the PIR export, which Paddle-TRT does not run and the artifact did not hold."""
     shapes = engine_shapes(input_shape)
-    return {"format": "ppipe-paddle-trt/1", "model_dir": model_dir, "gpu_memory_mb": 1024, "device_id": 0,
+    return {"format": "ppipe-paddle-trt/2", "model_dir": model_dir, "program": "legacy", "gpu_memory_mb": 1024,
+            "device_id": 0,
             "enable_tensorrt_engine": {"workspace_size": WORKSPACE_BYTES, "max_batch_size": BATCH_SHAPES["max"],
                                        "min_subgraph_size": 3, "precision": precision, "use_static": True,
                                        "use_calib_mode": precision == "int8"},
@@ -54,8 +63,8 @@ _PADDLE_PRECISION = {"fp32": "Float32", "fp16": "Half", "int8": "Int8"}
 
 
 def apply_paddle_trt_config(config, spec: dict, precision_type=None):
-    """Turn on Paddle-TRT in `config` (a GPU build's `paddle.inference.Config`) as `spec` (a
-    ``paddle_trt_config.json``) says. `precision_type` is `paddle.inference.PrecisionType` (looked up when omitted)."""
+    """Turn on Paddle-TRT in `config` (a GPU build's `paddle.inference.Config` of the legacy program in `spec`'s
+    ``model_dir``) as `spec` (a ``paddle_trt_config.json``) says, on the legacy IR. `precision_type` is `paddle.inference.PrecisionType` (looked up when omitted)."""
     if precision_type is None:
         from paddle.inference import PrecisionType as precision_type
     trt = dict(spec["enable_tensorrt_engine"])
@@ -64,6 +73,7 @@ def apply_paddle_trt_config(config, spec: dict, precision_type=None):
         raise ValueError(f"paddle_trt_config.json: precision must be one of {sorted(_PADDLE_PRECISION)}, "
                          f"got {precision!r}")
     config.enable_use_gpu(int(spec["gpu_memory_mb"]), int(spec["device_id"]))
+    config.enable_new_ir(False)  # TensorRT subgraphs are built by the legacy IR's passes only
     config.enable_tensorrt_engine(precision_mode=getattr(precision_type, _PADDLE_PRECISION[precision]), **trt)
     config.set_trt_dynamic_shape_info(spec["dynamic_shape"]["min_input_shape"],
                                       spec["dynamic_shape"]["max_input_shape"],
@@ -142,6 +152,25 @@ def _write_json(path: str, doc: dict) -> None:
         json.dump(doc, f, indent=1)
 
 
+def write_paddle_trt(ctx: ExportContext, folder: str) -> dict:
+    """``paddle/`` (the legacy program, checked with Paddle Inference on this CPU) and ``paddle_trt_config.json``
+    for it, inside the target's folder so that the published artifact holds what the configuration names. Returns
+    the check's ``paddle_trt`` entry; without a legacy program (a model Paddle's legacy tracer cannot write) neither
+    (or one that disagrees with the dygraph model) neither is written and the entry says why: the TensorRT engine
+    itself does not need them."""
+    try:
+        legacy_dir = ctx.legacy_program()
+        check = check_legacy_model(legacy_dir, ctx.check_inputs, ctx.reference_logits, check_rtol(ctx))
+    except (LegacyExportError, TargetFailed) as e:
+        return {"written": False, "reason": f"no checked legacy program for Paddle-TRT: {e}"}
+    dest = os.path.join(folder, PADDLE_DIR)
+    os.makedirs(dest)
+    for name in ("model.pdmodel", "model.pdiparams"):
+        shutil.copy2(os.path.join(legacy_dir, name), dest)
+    _write_json(os.path.join(folder, "paddle_trt_config.json"), paddle_trt_config(ctx.input_shape, PADDLE_DIR))
+    return {"written": True, "model_dir": PADDLE_DIR, "program": "legacy", **check}
+
+
 def build_tensorrt(ctx: ExportContext, folder: str) -> TargetResult:
     onnx_path = os.path.join(folder, "model.onnx")
     convert_to_onnx(ctx.reference_dir, onnx_path)
@@ -151,8 +180,7 @@ def build_tensorrt(ctx: ExportContext, folder: str) -> TargetResult:
     np.save(os.path.join(folder, "reference_logits.npy"), np.asarray(ctx.reference_logits, dtype=np.float32))
     calibration = write_calibration(folder, ctx.calibration, ctx.input_shape)
     _write_json(os.path.join(folder, "build_spec.json"), build_spec(ctx.input_shape, calibration))
-    model_dir = os.path.relpath(ctx.reference_dir, os.path.join(ctx.out_root, "tensorrt"))
-    _write_json(os.path.join(folder, "paddle_trt_config.json"), paddle_trt_config(ctx.input_shape, model_dir))
+    check["paddle_trt"] = write_paddle_trt(ctx, folder)
     check["engine"] = "built by `ppipe deploy tensorrt` on a GPU node, checked there against reference_logits.npy"
     return TargetResult(name="tensorrt", status="built", check=check,
                         measurements={"note": "measured on the GPU node by `ppipe deploy tensorrt`"})

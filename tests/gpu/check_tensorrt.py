@@ -91,15 +91,14 @@ def check_paddle_trt(out: Path) -> str:
 
     from ppipe.export import max_relative_error
     from ppipe.export.tensorrt import apply_paddle_trt_config
-    from ppipe.inference import predict
+    from ppipe.inference import find_model_files, predict
 
     if not paddle.is_compiled_with_cuda() or not hasattr(pi.Config, "enable_tensorrt_engine"):
         return "SKIP:Paddle is not a CUDA build with TensorRT (GPU wheels: Paddle's own package index)"
     folder = out / "export" / "tensorrt"
     with open(folder / "paddle_trt_config.json") as f:
         spec = json.load(f)
-    model_dir = (folder / spec["model_dir"]).resolve()
-    config = pi.Config(str(model_dir / "model.json"), str(model_dir / "model.pdiparams"))
+    config = pi.Config(*find_model_files(str(folder / spec["model_dir"])))  # the legacy program
     apply_paddle_trt_config(config, spec)
     predictor = pi.create_predictor(config)
     inputs = np.load(folder / "check_inputs.npy")
