@@ -64,12 +64,13 @@ def cpu_model() -> str:
     instruction sets: "AMD EPYC (family 26 model 2 stepping 1; AVX-512, VNNI, BF16)"; else what `platform`
     knows."""
     name = _cpuinfo("model name") or platform.processor() or platform.machine() or "unknown CPU"
-    numbers = " ".join(f"{k} {_cpuinfo(f)}" for k, f in (("family", "cpu family"), ("model", "model"),
-                                                         ("stepping", "stepping")) if _cpuinfo(f))
-    flags = set((_cpuinfo("flags") or "").split())
+    fields = _cpuinfo_fields()
+    numbers = " ".join(f"{k} {fields[f]}" for k, f in (("family", "cpu family"), ("model", "model"),
+                                                       ("stepping", "stepping")) if fields.get(f))
+    flags = set(fields.get("flags", "").split())
     isa = []
     if flags:
         isa.append("AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2")
-        isa += sorted({label for flag, label in _ISA if flag in flags}, key=[lb for _, lb in _ISA].index)
+        isa += dict.fromkeys(label for flag, label in _ISA if flag in flags)  # in _ISA's order, once each
     details = "; ".join(part for part in (numbers, ", ".join(isa)) if part)
     return f"{name} ({details})" if details else name

@@ -64,7 +64,8 @@ _PADDLE_PRECISION = {"fp32": "Float32", "fp16": "Half", "int8": "Int8"}
 
 def apply_paddle_trt_config(config, spec: dict, precision_type=None):
     """Turn on Paddle-TRT in `config` (a GPU build's `paddle.inference.Config` of the legacy program in `spec`'s
-    ``model_dir``) as `spec` (a ``paddle_trt_config.json``) says, on the legacy IR. `precision_type` is `paddle.inference.PrecisionType` (looked up when omitted)."""
+    ``model_dir``) as `spec` (a ``paddle_trt_config.json``) says, on the legacy IR. `precision_type` is
+    `paddle.inference.PrecisionType` (looked up when omitted)."""
     if precision_type is None:
         from paddle.inference import PrecisionType as precision_type
     trt = dict(spec["enable_tensorrt_engine"])
@@ -155,8 +156,8 @@ def _write_json(path: str, doc: dict) -> None:
 def write_paddle_trt(ctx: ExportContext, folder: str) -> dict:
     """``paddle/`` (the legacy program, checked with Paddle Inference on this CPU) and ``paddle_trt_config.json``
     for it, inside the target's folder so that the published artifact holds what the configuration names. Returns
-    the check's ``paddle_trt`` entry; without a legacy program (a model Paddle's legacy tracer cannot write) neither
-    (or one that disagrees with the dygraph model) neither is written and the entry says why: the TensorRT engine
+    the check's ``paddle_trt`` entry. Without a legacy program (a model Paddle's legacy tracer cannot write), or
+    with one that disagrees with the dygraph model, neither is written and the entry says why: the TensorRT engine
     itself does not need them."""
     try:
         legacy_dir = ctx.legacy_program()

@@ -20,7 +20,7 @@ import numpy as np
 from ppipe.errors import UserError
 from ppipe.export.onnx import measure
 from ppipe.export.paddle_inference import max_relative_error
-from ppipe.export.tensorrt_spec import INPUT, PRECISIONS, load_build_spec
+from ppipe.export.tensorrt_spec import INPUT, load_build_spec, require_precision
 from ppipe.storage import write_bytes_atomic
 
 __all__ = ["TENSORRT_REQUIREMENT", "tensorrt_unavailable", "calibrate", "build_engine", "find_tensorrt_folder",
@@ -41,9 +41,10 @@ def tensorrt_unavailable() -> str | None:
         return f"TensorRT is not installed (pip install '{TENSORRT_REQUIREMENT}'; it needs an NVIDIA GPU with CUDA)"
     except Exception as e:  # noqa: BLE001 - a broken CUDA install shows up as any error at import
         return f"TensorRT does not load: {type(e).__name__}: {e}"
-    major = str(getattr(trt, "__version__", "0")).split(".")[0]
+    version = str(getattr(trt, "__version__", "?"))
+    major = version.split(".")[0]
     if not major.isdigit() or int(major) >= 11:
-        return (f"TensorRT {getattr(trt, '__version__', '?')} is installed; ppipe builds engines with TensorRT 10.x "
+        return (f"TensorRT {version} is installed; ppipe builds engines with TensorRT 10.x "
                 f"(fp16/int8 builder flags and INT8 calibrators, which TensorRT 11 removed): "
                 f"pip install '{TENSORRT_REQUIREMENT}'")
     try:
@@ -86,8 +87,7 @@ def build_engine(onnx_path: str, shapes: dict, precision: str, workspace_bytes: 
     import tensorrt as trt
     from polygraphy.backend.trt import CreateConfig, engine_from_network, network_from_onnx_path
 
-    if precision not in PRECISIONS:
-        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    require_precision(precision)
     config = CreateConfig(fp16=precision in ("fp16", "int8"), int8=precision == "int8", calibrator=calibrator,
                           profiles=[_profile(shapes, input_name)],
                           memory_pool_limits={trt.MemoryPoolType.WORKSPACE: int(workspace_bytes)})
@@ -152,9 +152,7 @@ def deploy_tensorrt(path: str, precision: str | None = None) -> dict:
     "skipped" where TensorRT or a GPU is missing."""
     folder = find_tensorrt_folder(os.fspath(path))
     spec = load_build_spec(folder)
-    precision = precision or spec["precision"]
-    if precision not in PRECISIONS:
-        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    precision = require_precision(precision or spec["precision"])
     result = {"status": "skipped", "reason": "", "precision": precision, "engine": None, "check": {},
               "measurements": {}}
     unavailable = tensorrt_unavailable()

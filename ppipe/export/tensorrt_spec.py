@@ -19,7 +19,7 @@ import os
 from ppipe.errors import UserError
 
 __all__ = ["SPEC_FORMAT", "PRECISIONS", "INPUT", "BATCH_SHAPES", "WORKSPACE_BYTES", "ENGINE_RTOL", "engine_shapes",
-           "build_spec", "load_build_spec"]
+           "build_spec", "load_build_spec", "require_precision"]
 
 SPEC_FORMAT = "ppipe-tensorrt-build/1"
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -41,6 +41,13 @@ def build_spec(input_shape, calibration: dict, precision: str = "fp16") -> dict:
             "precision": precision, "precisions": list(PRECISIONS), "workspace_bytes": WORKSPACE_BYTES,
             "calibration": calibration, "rtol": ENGINE_RTOL,
             "check": {"inputs": "check_inputs.npy", "logits": "reference_logits.npy"}}
+
+
+def require_precision(precision) -> str:
+    """`precision` when it is one of PRECISIONS; a UserError saying which are, otherwise."""
+    if precision not in PRECISIONS:
+        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision
 
 
 def load_build_spec(folder: str) -> dict:
