@@ -262,7 +262,7 @@ def _add_predict_parser(sub) -> None:
 def cmd_deploy_tensorrt(args):
     from ppipe.export.tensorrt_engine import deploy_tensorrt
 
-    result = deploy_tensorrt(args.path, precision=args.precision)
+    result = deploy_tensorrt(args.path, precision=args.precision, int8_mode=args.int8)
     if args.json:
         _emit(result, True)
     elif result["status"] == "built":
@@ -388,6 +388,9 @@ def _add_deploy_parser(sub) -> None:
     dt.add_argument("path", metavar="ARTIFACT_OR_DIR", help="a pulled artifact or export folder, or its tensorrt/")
     dt.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
                     help="default: build_spec.json's precision")
+    dt.add_argument("--int8", choices=("explicit", "implicit"), default=None,
+                    help="INT8 from the export's Q/DQ model (explicit, the default where the export has one) or "
+                         "TensorRT 10's own calibration of the FP32 model (implicit)")
     dt.add_argument("--json", action="store_true")
     dt.set_defaults(func=cmd_deploy_tensorrt)
 

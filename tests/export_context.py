@@ -32,11 +32,12 @@ def settle_batchnorm(model, shape, batch: int = 8) -> None:
 
 
 def make_context(tmp_path, name: str = QUICKSTART[0], size: int = QUICKSTART[1], num_classes: int = QUICKSTART[2],
-                 *, calibration_batches: int | None = 2, check_batch: int = 2) -> ExportContext:
+                 *, calibration_batches: int | None = 2, check_batch: int = 2, model=None) -> ExportContext:
+    """`model`: a paddle.nn.Layer to use instead of the zoo's `name`."""
     import paddle
 
     paddle.seed(0)
-    model = create_model(name, num_classes=num_classes)
+    model = create_model(name, num_classes=num_classes) if model is None else model
     shape = (3, size, size)
     settle_batchnorm(model, shape)
     export_inference_model(model, str(tmp_path / "reference"), shape)
@@ -54,3 +55,16 @@ def make_context(tmp_path, name: str = QUICKSTART[0], size: int = QUICKSTART[1],
     return ExportContext(model=model, input_shape=shape, out_root=str(tmp_path / "export"),
                          reference_dir=str(tmp_path / "reference"), check_inputs=x, reference_logits=logits,
                          calibration=calibration if calibration_batches else None)
+
+
+def small_cnn(num_classes: int = 10):
+    """Conv, depthwise conv and conv, each with BN and ReLU, and a classifier: a random model whose logits survive
+    INT8 (the zoo's random models amplify quantization noise past the INT8 tolerance; trained ones do not)."""
+    import paddle
+
+    paddle.seed(0)
+    nn = paddle.nn
+    return nn.Sequential(nn.Conv2D(3, 8, 3, padding=1), nn.BatchNorm2D(8), nn.ReLU(),
+                         nn.Conv2D(8, 8, 3, padding=1, groups=8), nn.BatchNorm2D(8), nn.ReLU(),
+                         nn.Conv2D(8, 16, 3, stride=2, padding=1), nn.BatchNorm2D(16), nn.ReLU(),
+                         nn.AdaptiveAvgPool2D(1), nn.Flatten(), nn.Linear(16, num_classes))

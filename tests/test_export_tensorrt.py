@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from ppipe.cli import main
 from ppipe.export import tensorrt_engine
 from ppipe.export.tensorrt import apply_paddle_trt_config, tensorrt_target
-from tests.export_context import make_context
+from tests.export_context import make_context, small_cnn
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,7 @@ def test_spec_gives_precision_shapes_workspace_and_the_checked_onnx(exported):
     folder = os.path.join(ctx.out_root, "tensorrt")
     np.testing.assert_array_equal(np.load(os.path.join(folder, "check_inputs.npy")), ctx.check_inputs)
     assert f"tensorrt/{spec['onnx']}" in result.files
+    assert result.check["int8_explicit"] == spec["calibration"]["explicit"]  # the manifest says what the spec does
 
 
 def test_without_tensorrt_calibration_is_the_images_plus_onnxruntime_ranges_and_says_so(exported):
@@ -183,7 +185,7 @@ class _StandIn:
     measurements) runs here; TensorRT itself runs only in tests/gpu/check_tensorrt.py. Each stand-in checks its
     call against the real Polygraphy (installed with paddle2onnx), names and signatures."""
 
-    def __init__(self, skew: float = 0.0):
+    def __init__(self, skew: float = 0.0, version: str = "10.5.0"):
         import importlib
         import types
 
@@ -191,9 +193,9 @@ class _StandIn:
 
         real_config = importlib.import_module("polygraphy.backend.trt.config")  # the package's `config` is another
 
-        self.skew, self.configs, self.calibrators = skew, [], []
+        self.skew, self.configs, self.calibrators, self.networks = skew, [], [], []
         trt = types.ModuleType("tensorrt")
-        trt.__version__ = "stand-in"
+        trt.__version__ = version
         trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="workspace")
         trt.IInt8EntropyCalibrator2 = type("IInt8EntropyCalibrator2", (), {})
         backend = types.ModuleType("polygraphy.backend.trt")
@@ -201,7 +203,7 @@ class _StandIn:
         backend.Calibrator = _as_polygraphy(real.Calibrator, self._calibrator)
         backend.CreateConfig = _as_polygraphy(real.CreateConfig, lambda **kw: self.configs.append(kw) or kw,
                                               real_config._CreateConfigCommon.__init__)
-        backend.network_from_onnx_path = _as_polygraphy(real.network_from_onnx_path, lambda path: path)
+        backend.network_from_onnx_path = _as_polygraphy(real.network_from_onnx_path, self._network)
         backend.engine_from_network = _as_polygraphy(real.engine_from_network, self._engine)
         backend.bytes_from_engine = _as_polygraphy(
             real.bytes_from_engine, lambda engine: b"plan of " + os.path.basename(engine["onnx"]).encode())
@@ -209,6 +211,10 @@ class _StandIn:
                                            lambda engine: _Runner(engine["onnx"], self.skew, real.TrtRunner))
         self.modules = {"tensorrt": trt, "polygraphy.backend.trt": backend}
 
+
+    def _network(self, path, strongly_typed=False):
+        self.networks.append({"onnx": path, "strongly_typed": strongly_typed})
+        return self.networks[-1]
 
     def _calibrator(self, data_loader, cache, BaseClass):  # noqa: N803 - Polygraphy's keyword
         self.calibrators.append({"batches": [b["x"].shape for b in data_loader], "cache": cache,
@@ -223,7 +229,7 @@ class _StandIn:
                 f.write(b"stand-in calibration cache")
         elif config["int8"]:  # an empty loader: TensorRT reads the cache, and fails without one
             assert os.path.getsize(calibrator["cache"]) > 0
-        return {"onnx": network, "config": config}
+        return {**network, "config": config}
 
 
 class _Profile(dict):
@@ -276,8 +282,8 @@ def test_the_stand_in_refuses_what_polygraphy_refuses():
 
 @pytest.fixture
 def trt_stand_in(monkeypatch):
-    def install(skew: float = 0.0) -> _StandIn:
-        stand_in = _StandIn(skew)
+    def install(skew: float = 0.0, version: str = "10.5.0") -> _StandIn:
+        stand_in = _StandIn(skew, version)
         for name, module in stand_in.modules.items():
             monkeypatch.setitem(sys.modules, name, module)
         monkeypatch.setattr(tensorrt_engine, "tensorrt_unavailable", lambda: None)
@@ -357,6 +363,10 @@ def test_with_tensorrt_the_export_writes_its_cache_and_int8_deploys_from_it(expo
     (lambda spec: {k: v for k, v in spec.items() if k != "input"}, "input (the ONNX input's name)"),
     (lambda spec: {**spec, "onnx": "missing.onnx"}, "onnx must name a file"),
     (lambda spec: {**spec, "check": {"inputs": "check_inputs.npy"}}, "check.logits must name a file"),
+    (lambda spec: {**spec, "calibration": {**spec["calibration"], "explicit": "qdq.onnx"}},
+     "calibration.explicit must be an object"),
+    (lambda spec: {**spec, "calibration": {**spec["calibration"], "explicit": {"onnx": "gone.onnx"}}},
+     "calibration.explicit.onnx must name a file"),
 ])
 def test_deploy_refuses_a_build_spec_it_cannot_follow_naming_the_file_and_field(exported, tmp_path, capsys,
                                                                                   edit, message):
@@ -372,11 +382,9 @@ def test_deploy_refuses_a_build_spec_it_cannot_follow_naming_the_file_and_field(
     assert str(spec_file) in err and message in err and err.strip().count("\n") == 0
 
 
-@pytest.mark.parametrize("version, usable", [("10.5.0", True), ("10.16.1.11", True), ("11.4.0.106", False)])
-def test_tensorrt_10_builds_and_11_is_refused_with_the_version_to_install(monkeypatch, version, usable):
-    """TensorRT 11 removed the fp16/int8 builder flags and INT8 calibrators the engine build uses: there the
-    build is skipped with the requirement to install, not failed halfway with an AttributeError."""
-    import types
+@pytest.mark.parametrize("version, usable", [("10.5.0", True), ("10.16.1.11", True), ("11.4.0.106", True),
+                                             ("8.6.1", False)])
+def test_tensorrt_10_and_11_build_and_older_is_refused_with_the_version_to_install(monkeypatch, version, usable):
 
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
@@ -388,6 +396,147 @@ def test_tensorrt_10_builds_and_11_is_refused_with_the_version_to_install(monkey
         assert reason is None
     else:
         assert f"TensorRT {version} is installed" in reason and tensorrt_engine.TENSORRT_REQUIREMENT in reason
+
+
+@pytest.fixture(scope="module")
+def qdq_exported(tmp_path_factory):
+    ctx = make_context(tmp_path_factory.mktemp("qdq"), size=16, model=small_cnn())
+    return ctx, tensorrt_target(ctx)
+
+
+def _explicit(ctx) -> dict:
+    return _load(ctx, "build_spec.json")["calibration"]["explicit"]
+
+
+def test_export_writes_a_checked_qdq_model_in_the_form_tensorrt_takes(qdq_exported):
+    import onnx
+    from onnx import numpy_helper
+
+    ctx, result = qdq_exported
+    assert result.status == "built", result.reason
+    explicit = _explicit(ctx)
+    assert explicit["onnx"] == "model_int8_qdq.onnx" and f"tensorrt/{explicit['onnx']}" in result.files
+    assert explicit["check"]["passed"] and explicit["check"]["max_rel_err"] <= explicit["check"]["rtol"] == 0.2
+    model = onnx.load(os.path.join(ctx.out_root, "tensorrt", explicit["onnx"]))
+    nodes, init = model.graph.node, {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    made_by = {out: n for n in nodes for out in n.output}
+    assert not [n for n in nodes if n.op_type == "BatchNormalization"]  # folded before the weights are quantized
+    convs = [n for n in nodes if n.op_type == "Conv"]
+    depthwise = [n for n in convs if n.name in explicit["depthwise_in_float"]]
+    assert len(depthwise) == 1 and not [name for name in depthwise[0].input[:2]  # float input and weights
+                                        if name in made_by and made_by[name].op_type == "DequantizeLinear"]
+    for conv in [n for n in convs if n not in depthwise]:
+        x, w = (made_by[name] for name in conv.input[:2])
+        assert x.op_type == w.op_type == "DequantizeLinear"
+        weight_q = made_by[w.input[0]]  # float weight -> Q -> DQ: TensorRT quantizes the weights itself
+        assert weight_q.op_type == "QuantizeLinear" and init[weight_q.input[0]].dtype == np.float32
+        assert init[w.input[1]].shape == (init[weight_q.input[0]].shape[0],)  # a scale per output channel
+        assert len(conv.input) < 3 or conv.input[2] in init  # the bias stays float (no INT32 dequantization)
+    quantized = [n.input[0] for n in nodes if n.op_type == "QuantizeLinear"]
+    # Q/DQ on the weighted layers' inputs only, never on their outputs
+    assert not [t for t in quantized if t in made_by and made_by[t].op_type in ("Conv", "Gemm", "MatMul")]
+    zero_points = [init[n.input[2]] for n in nodes if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)  # symmetric INT8
+
+
+def test_qdq_model_records_its_top1_and_is_not_shipped_beyond_the_gate(qdq_exported, tmp_path):
+    ctx, _ = qdq_exported
+    labels = np.argmax(ctx.reference_logits, axis=1)  # the FP32 model is right on every image
+
+    def evaluation():
+        yield ctx.check_inputs, labels
+
+    gated = dataclasses.replace(ctx, out_root=str(tmp_path / "open"), evaluation=evaluation)
+    assert tensorrt_target(gated).status == "built"
+    check = _explicit(gated)["check"]
+    assert check["fp32"] == {"top1": 1.0, "num_images": 2} and check["top1_change"] == check["int8"]["top1"] - 1.0
+    assert check["max_top1_drop"] == 0.01
+
+    refusing = dataclasses.replace(gated, out_root=str(tmp_path / "shut"),
+                                   settings=types.SimpleNamespace(int8_max_top1_drop=-0.5))  # nothing passes
+    result = tensorrt_target(refusing)
+    assert result.status == "built"  # the rest of the target is still built
+    explicit = _explicit(refusing)
+    assert explicit["onnx"] is None and "not shipped: top-1 falls by" in explicit["reason"]
+    assert not (tmp_path / "shut" / "tensorrt" / "model_int8_qdq.onnx").exists()
+
+
+def test_a_layer_too_sensitive_to_quantize_is_left_in_float(tmp_path):
+    """The image's first channel, which the model ignores, is a thousand times larger than the others in the
+    calibration images: the first convolution's input range is then so wide that the channels it does read fall
+    on zero. That layer alone moves the logits past Quantization.max_layer_error and is left without Q/DQ
+    (TensorRT runs it in float); the rest is quantized, and the model passes its check."""
+    import onnx
+    import paddle
+
+    model = small_cnn()
+    weight = model[0].weight.numpy()
+    weight[:, 0] = 0.0
+    model[0].weight.set_value(paddle.to_tensor(weight))
+    ctx = make_context(tmp_path, size=16, model=model)
+
+    def calibration():
+        rng = np.random.default_rng(2)
+        for _ in range(2):
+            batch = rng.standard_normal((4, *ctx.input_shape)).astype(np.float32)
+            batch[:, 0] *= 1000.0
+            yield batch
+
+    tensorrt_target(dataclasses.replace(ctx, calibration=calibration))
+    explicit = _explicit(ctx)
+    assert explicit["onnx"], explicit
+    model = onnx.load(os.path.join(ctx.out_root, "tensorrt", explicit["onnx"]))
+    made_by = {out: n.op_type for n in model.graph.node for out in n.output}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert list(explicit["fp32_nodes"]) == [convs[0].name] and explicit["fp32_nodes"][convs[0].name] > 0.01
+    assert convs[0].input[0] == model.graph.input[0].name  # fed the image itself, not a DequantizeLinear
+    assert made_by[convs[-1].input[0]] == "DequantizeLinear"
+
+
+def test_deploy_int8_builds_the_qdq_model_strongly_typed_without_precision_flags(qdq_exported, trt_stand_in, tmp_path):
+    ctx, _ = qdq_exported
+    stand_in = trt_stand_in()
+    export = shutil.copytree(ctx.out_root, tmp_path / "export")
+    result = tensorrt_engine.deploy_tensorrt(str(export), precision="int8")
+    assert result["status"] == "built", result["reason"]
+    assert result["check"]["quantization"] == "explicit: model_int8_qdq.onnx" and result["check"]["passed"]
+    assert stand_in.networks[-1] == {"onnx": str(export / "tensorrt" / "model_int8_qdq.onnx"), "strongly_typed": True}
+    config = stand_in.configs[-1]
+    assert (config["fp16"], config["int8"], config["calibrator"]) == (False, False, None) and not stand_in.calibrators
+
+    implicit = tensorrt_engine.deploy_tensorrt(str(export), precision="int8", int8_mode="implicit")
+    assert implicit["status"] == "built" and implicit["check"]["quantization"] == "implicit"
+    assert stand_in.networks[-1]["onnx"].endswith("model.onnx") and not stand_in.networks[-1]["strongly_typed"]
+    assert (stand_in.configs[-1]["fp16"], stand_in.configs[-1]["int8"]) == (True, True)
+
+
+@pytest.mark.parametrize("precision, int8_mode, built", [("fp32", None, True), ("fp16", None, False),
+                                                         ("int8", None, True), ("int8", "implicit", False)])
+def test_tensorrt_11_builds_fp32_and_explicit_int8_and_says_why_not_the_rest(qdq_exported, trt_stand_in, tmp_path,
+                                                                             precision, int8_mode, built):
+    ctx, _ = qdq_exported
+    stand_in = trt_stand_in(version="11.4.0")
+    export = shutil.copytree(ctx.out_root, tmp_path / "export")
+    result = tensorrt_engine.deploy_tensorrt(str(export), precision=precision, int8_mode=int8_mode)
+    if built:
+        assert result["status"] == "built", result["reason"]
+        network = stand_in.networks[-1]  # strongly typed anyway: TensorRT 11 may not know the flag any more
+        assert network["strongly_typed"] is False and not stand_in.configs[-1]["fp16"]
+        assert not stand_in.configs[-1]["int8"]
+    else:
+        assert result["status"] == "skipped" and "TensorRT 11.4.0 has no" in result["reason"]
+        assert tensorrt_engine.TENSORRT_REQUIREMENT in result["reason"] and not stand_in.networks
+
+
+def test_deploy_explicit_int8_of_an_export_without_a_qdq_model_says_why(exported, trt_stand_in, capsys):
+    ctx, _ = exported
+    trt_stand_in()
+    reason = _explicit(ctx)["reason"]  # the zoo's random PP-LCNet: its Q/DQ model failed the check
+    with pytest.raises(SystemExit) as exit_info:
+        main(["deploy", "tensorrt", ctx.out_root, "--precision", "int8", "--int8", "explicit"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "no Q/DQ model for explicit INT8" in err and reason[:40] in err
 
 
 def test_the_published_export_holds_the_legacy_program_paddle_trt_config_names(tmp_path):

@@ -5,8 +5,10 @@
     tensorrt/check_inputs.npy        inputs and the dygraph logits they give: `ppipe deploy tensorrt` checks the
     tensorrt/reference_logits.npy    engine's logits against them
     tensorrt/calibration_images.npy  the calibration images (float32 [N, C, H, W], eval transforms, train split)
-    tensorrt/calibration.cache       TensorRT's INT8 calibration cache (IInt8EntropyCalibrator2), where TensorRT
-                                     and a GPU were available at export time, else
+    tensorrt/model_int8_qdq.onnx     the explicitly quantized (Q/DQ) model for INT8 engines, checked with ONNX
+                                     Runtime (logits, and top-1 on the val batches): `ppipe.export.tensorrt_qdq`
+    tensorrt/calibration.cache       TensorRT's INT8 calibration cache (IInt8EntropyCalibrator2) for implicit
+                                     quantization, where TensorRT 10 and a GPU were available at export time, else
     tensorrt/calibration_ranges.json per-tensor ranges from ONNX Runtime's MinMax calibrator (documented below)
     tensorrt/paddle_trt_config.json  the Paddle-TRT predictor configuration for paddlepaddle-gpu images, for
     tensorrt/paddle/                 the model as a legacy program (model.pdmodel + model.pdiparams), checked here:
@@ -25,11 +27,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 
 import numpy as np
 
-from ppipe.export import tensorrt_engine
+from ppipe.export import tensorrt_engine, tensorrt_qdq
 from ppipe.export.legacy import LegacyExportError
 from ppipe.export.legacy_check import check_legacy_model
 from ppipe.export.logits_check import Float64Reference
@@ -98,54 +99,31 @@ def _calibration_images(calibration, input_shape) -> np.ndarray:
     return np.concatenate(batches)
 
 
-def onnxruntime_ranges(onnx_path: str, images: np.ndarray, batch: int = BATCH_SHAPES["opt"]) -> dict:
-    """Per-tensor {min, max, amax} of every tensor of the ONNX model over `images`, from ONNX Runtime's MinMax
-    calibrator."""
-    from onnxruntime.quantization.calibrate import CalibrationDataReader, CalibrationMethod, create_calibrator
-
-    class Images(CalibrationDataReader):
-        def __init__(self):
-            self.chunks = iter(np.array_split(images, max(1, -(-len(images) // batch))))
-
-        def get_next(self):
-            chunk = next(self.chunks, None)
-            return None if chunk is None else {"x": chunk}
-
-    with tempfile.TemporaryDirectory(prefix="ppipe-ort-calib-") as tmp:
-        calibrator = create_calibrator(onnx_path, augmented_model_path=os.path.join(tmp, "augmented.onnx"),
-                                       calibrate_method=CalibrationMethod.MinMax)
-        calibrator.collect_data(Images())
-        data = calibrator.compute_data()
-    tensors = {}
-    for name, value in data.items():
-        lo, hi = (float(np.asarray(v).reshape(-1)[0]) for v in value.range_value)
-        tensors[name] = {"min": lo, "max": hi, "amax": max(abs(lo), abs(hi))}
-    return tensors
-
-
-def write_calibration(folder: str, calibration, input_shape) -> dict:
-    """Write the INT8 calibration into `folder`; returns the `calibration` entry of the build spec (which kind was
-    written, and why)."""
-    if calibration is None:
+def write_calibration(ctx: ExportContext, folder: str) -> dict:
+    """Write the INT8 calibration into `folder` (beside its ``model.onnx``): the images, the Q/DQ model
+    (`ppipe.export.tensorrt_qdq`), and TensorRT's own calibration cache where TensorRT 10 and a GPU are here, else
+    ONNX Runtime's per-tensor ranges. Returns the build spec's `calibration` entry (what was written, and why)."""
+    if ctx.calibration is None:
         return {"kind": "none", "reason": "no calibration images were given to the export: INT8 engines cannot be "
                                           "calibrated from this artifact (fp32/fp16 can be built)"}
-    images = _calibration_images(calibration, input_shape)
+    images = _calibration_images(ctx.calibration, ctx.input_shape)
     np.save(os.path.join(folder, "calibration_images.npy"), images)
-    entry = {"images_file": "calibration_images.npy", "images": int(len(images))}
-    unavailable = tensorrt_engine.tensorrt_unavailable()
+    onnx_path = os.path.join(folder, "model.onnx")
+    tensors = tensorrt_qdq.calibrate(onnx_path, images)
+    entry = {"images_file": "calibration_images.npy", "images": int(len(images)),
+             "explicit": tensorrt_qdq.write_qdq(ctx, folder, images, tensors)}
+    unavailable = tensorrt_engine.implicit_int8_unavailable()
     if unavailable is None:
-        tensorrt_engine.calibrate(os.path.join(folder, "model.onnx"), images, engine_shapes(input_shape),
+        tensorrt_engine.calibrate(onnx_path, images, engine_shapes(ctx.input_shape),
                                   os.path.join(folder, "calibration.cache"), WORKSPACE_BYTES)
         return {**entry, "kind": "tensorrt-cache", "cache_file": "calibration.cache",
                 "calibrator": "IInt8EntropyCalibrator2"}
-    ranges = onnxruntime_ranges(os.path.join(folder, "model.onnx"), images)
     doc = {"format": "ppipe-onnxruntime-ranges/1", "method": "MinMax", "onnx": "model.onnx",
-           "images": int(len(images)), "tensors": ranges}
-    with open(os.path.join(folder, "calibration_ranges.json"), "w") as f:
-        json.dump(doc, f, indent=1)
+           "images": int(len(images)), "tensors": tensorrt_qdq.tensor_ranges(tensors)}
+    _write_json(os.path.join(folder, "calibration_ranges.json"), doc)
     return {**entry, "kind": "onnxruntime-ranges", "ranges_file": "calibration_ranges.json",
             "reason": f"no TensorRT calibration cache written here ({unavailable}); `ppipe deploy tensorrt "
-                      f"--precision int8` calibrates from calibration_images.npy on the GPU node"}
+                      f"--precision int8 --int8 implicit` calibrates from calibration_images.npy on the GPU node"}
 
 
 def _write_json(path: str, doc: dict) -> None:
@@ -179,9 +157,10 @@ def build_tensorrt(ctx: ExportContext, folder: str) -> TargetResult:
                        Float64Reference.of_context(ctx))
     np.save(os.path.join(folder, "check_inputs.npy"), np.asarray(ctx.check_inputs, dtype=np.float32))
     np.save(os.path.join(folder, "reference_logits.npy"), np.asarray(ctx.reference_logits, dtype=np.float32))
-    calibration = write_calibration(folder, ctx.calibration, ctx.input_shape)
+    calibration = write_calibration(ctx, folder)
     _write_json(os.path.join(folder, "build_spec.json"), build_spec(ctx.input_shape, calibration))
     check["paddle_trt"] = write_paddle_trt(ctx, folder)
+    check["int8_explicit"] = calibration.get("explicit") or {"onnx": None, "reason": calibration["reason"]}
     check["engine"] = "built by `ppipe deploy tensorrt` on a GPU node, checked there against reference_logits.npy"
     return TargetResult(name="tensorrt", status="built", check=check,
                         measurements={"note": "measured on the GPU node by `ppipe deploy tensorrt`"})

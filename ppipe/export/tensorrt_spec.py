@@ -7,7 +7,8 @@ One owner for the format, since two sides meet in it: the export writes it (`bui
     {"format": "ppipe-tensorrt-build/1", "onnx": "model.onnx", "input": "x",
      "shapes": {"min": [1, C, H, W], "opt": [8, C, H, W], "max": [32, C, H, W]},
      "precision": "fp16", "precisions": ["fp32", "fp16", "int8"], "workspace_bytes": 1073741824,
-     "calibration": {"kind": ..., ...}, "rtol": {"fp32": 1e-3, "fp16": 2e-2, "int8": 0.2},
+     "calibration": {"kind": ..., "explicit": {"onnx": "model_int8_qdq.onnx" or null, ...}, ...},
+     "rtol": {"fp32": 1e-3, "fp16": 2e-2, "int8": 0.2},
      "check": {"inputs": "check_inputs.npy", "logits": "reference_logits.npy"}}
 """
 
@@ -86,6 +87,12 @@ def _spec_problem(spec, folder: str) -> str | None:
     check = spec.get("check")
     files = {"onnx": spec.get("onnx"), **({f"check.{k}": check.get(k) for k in ("inputs", "logits")}
                                           if isinstance(check, dict) else {"check": None})}
+    explicit = spec["calibration"].get("explicit")
+    if explicit is not None:
+        if not isinstance(explicit, dict) or not isinstance(explicit.get("onnx"), (str, type(None))):
+            return f"calibration.explicit must be an object whose onnx is a file name or null, got {explicit!r}"
+        if explicit.get("onnx") is not None:
+            files["calibration.explicit.onnx"] = explicit["onnx"]
     for field, name in files.items():
         if not isinstance(name, str) or not os.path.isfile(os.path.join(folder, name)):
             return f"{field} must name a file in {folder}, got {name!r}"

@@ -1,7 +1,8 @@
 """GPU checks of the tensorrt export target: real TensorRT engines built from a quickstart-like export.
 
 Run on a machine with an NVIDIA GPU, TensorRT 10.x (`pip install 'tensorrt-cu12>=10.5,<11'`, as the GPU image
-does; 11 removed the builder flags and calibrators the build uses) and ppipe installed:
+does; 11 removed the fp16 flag and the calibrators, so there engine_fp16 and engine_int8 are SKIPped with the
+reason) and ppipe installed:
 
     python tests/gpu/check_tensorrt.py [--size 32] [--out DIR]
 
@@ -14,7 +15,10 @@ every item is SKIPped with the reason and the exit status is 0 (nothing was wron
   (IInt8EntropyCalibrator2 on 32 images), since TensorRT is here.
 * `engine_fp32`, `engine_fp16`, `engine_int8`: `deploy_tensorrt` builds, serialises and checks an engine of each
   precision: its logits on the export's check inputs within the precision's rtol of the dygraph logits, the
-  `.plan` file written, latency and throughput measured; INT8 reads the exported calibration cache.
+  `.plan` file written, latency and throughput measured; INT8 reads the exported calibration cache (implicit
+  quantization: the random PP-LCNet's Q/DQ model fails its INT8 check on the CPU and is not shipped).
+* `engine_int8_explicit`: a small CNN exported with its Q/DQ model (`model_int8_qdq.onnx`), built as a strongly
+  typed network without precision flags (explicit quantization, TensorRT 10 and 11) and checked the same way.
 * `cli`: `ppipe deploy tensorrt DIR --json` prints one JSON document with status "built" and exits 0.
 * `paddle_trt`: where Paddle is a CUDA build with TensorRT, a Paddle Inference predictor configured from
   `paddle_trt_config.json` runs the Paddle export and matches the dygraph logits (fp16 tolerance).
@@ -37,7 +41,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from check_amp_nccl import RESULTS, ROOT, check, record  # noqa: E402 - the shared PASS/FAIL/SKIP recorder
 
-ITEMS = ("export", "engine_fp32", "engine_fp16", "engine_int8", "cli", "paddle_trt")
+ITEMS = ("export", "engine_fp32", "engine_fp16", "engine_int8", "engine_int8_explicit", "cli", "paddle_trt")
 
 
 def check_env() -> str:
@@ -65,15 +69,29 @@ def check_export(out: Path, size: int) -> str:
     return f"ONNX max_rel_err {result.check['max_rel_err']:.2e}, calibration cache from {calibration['images']} images"
 
 
-def check_engine(out: Path, precision: str) -> str:
+def check_engine(out: Path, precision: str, int8_mode: str | None = None) -> str:
     from ppipe.export.tensorrt_engine import deploy_tensorrt
 
-    result = deploy_tensorrt(str(out / "export"), precision=precision)
+    result = deploy_tensorrt(str(out / "export"), precision=precision, int8_mode=int8_mode)
+    if result["status"] == "skipped" and "has no" in result["reason"]:  # TensorRT 11: removed, not broken
+        return f"SKIP:{result['reason']}"
     check(result["status"] == "built", f"{result['status']}: {result['reason']}")
     check(os.path.getsize(result["engine"]) > 0, "empty engine file")
     m = result["measurements"]
     return (f"max_rel_err {result['check']['max_rel_err']:.2e} (rtol {result['check']['rtol']}), "
             f"{m['latency_ms_b1']} ms at batch 1, {m['throughput_b32']} img/s at batch 32")
+
+
+def check_explicit_int8(out: Path, size: int) -> str:
+    from ppipe.export.tensorrt import tensorrt_target
+    from tests.export_context import make_context, small_cnn
+
+    ctx = make_context(out, size=size, model=small_cnn(), calibration_batches=8)
+    check(tensorrt_target(ctx).status == "built", "tensorrt target of the small CNN not built")
+    with open(out / "export" / "tensorrt" / "build_spec.json") as f:
+        explicit = json.load(f)["calibration"]["explicit"]
+    check(explicit["onnx"] is not None, f"no Q/DQ model exported: {explicit.get('reason')}")
+    return check_engine(out, "int8", "explicit")
 
 
 def check_cli(out: Path) -> str:
@@ -126,6 +144,7 @@ def main(argv=None) -> int:
         record("export", check_export, out, args.size)
         for precision in ("fp32", "fp16", "int8"):
             record(f"engine_{precision}", check_engine, out, precision)
+        record("engine_int8_explicit", check_explicit_int8, out / "qdq", args.size)
         record("cli", check_cli, out)
         record("paddle_trt", check_paddle_trt, out)
     failed = [item for item, status, _ in RESULTS if status == "FAIL"]
