@@ -280,6 +280,9 @@ class ExportSection:
     int8_max_top1_drop: float = field(default=0.01, metadata=within(low=0, high=1))
     # val images the INT8 accuracy change is measured on; None: all
     int8_eval_images: int | None = field(default=1000, metadata=COUNT)
+    # the tensorrt target's Q/DQ model: seconds its sensitive-layer search may take when the model fails its
+    # check (a session of the whole model per layer; ppipe.export.tensorrt_qdq); 0: no search
+    qdq_search_seconds: float = field(default=60.0, metadata=NON_NEGATIVE)
 
 
 @dataclass(frozen=True)

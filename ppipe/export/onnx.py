@@ -54,8 +54,7 @@ def convert_to_onnx(model_dir: str, save_file: str, *, opset: int = OPSET, timeo
 
 
 def onnx_session(path: str, threads: int = 1):
-    """An ONNX Runtime CPU session for the model at `path` (or the serialised model itself, bytes), with
-    `threads` intra-op threads."""
+    """An ONNX Runtime CPU session for the model at `path` (`threads` intra-op threads)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()

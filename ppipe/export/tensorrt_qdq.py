@@ -26,6 +26,7 @@ dygraph model's, and, with val batches, top-1 within `Export.int8_max_top1_drop`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -40,6 +41,8 @@ __all__ = ["QDQ_ONNX", "OP_TYPES", "calibrate", "tensor_ranges", "fold_for_quant
            "sensitive_nodes", "quantize", "check_qdq", "write_qdq"]
 
 QDQ_ONNX = "model_int8_qdq.onnx"
+SENSITIVITY_IMAGES = 16
+SEARCH_SECONDS = 60.0  # Export.qdq_search_seconds' default: the sensitive-layer search's time budget
 OP_TYPES = ("Conv", "Gemm", "MatMul")
 # ONNX Runtime's quantizer options for TensorRT (see the module docstring); MatMul's weight [K, N] is per channel
 # along its output axis 1, Conv's and Gemm's along ONNX Runtime's default 0
@@ -61,7 +64,7 @@ def calibrate(onnx_path: str, images: np.ndarray, batch: int = BATCH_SHAPES["opt
             chunk = next(self.chunks, None)
             return None if chunk is None else {INPUT: chunk}
 
-    with tempfile.TemporaryDirectory(prefix="ppipe-ort-calib-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="ppipe-ort-calib-") as tmp, _quiet_onnxruntime():
         calibrator = create_calibrator(onnx_path, augmented_model_path=os.path.join(tmp, "augmented.onnx"),
                                        calibrate_method=CalibrationMethod.MinMax)
         calibrator.collect_data(Images())
@@ -78,21 +81,35 @@ def tensor_ranges(tensors_data) -> dict[str, dict[str, float]]:
     return ranges
 
 
-def fold_for_quantization(onnx_path: str, out_path: str) -> None:
-    """The FP32 model with its batch normalisations folded into the convolutions (ONNX Runtime's quantization
-    pre-processing: shape inference and its basic, ONNX-only graph optimisations): the weights quantized are
-    then the ones TensorRT runs, not ones a normalisation after them rescales."""
+@contextlib.contextmanager
+def _quiet_onnxruntime():
+    """ONNX Runtime's quantization tools without their console noise: an INFO line per step through the Python
+    logger (Paddle's root handler prints it), and C++ warnings from the sessions they open themselves
+    (shape-merge notices on every interpolation of HRNet, ...). Errors still show."""
     import logging
 
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    import onnxruntime as ort
 
-    quiet = logging.getLogger("onnxruntime.quantization")  # an INFO line per step, through Paddle's root handler
+    ort.set_default_logger_severity(3)  # process-wide; ppipe's own sessions already log errors only
+    quiet = logging.getLogger("onnxruntime.quantization")
     level = quiet.level
     quiet.setLevel(logging.WARNING)
     try:
-        quant_pre_process(onnx_path, out_path)
+        yield
     finally:
         quiet.setLevel(level)
+
+
+def fold_for_quantization(onnx_path: str, out_path: str) -> None:
+    """The FP32 model with its batch normalisations folded into the convolutions (ONNX Runtime's quantization
+    pre-processing: ONNX shape inference and ONNX Runtime's basic, ONNX-only graph optimisations): the weights
+    quantized are then the ones TensorRT runs, not ones a normalisation after them rescales. ONNX Runtime's
+    symbolic shape inference is skipped: it gives up on ViT and TNT ("Incomplete symbolic shape inference"),
+    leaving ``sym_shape_infer_temp.onnx`` and its weights in the current directory when it does."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with _quiet_onnxruntime():
+        quant_pre_process(onnx_path, out_path, skip_symbolic_shape=True)
 
 
 def _fake_quantized(model, node, amax: float):
@@ -123,32 +140,46 @@ def depthwise_nodes(model) -> list[str]:
             and shapes[n.input[1]][1] == 1 and next((a.i for a in n.attribute if a.name == "group"), 1) > 1]
 
 
-def sensitive_nodes(onnx_path: str, tensors_data, images: np.ndarray, max_error: float,
-                    skip=()) -> dict[str, float]:
+def sensitive_nodes(onnx_path: str, tensors_data, images: np.ndarray, max_error: float, skip=(),
+                    budget_s: float = SEARCH_SECONDS) -> tuple[dict[str, float], dict]:
     """The weighted layers (but those named in `skip`) whose input quantization alone moves the logits on
     `images` by more than `max_error` (mean squared difference over the mean squared logit, as
-    `ppipe.quantization.keep_sensitive_layers_fp32` measures the oneDNN INT8 target's layers): {node name:
-    error}. They are left without Q/DQ, so TensorRT runs them in float."""
-    import onnx
+    `ppipe.quantization.keep_sensitive_layers_fp32` measures the oneDNN INT8 target's layers): ({node name:
+    error}, {"searched": layers tried, "layers": candidates, "budget_s"}). They are left without Q/DQ, so
+    TensorRT runs them in float. Each layer costs a session of the whole model (HRNet-W18: 326 layers, ~0.3 s
+    each here), so the search stops after `budget_s` seconds (0: tries none), widest input range first: a range
+    an outlier widened is what makes a layer sensitive."""
+    import time
 
-    from ppipe.export.onnx import onnx_session, run_onnx
+    import onnx
+    import onnxruntime as ort
+
+    from ppipe.export.onnx import run_onnx
 
     model = onnx.load(onnx_path)
     ranges, weights = tensor_ranges(tensors_data), {i.name for i in model.graph.initializer}
     images = np.ascontiguousarray(images, dtype=np.float32)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # half the creation time
+    options.intra_op_num_threads, options.log_severity_level = 1, 3
 
     def logits(proto) -> np.ndarray:
-        return np.asarray(run_onnx(onnx_session(proto), images), np.float64)
+        session = ort.InferenceSession(proto, options, providers=["CPUExecutionProvider"])
+        return np.asarray(run_onnx(session, images), np.float64)
 
-    reference = logits(model.SerializeToString())
-    power = max(float(np.mean(reference ** 2)), 1e-30)
-    errors = {}
-    for node in list(model.graph.node):
-        if node.op_type in OP_TYPES and node.name not in skip and node.input[0] in ranges and \
-                node.input[0] not in weights:
-            got = logits(_fake_quantized(model, node, ranges[node.input[0]]["amax"]))
-            errors[node.name] = float(np.mean((got - reference) ** 2)) / power
-    return {name: error for name, error in errors.items() if error > max_error}
+    candidates = sorted((n for n in model.graph.node if n.op_type in OP_TYPES and n.name not in skip
+                         and n.input[0] in ranges and n.input[0] not in weights),
+                        key=lambda n: -ranges[n.input[0]]["amax"])
+    errors, deadline = {}, time.monotonic() + budget_s
+    reference = logits(model.SerializeToString()) if candidates and budget_s > 0 else None
+    power = max(float(np.mean(reference ** 2)), 1e-30) if reference is not None else 1.0
+    for node in candidates if reference is not None else ():
+        if time.monotonic() >= deadline:
+            break
+        got = logits(_fake_quantized(model, node, ranges[node.input[0]]["amax"]))
+        errors[node.name] = float(np.mean((got - reference) ** 2)) / power
+    search = {"searched": len(errors), "layers": len(candidates), "budget_s": budget_s}
+    return {name: error for name, error in errors.items() if error > max_error}, search
 
 
 def quantize(onnx_path: str, out_path: str, tensors_data, exclude=()) -> None:
@@ -157,7 +188,7 @@ def quantize(onnx_path: str, out_path: str, tensors_data, exclude=()) -> None:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import CalibrationMethod, save_tensors_data
 
-    with tempfile.TemporaryDirectory(prefix="ppipe-qdq-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="ppipe-qdq-") as tmp, _quiet_onnxruntime():
         cache = os.path.join(tmp, "ranges.json")  # quantize_static takes a computed calibration only as a file
         save_tensors_data(tensors_data, cache)
         quantize_static(onnx_path, out_path, None, quant_format=QuantFormat.QDQ, per_channel=True,
@@ -204,8 +235,11 @@ def write_qdq(ctx: ExportContext, folder: str, images: np.ndarray, tensors_data)
     """Make, check and write ``<folder>/model_int8_qdq.onnx`` from ``<folder>/model.onnx`` and its calibration
     (`calibrate` on `images`); returns the build spec's ``calibration.explicit`` entry: ``onnx`` names the file,
     or is None with the ``reason`` when the model was not written (its check failed, or ONNX Runtime could not
-    quantize it). Depthwise convolutions stay in float, and the sensitive layers found on the first 32 images
-    with `Quantization.max_layer_error`."""
+    quantize it). Depthwise convolutions stay in float; when the model fails its check, the layers
+    `sensitive_nodes` finds on the first SENSITIVITY_IMAGES images (with `Quantization.max_layer_error`) are left
+    in float too and the model is checked again (``sensitivity_search`` records how far the search got, null
+    where it was not needed). Not searched up front: it costs a session per layer, and with the depthwise layers
+    in float the trained models measured here needed none."""
     import onnx
 
     fp32 = os.path.join(folder, "model.onnx")
@@ -213,20 +247,30 @@ def write_qdq(ctx: ExportContext, folder: str, images: np.ndarray, tensors_data)
     max_error = float(getattr(ctx.quantization, "max_layer_error", 0.01))
     entry = {"onnx": None, "format": "QDQ", "calibration": "MinMax", "op_types": list(OP_TYPES),
              "max_layer_error": max_error}
+
+    def checked() -> dict:
+        return check_qdq(out, fp32, ctx.check_inputs, ctx.reference_logits, ctx.evaluation,
+                         float(getattr(ctx.settings, "int8_max_top1_drop", 0.01)))
+
     with tempfile.TemporaryDirectory(prefix="ppipe-qdq-") as tmp:
         folded = os.path.join(tmp, "folded.onnx")
         try:
             fold_for_quantization(fp32, folded)
             depthwise = depthwise_nodes(onnx.load(folded))
-            fp32_nodes = sensitive_nodes(folded, tensors_data, images[:32], max_error, skip=depthwise)
-            quantize(folded, out, tensors_data, exclude=[*depthwise, *fp32_nodes])
+            quantize(folded, out, tensors_data, exclude=depthwise)
+            check, fp32_nodes, search = checked(), {}, None
+            if not check["passed"]:
+                fp32_nodes, search = sensitive_nodes(
+                    folded, tensors_data, images[:SENSITIVITY_IMAGES], max_error, skip=depthwise,
+                    budget_s=float(getattr(ctx.settings, "qdq_search_seconds", SEARCH_SECONDS)))
+                if fp32_nodes:
+                    quantize(folded, out, tensors_data, exclude=[*depthwise, *fp32_nodes])
+                    check = checked()
         except Exception as e:  # noqa: BLE001 - ONNX Runtime's quantizer raises anything on a graph it cannot take
             if os.path.exists(out):
                 os.remove(out)
             return {**entry, "reason": f"ONNX Runtime could not quantize the model: {type(e).__name__}: {e}"[:500]}
-    check = check_qdq(out, fp32, ctx.check_inputs, ctx.reference_logits, ctx.evaluation,
-                      float(getattr(ctx.settings, "int8_max_top1_drop", 0.01)))
-    entry.update(depthwise_in_float=depthwise, fp32_nodes=fp32_nodes, check=check)
+    entry.update(depthwise_in_float=depthwise, sensitivity_search=search, fp32_nodes=fp32_nodes, check=check)
     if not check["passed"]:  # a Q/DQ model beside the spec would be built by the GPU node as if it were good
         os.remove(out)
         return {**entry, "reason": f"not shipped: {check['reason']}"}
