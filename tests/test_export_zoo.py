@@ -9,11 +9,13 @@ the whole sweep is `slow`, three representative families run by default.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 
 import pytest
 
+from ppipe.config.schema import ExportSection
 from ppipe.export.logits_check import record_passes
 from ppipe.models import get_spec, list_models
 from tests.export_context import make_context
@@ -35,7 +37,10 @@ def export_converter_targets(name: str, tmp_path) -> dict:
     from ppipe.export.targets import TARGETS
     import ppipe.export.onnx, ppipe.export.paddle_lite, ppipe.export.tensorrt  # noqa: F401,E401 - they register
 
-    ctx = make_context(tmp_path, name, zoo_input_size(name), 10, calibration_batches=2)
+    # no sensitive-layer search for the Q/DQ model (tests/test_export_tensorrt.py covers it): with random weights
+    # most families' Q/DQ models fail their check, and the search would add up to a minute to each of those
+    ctx = dataclasses.replace(make_context(tmp_path, name, zoo_input_size(name), 10, calibration_batches=2),
+                              settings=ExportSection(qdq_search_seconds=0))
     return {target: TARGETS.get(target)(ctx) for target in CONVERTER_TARGETS}
 
 
