@@ -385,7 +385,8 @@ def _add_deploy_parser(sub) -> None:
     deploy = sub.add_parser("deploy", help="build a deployment from an export").add_subparsers(dest="what",
                                                                                           required=True)
     dt = deploy.add_parser("tensorrt", help="build, serialise and check a TensorRT engine (needs TensorRT + GPU)")
-    dt.add_argument("path", metavar="ARTIFACT_OR_DIR", help="a pulled artifact or export folder, or its tensorrt/")
+    dt.add_argument("path", metavar="ARTIFACT_OR_DIR",
+                    help="a pulled artifact or run folder, an export folder, or its tensorrt/")
     dt.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
                     help="default: build_spec.json's precision")
     dt.add_argument("--int8", choices=("explicit", "implicit"), default=None,

@@ -156,6 +156,18 @@ def test_deploy_without_tensorrt_prints_one_line_saying_it_did_not_run(exported,
     assert out.out == "" and out.err.strip().count("\n") == 0 and "not built" in out.err
 
 
+def test_deploy_finds_the_target_in_a_pulled_artifact(exported, no_tensorrt, tmp_path, capsys):
+    """A published artifact (and so what `ppipe artifacts pull` writes, and a run folder) keeps the targets under
+    export/: `ppipe deploy tensorrt PULLED` finds export/tensorrt/ there."""
+    ctx, _ = exported
+    pulled = tmp_path / "pulled"
+    shutil.copytree(ctx.out_root, pulled / "export")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["deploy", "tensorrt", str(pulled), "--json"])
+    assert exit_info.value.code == 3  # found, and then skipped: no TensorRT here
+    assert json.loads(capsys.readouterr().out)["status"] == "skipped"
+
+
 def test_deploy_names_a_folder_that_is_not_a_tensorrt_export(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["deploy", "tensorrt", str(tmp_path)])

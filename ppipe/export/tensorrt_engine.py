@@ -130,8 +130,9 @@ def calibrate(onnx_path: str, images: np.ndarray, shapes: dict, cache_path: str,
 
 
 def find_tensorrt_folder(path: str) -> str:
-    """The folder holding ``build_spec.json``: `path` itself or its ``tensorrt/`` (an export or pulled artifact)."""
-    for folder in (path, os.path.join(path, "tensorrt")):
+    """The folder holding ``build_spec.json``: `path` itself, its ``tensorrt/`` (an export folder) or its
+    ``export/tensorrt/`` (a run folder, or an artifact `ppipe artifacts pull` wrote)."""
+    for folder in (path, os.path.join(path, "tensorrt"), os.path.join(path, "export", "tensorrt")):
         if os.path.isfile(os.path.join(folder, "build_spec.json")):
             return folder
     raise UserError(f"{path}: not a TensorRT export (expected build_spec.json in it or in its tensorrt/ folder); "
