@@ -100,8 +100,12 @@ def check_explicit_int8(out: Path, size: int) -> str:
 
 
 def check_cli(out: Path) -> str:
-    proc = subprocess.run([sys.executable, "-m", "ppipe", "deploy", "tensorrt", str(out / "export"), "--json"],
-                          capture_output=True, text=True, cwd=ROOT)
+    from ppipe.export.tensorrt_engine import tensorrt_major
+
+    # the spec's default precision (fp16) on TensorRT 10; fp32 on 11, which has no fp16 flag
+    precision = ["--precision", "fp32"] if tensorrt_major() >= 11 else []
+    proc = subprocess.run([sys.executable, "-m", "ppipe", "deploy", "tensorrt", str(out / "export"), *precision,
+                           "--json"], capture_output=True, text=True, cwd=ROOT)
     check(proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}")
     doc = json.loads(proc.stdout)
     check(doc["status"] == "built", f"status {doc['status']}")
