@@ -10,7 +10,8 @@ python -m pip install --no-cache-dir "paddlepaddle-gpu==${PADDLE_VERSION}" \
   -i "https://www.paddlepaddle.org.cn/packages/stable/${CUDA_TAG}/"
 # TensorRT's Python API for `ppipe deploy tensorrt`, and its libraries for Paddle-TRT: 10.x, the major version
 # Paddle 3.3.1's cu126 wheels pair with (10.5) and the one whose fp16/int8 builder flags and INT8 calibrators the
-# engine build uses (TensorRT 11 removed them; ppipe.export.tensorrt_engine.TENSORRT_REQUIREMENT).
+# engine build uses for fp16 and implicit INT8 (TensorRT 11 removed them and builds fp32 and Q/DQ INT8 only;
+# ppipe.export.tensorrt_engine.TENSORRT_REQUIREMENT).
 TENSORRT_REQUIREMENT="${TENSORRT_REQUIREMENT:-tensorrt-cu12>=10.5,<11}"
 python -m pip install --no-cache-dir "${TENSORRT_REQUIREMENT}"
 # Paddle-TRT dlopens libnvinfer by name: put the wheel's library folder on the loader's path
