@@ -235,7 +235,7 @@ def write_qdq(ctx: ExportContext, folder: str, images: np.ndarray, tensors_data)
     """Make, check and write ``<folder>/model_int8_qdq.onnx`` from ``<folder>/model.onnx`` and its calibration
     (`calibrate` on `images`); returns the build spec's ``calibration.explicit`` entry: ``onnx`` names the file,
     or is None with the ``reason`` when the model was not written (its check failed, or ONNX Runtime could not
-    quantize it). Depthwise convolutions stay in float; when the model fails its check, the layers
+    make or run it). Depthwise convolutions stay in float; when the model fails its check, the layers
     `sensitive_nodes` finds on the first SENSITIVITY_IMAGES images (with `Quantization.max_layer_error`) are left
     in float too and the model is checked again (``sensitivity_search`` records how far the search got, null
     where it was not needed). Not searched up front: it costs a session per layer, and with the depthwise layers
@@ -266,10 +266,11 @@ def write_qdq(ctx: ExportContext, folder: str, images: np.ndarray, tensors_data)
                 if fp32_nodes:
                     quantize(folded, out, tensors_data, exclude=[*depthwise, *fp32_nodes])
                     check = checked()
-        except Exception as e:  # noqa: BLE001 - ONNX Runtime's quantizer raises anything on a graph it cannot take
+        except Exception as e:  # noqa: BLE001 - ONNX Runtime raises anything on a graph its quantizer cannot take
             if os.path.exists(out):
                 os.remove(out)
-            return {**entry, "reason": f"ONNX Runtime could not quantize the model: {type(e).__name__}: {e}"[:500]}
+            why = f"the Q/DQ model could not be made or checked: {type(e).__name__}: {e}"
+            return {**entry, "reason": why[:500]}
     entry.update(depthwise_in_float=depthwise, sensitivity_search=search, fp32_nodes=fp32_nodes, check=check)
     if not check["passed"]:  # a Q/DQ model beside the spec would be built by the GPU node as if it were good
         os.remove(out)
