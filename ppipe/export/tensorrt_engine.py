@@ -135,7 +135,8 @@ def find_tensorrt_folder(path: str) -> str:
     for folder in (path, os.path.join(path, "tensorrt"), os.path.join(path, "export", "tensorrt")):
         if os.path.isfile(os.path.join(folder, "build_spec.json")):
             return folder
-    raise UserError(f"{path}: not a TensorRT export (expected build_spec.json in it or in its tensorrt/ folder); "
+    raise UserError(f"{path}: not a TensorRT export (expected build_spec.json in it, in its tensorrt/ or in its "
+                    f"export/tensorrt/ folder); "
                     f"export with `ppipe export CONFIG --targets tensorrt`")
 
 

@@ -38,7 +38,7 @@ from ppipe.export.targets import ExportContext
 from ppipe.export.tensorrt_spec import BATCH_SHAPES, ENGINE_RTOL, INPUT
 
 __all__ = ["QDQ_ONNX", "OP_TYPES", "calibrate", "tensor_ranges", "fold_for_quantization", "depthwise_nodes",
-           "sensitive_nodes", "quantize", "check_qdq", "write_qdq"]
+           "sensitive_nodes", "quantize", "check_qdq", "top1_of", "write_qdq"]
 
 QDQ_ONNX = "model_int8_qdq.onnx"
 SENSITIVITY_IMAGES = 16
@@ -198,21 +198,13 @@ def quantize(onnx_path: str, out_path: str, tensors_data, exclude=()) -> None:
                         extra_options=dict(_EXTRA_OPTIONS))
 
 
-def _top1(session, batches: Iterator[tuple[np.ndarray, np.ndarray]]) -> dict:
-    correct = seen = 0
-    for images, labels in batches:
-        logits = session.run(None, {INPUT: np.ascontiguousarray(images, dtype=np.float32)})[0]
-        correct += int((np.argmax(logits, axis=1) == np.asarray(labels).reshape(-1)).sum())
-        seen += len(labels)
-    return {"top1": correct / seen if seen else float("nan"), "num_images": seen}
-
-
-def check_qdq(qdq_path: str, fp32_path: str, check_inputs: np.ndarray, reference_logits: np.ndarray,
+def check_qdq(qdq_path: str, check_inputs: np.ndarray, reference_logits: np.ndarray,
               evaluation: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]] | None,
-              max_top1_drop: float) -> dict:
+              max_top1_drop: float, fp32_top1: dict | None = None) -> dict:
     """The Q/DQ model run by ONNX Runtime: {"max_rel_err", "rtol", "passed", "reason", and with `evaluation`
     "fp32"/"int8" top-1 on the val batches, "top1_change", "max_top1_drop"}. `passed` is False when the logits are
-    out of the INT8 tolerance or top-1 falls more than `max_top1_drop` below the FP32 ONNX model's."""
+    out of the INT8 tolerance or top-1 falls more than `max_top1_drop` below `fp32_top1` (the FP32 ONNX model's
+    `top1_of`, required with `evaluation`)."""
     from ppipe.export.onnx import onnx_session, run_onnx
 
     session = onnx_session(qdq_path)
@@ -223,12 +215,20 @@ def check_qdq(qdq_path: str, fp32_path: str, check_inputs: np.ndarray, reference
     if evaluation is None:
         record["accuracy"] = "not measured: no val batches were given to the export"
     else:
-        fp32, int8 = _top1(onnx_session(fp32_path), evaluation()), _top1(session, evaluation())
-        drop = fp32["top1"] - int8["top1"]
-        record.update(fp32=fp32, int8=int8, top1_change=-drop, max_top1_drop=max_top1_drop)
-        if not drop <= max_top1_drop:  # also refuses NaN: no val image seen
+        int8 = top1_of(session, evaluation)
+        drop = fp32_top1["top1"] - int8["top1"]
+        record.update(fp32=fp32_top1, int8=int8, top1_change=-drop, max_top1_drop=max_top1_drop)
+        if drop > max_top1_drop:
             reasons.append(f"top-1 falls by {drop:.4f} (> {max_top1_drop}) against the FP32 ONNX model")
     return {**record, "passed": not reasons, "reason": "; ".join(reasons)}
+
+
+def top1_of(session, evaluation: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]) -> dict:
+    """{"top1", "num_images"} of an ONNX Runtime session on the labelled val batches (the INT8 targets' scorer)."""
+    from ppipe.export.int8 import topk_of
+    from ppipe.export.onnx import run_onnx
+
+    return topk_of(lambda images: run_onnx(session, images), evaluation(), ks=(1,))
 
 
 def write_qdq(ctx: ExportContext, folder: str, images: np.ndarray, tensors_data) -> dict:
@@ -242,15 +242,21 @@ def write_qdq(ctx: ExportContext, folder: str, images: np.ndarray, tensors_data)
     in float the trained models measured here needed none."""
     import onnx
 
+    from ppipe.export.onnx import onnx_session
+
     fp32 = os.path.join(folder, "model.onnx")
     out = os.path.join(folder, QDQ_ONNX)
     max_error = float(getattr(ctx.quantization, "max_layer_error", 0.01))
     entry = {"onnx": None, "format": "QDQ", "calibration": "MinMax", "op_types": list(OP_TYPES),
              "max_layer_error": max_error}
 
+    fp32_top1 = {}  # the FP32 model's top-1, scored once for both checks
+
     def checked() -> dict:
-        return check_qdq(out, fp32, ctx.check_inputs, ctx.reference_logits, ctx.evaluation,
-                         float(getattr(ctx.settings, "int8_max_top1_drop", 0.01)))
+        if ctx.evaluation is not None and not fp32_top1:
+            fp32_top1.update(top1_of(onnx_session(fp32), ctx.evaluation))
+        return check_qdq(out, ctx.check_inputs, ctx.reference_logits, ctx.evaluation,
+                         float(getattr(ctx.settings, "int8_max_top1_drop", 0.01)), fp32_top1)
 
     with tempfile.TemporaryDirectory(prefix="ppipe-qdq-") as tmp:
         folded = os.path.join(tmp, "folded.onnx")
