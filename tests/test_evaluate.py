@@ -138,6 +138,7 @@ def evaluated_run(tmp_path_factory, digits_prepared, weights):
         patch.setattr(int8, "topk_of", _gate_scoring(0.9, 0.1))
         stages.export(cfg, targets="paddle-inference-mkldnn,paddle-inference-mkldnn-int8")
     report = json.loads(Path(rdir.export_report).read_text())
+    # recorded as built, without the Q/DQ model ONNX Runtime would score for it (its check refused it)
     report["targets"]["tensorrt"] = {"status": "built", "files": [], "reason": "", "measurements": {}}
     # recorded as built, but its folder is gone: reported as not scored, the evaluation goes on
     report["targets"]["onnx"] = {"status": "built", "files": [], "measurements": {"latency_ms_b1": 1.5}}
@@ -152,7 +153,7 @@ def test_run_evaluation_writes_eval_json_dvc_outputs_and_target_top1(evaluated_r
     assert {"top1", "top5", "loss", "num_images"} <= set(metrics) and metrics["weights"] == rdir.model
     # the FP32 export computes the model's logits within 1e-4: the same predictions on the 360 images
     assert metrics["target_top1/paddle-inference-mkldnn"] == pytest.approx(metrics["top1"], abs=1 / 360)
-    assert "no runtime to score tensorrt" in metrics["targets_not_scored"]["tensorrt"]
+    assert "the export shipped no INT8 Q/DQ model" in metrics["targets_not_scored"]["tensorrt"]
     assert "scoring failed: FileNotFoundError" in metrics["targets_not_scored"]["onnx"]
     eval_dir = Path(rdir.eval_outputs)
     assert json.loads((eval_dir / "metrics.json").read_text())["top1"] == pytest.approx(metrics["top1"])
@@ -183,6 +184,41 @@ def test_target_table_lists_every_target_with_its_status_and_a_refused_int8_with
     assert "paddle-inference-mkldnn-int8" not in stages.published_targets(rdir, files)
 
 
+def test_tensorrt_target_is_scored_through_its_int8_qdq_model_in_onnx_runtime(tmp_path, digits_prepared, weights):
+    """No GPU on the CPU workers: the tensorrt row's top-1 is its Q/DQ model's in ONNX Runtime on the whole val
+    split, and says so; the same figure as scoring that file directly."""
+    import onnxruntime as ort
+
+    from ppipe.evaluate import eval_batches, eval_transform_ops
+    from ppipe.export import tensorrt_qdq as qdq
+
+    cfg = _config(tmp_path, digits_prepared)
+    rdir = stages.run_dir(cfg)
+    Path(rdir.root).mkdir(parents=True)
+    shutil.copyfile(weights, rdir.model)
+    stages.export(cfg, targets="onnx")
+    trt = Path(rdir.exports, "tensorrt")
+    trt.mkdir()
+    batches = list(eval_batches(digits_prepared, "val", eval_transform_ops(cfg), 64))
+    folded = str(tmp_path / "folded.onnx")
+    qdq.fold_for_quantization(str(Path(rdir.exports, "onnx", "model.onnx")), folded)
+    qdq.quantize(folded, str(trt / qdq.QDQ_ONNX), qdq.calibrate(folded, batches[0][0]))
+    report = json.loads(Path(rdir.export_report).read_text())
+    report["targets"]["tensorrt"] = {"status": "built", "files": [], "reason": "", "measurements": {}}
+    Path(rdir.export_report).write_text(json.dumps(report))
+
+    metrics = stages.evaluate(cfg)
+    session = ort.InferenceSession(str(trt / qdq.QDQ_ONNX), providers=["CPUExecutionProvider"])
+    correct = sum(int((session.run(None, {"x": images})[0].argmax(1) == labels).sum()) for images, labels in batches)
+    assert metrics["target_top1/tensorrt"] == pytest.approx(correct / 360)
+    assert "tensorrt" not in metrics.get("targets_not_scored", {})
+    row = metrics["targets"]["tensorrt"]
+    assert (row["status"], row["top1"], row["num_images"]) == ("built", metrics["target_top1/tensorrt"], 360)
+    assert row["measured_on"].startswith("the val split (360 images): its INT8 Q/DQ model (model_int8_qdq.onnx) "
+                                         "in ONNX Runtime on the CPU")
+    assert metrics["targets"]["onnx"]["measured_on"] == "the val split (360 images)"
+
+
 def test_model_card_is_written_from_the_run_folder(evaluated_run):
     from ppipe.lineage import data_identity
 
@@ -194,7 +230,8 @@ def test_model_card_is_written_from_the_run_folder(evaluated_run):
     assert card["metrics"]["top1"] == pytest.approx(metrics["top1"])
     rows = {row["name"]: row for row in card["targets"]}
     assert rows["paddle-inference-mkldnn"]["top1"] == metrics["target_top1/paddle-inference-mkldnn"]
-    assert rows["tensorrt"]["top1"] is None and rows["tensorrt"]["reason"].startswith("not scored: no runtime")
+    assert rows["tensorrt"]["top1"] is None
+    assert rows["tensorrt"]["reason"].startswith("not scored: the export shipped no INT8 Q/DQ model")
     int8 = rows["paddle-inference-mkldnn-int8"]
     assert (int8["status"], int8["top1"], int8["delta_top1"]) == ("refused", 0.1, pytest.approx(-0.8))
     assert card["data_version"]["splits"] == {"train": 1437, "val": 360}

@@ -2,7 +2,8 @@
 skipped, failed, or refused by its accuracy gate), with its status and why, its speed, its top-1 and what that
 top-1 was measured on, so a reviewer sees what did not ship as well as what did.
 
-- A built target's top-1 is scored on the same val split as the model (`ppipe.evaluation.targets`).
+- A built target's top-1 is scored on the same val split as the model (`ppipe.evaluation.targets`); where
+  that is a stand-in for the target's own runtime (TensorRT's Q/DQ model in ONNX Runtime), `measured_on` says so.
 - An INT8 target its accuracy gate refused is gone from the run (the export deletes whatever a failed target
   left), so its row carries the gate's own measurement instead: top-1/top-5 of the INT8 and the FP32 predictor
   on the first `Export.int8_eval_images` val images. It is marked refused and not deployable: publish ships only
@@ -16,6 +17,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from ppipe.evaluation.targets import SCORED_AS
 
 REFUSED = "refused"
 REASON_CHARS = 300  # a converter's whole traceback stays in export.json; the table gives its first line
@@ -110,8 +113,10 @@ def target_row(name: str, entry: Mapping[str, Any], *, scored_top1: float | None
     if status == "built":
         engine = _engine_note(entry.get("check"))
         if scored_top1 is not None:
+            measured_on = f"the {split} split ({num_images} images)" + (
+                f": {SCORED_AS[name]}" if name in SCORED_AS else "")
             return TargetRow(name, status, True, engine, **speed, top1=scored_top1, num_images=num_images,
-                             measured_on=f"the {split} split ({num_images} images)")
+                             measured_on=measured_on)
         unscored = f"not scored: {not_scored or 'no evaluation of it was recorded'}"
         return TargetRow(name, status, True, "; ".join(filter(None, (unscored, engine))), **speed)
     gate = gate_measurement(entry)

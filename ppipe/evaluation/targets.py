@@ -1,7 +1,8 @@
 """The top-1 of each built deployment target (`<run>/export.json`) on the same val split as the model, scored
 on the Ray workers like the model: Paddle Inference targets through `ppipe.inference`, ONNX through ONNX Runtime
-where it is installed. A target this machine cannot run is left out with the reason; `target_table` lists every
-target, scored or not, built or not."""
+where it is installed, and TensorRT through its explicitly quantized INT8 model in ONNX Runtime (`SCORED_AS`
+says what such a stand-in measures). A target this machine cannot run is left out with the reason;
+`target_table` lists every target, scored or not, built or not."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from ppipe.evaluation.model_scoring import REPORT_KEY
 from ppipe.evaluation.runner import Counts, run_sharded
 from ppipe.export.int8 import INT8_TARGET
 from ppipe.export.paddle_inference import PREDICTOR
+from ppipe.export.tensorrt_qdq import QDQ_ONNX
 from ppipe.registry import Registry
 from ppipe.report import EvalAccumulator
 
@@ -27,6 +29,13 @@ Predict = Callable[[np.ndarray], np.ndarray]
 
 # {target name: (target folder, math threads) -> predict(images) -> logits}
 TARGET_RUNTIMES: Registry[Callable[[str, int], Predict]] = Registry("target runtime")
+
+TENSORRT = "tensorrt"
+# What a target's top-1 is a measurement of, where that is not the target's own runtime (the report says it).
+SCORED_AS = {
+    TENSORRT: (f"its INT8 Q/DQ model ({QDQ_ONNX}) in ONNX Runtime on the CPU, the network TensorRT's explicit INT8 "
+               "engine builds; the engines themselves are checked by `ppipe deploy tensorrt` on a GPU node"),
+}
 
 
 def _paddle_inference(directory: str, threads: int) -> Predict:
@@ -40,29 +49,44 @@ TARGET_RUNTIMES.register(_paddle_inference, name=PREDICTOR)
 TARGET_RUNTIMES.register(_paddle_inference, name=INT8_TARGET)
 
 
-@TARGET_RUNTIMES.register(name="onnx")
-def _onnx_runtime(directory: str, threads: int) -> Predict:
+def _onnx_runtime_session(path: str, threads: int) -> Predict:
     import onnxruntime as ort
 
-    models = sorted(glob.glob(os.path.join(directory, "*.onnx")))
-    if len(models) != 1:
-        raise FileNotFoundError(f"{directory}: expected one .onnx model, found {[os.path.basename(m) for m in models]}")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    session = ort.InferenceSession(models[0], options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return lambda images: session.run(None, {name: np.ascontiguousarray(images, np.float32)})[0]
 
 
-def _unavailable(target: str) -> str | None:
-    """Why `target` cannot be scored here (None: it can)."""
+@TARGET_RUNTIMES.register(name="onnx")
+def _onnx_runtime(directory: str, threads: int) -> Predict:
+    models = sorted(glob.glob(os.path.join(directory, "*.onnx")))
+    if len(models) != 1:
+        raise FileNotFoundError(f"{directory}: expected one .onnx model, found {[os.path.basename(m) for m in models]}")
+    return _onnx_runtime_session(models[0], threads)
+
+
+@TARGET_RUNTIMES.register(name=TENSORRT)
+def _tensorrt_int8_on_onnx_runtime(directory: str, threads: int) -> Predict:
+    # No GPU on the CPU workers: ONNX Runtime runs the Q/DQ model TensorRT's INT8 engine is built from, which is
+    # how the export checked it (ppipe.export.tensorrt_qdq) and the only TensorRT figure a CPU can give.
+    return _onnx_runtime_session(os.path.join(directory, QDQ_ONNX), threads)
+
+
+def _unavailable(target: str, directory: str) -> str | None:
+    """Why `target` (built in `directory`) cannot be scored here (None: it can)."""
     if target not in TARGET_RUNTIMES:
         return f"no runtime to score {target} with on the CPU workers (scored: {', '.join(TARGET_RUNTIMES.names())})"
-    if target == "onnx":
+    if target in ("onnx", TENSORRT):
         import importlib.util
 
         if importlib.util.find_spec("onnxruntime") is None:
             return "onnxruntime is not installed"
+    if target == TENSORRT and not os.path.isfile(os.path.join(directory, QDQ_ONNX)):
+        return (f"the export shipped no INT8 Q/DQ model ({QDQ_ONNX}; its check.int8_explicit says why) for ONNX "
+                "Runtime to score on the CPU workers; TensorRT's engines are checked by `ppipe deploy tensorrt` on "
+                "a GPU node")
     return None
 
 
@@ -101,10 +125,10 @@ def score_targets(cfg: Config, built: Iterable[str], exports: str, prepared: str
     threads = math_threads_per_worker(cfg)[0]
     scored, skipped = {}, {}
     for target in sorted(built):
-        reason = unavailable = _unavailable(target)
+        directory = os.path.join(exports, target)
+        reason = unavailable = _unavailable(target, directory)
         if reason is None:
-            scorer = TargetScorer(cfg, prepared, split, target, os.path.join(exports, target),
-                                  len(class_names), threads)
+            scorer = TargetScorer(cfg, prepared, split, target, directory, len(class_names), threads)
             try:
                 flat = run_sharded(scorer, cfg, use_gpu=False)[REPORT_KEY]
             except Exception as e:  # noqa: BLE001 - one target's failure must not stop the evaluation
