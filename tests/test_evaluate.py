@@ -210,7 +210,8 @@ def test_tensorrt_target_is_scored_through_its_int8_qdq_model_in_onnx_runtime(tm
     metrics = stages.evaluate(cfg)
     session = ort.InferenceSession(str(trt / qdq.QDQ_ONNX), providers=["CPUExecutionProvider"])
     correct = sum(int((session.run(None, {"x": images})[0].argmax(1) == labels).sum()) for images, labels in batches)
-    assert metrics["target_top1/tensorrt"] == pytest.approx(correct / 360)
+    # one image's margin: the workers' ONNX Runtime may use another thread count (rounding, on random weights)
+    assert metrics["target_top1/tensorrt"] == pytest.approx(correct / 360, abs=1.01 / 360)
     assert "tensorrt" not in metrics.get("targets_not_scored", {})
     row = metrics["targets"]["tensorrt"]
     assert (row["status"], row["top1"], row["num_images"]) == ("built", metrics["target_top1/tensorrt"], 360)
