@@ -19,6 +19,7 @@ from ppipe.evaluation.model_scoring import REPORT_KEY
 from ppipe.evaluation.runner import Counts, run_sharded
 from ppipe.export.int8 import INT8_TARGET
 from ppipe.export.paddle_inference import PREDICTOR
+from ppipe.export.tensorrt import TENSORRT_TARGET as TENSORRT
 from ppipe.export.tensorrt_qdq import QDQ_ONNX
 from ppipe.registry import Registry
 from ppipe.report import EvalAccumulator
@@ -30,7 +31,6 @@ Predict = Callable[[np.ndarray], np.ndarray]
 # {target name: (target folder, math threads) -> predict(images) -> logits}
 TARGET_RUNTIMES: Registry[Callable[[str, int], Predict]] = Registry("target runtime")
 
-TENSORRT = "tensorrt"
 # What a target's top-1 is a measurement of, where that is not the target's own runtime (the report says it).
 SCORED_AS = {
     TENSORRT: (f"its INT8 Q/DQ model ({QDQ_ONNX}) in ONNX Runtime on the CPU, the network TensorRT's explicit INT8 "

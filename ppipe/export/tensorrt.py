@@ -39,9 +39,10 @@ from ppipe.export.target_outcome import TargetFailed, build_target, check_rtol
 from ppipe.export.targets import TARGETS, ExportContext, TargetResult
 from ppipe.export.tensorrt_spec import BATCH_SHAPES, PRECISIONS, WORKSPACE_BYTES, build_spec, engine_shapes
 
-__all__ = ["BATCH_SHAPES", "PRECISIONS", "WORKSPACE_BYTES", "build_spec", "paddle_trt_config",
+__all__ = ["BATCH_SHAPES", "PRECISIONS", "TENSORRT_TARGET", "WORKSPACE_BYTES", "build_spec", "paddle_trt_config",
            "apply_paddle_trt_config", "write_calibration", "tensorrt_target"]
 
+TENSORRT_TARGET = "tensorrt"  # the target's name in export.json, the artifact and the evaluation
 MAX_CALIBRATION_IMAGES = 512
 PADDLE_DIR = "paddle"  # the legacy program paddle_trt_config.json runs, inside the target's folder
 
@@ -162,11 +163,11 @@ def build_tensorrt(ctx: ExportContext, folder: str) -> TargetResult:
     check["paddle_trt"] = write_paddle_trt(ctx, folder)
     check["int8_explicit"] = calibration.get("explicit") or {"onnx": None, "reason": calibration["reason"]}
     check["engine"] = "built by `ppipe deploy tensorrt` on a GPU node, checked there against reference_logits.npy"
-    return TargetResult(name="tensorrt", status="built", check=check,
+    return TargetResult(name=TENSORRT_TARGET, status="built", check=check,
                         measurements={"note": "measured on the GPU node by `ppipe deploy tensorrt`"})
 
 
-@TARGETS.register(name="tensorrt")
+@TARGETS.register(name=TENSORRT_TARGET)
 def tensorrt_target(ctx: ExportContext) -> TargetResult:
     """ONNX + build specification + INT8 calibration + Paddle-TRT configuration for a TensorRT engine."""
     return build_target("tensorrt", ctx, lambda folder: build_tensorrt(ctx, folder))
