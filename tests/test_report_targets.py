@@ -109,3 +109,16 @@ def test_a_built_target_notes_the_cpu_engine_it_timed_and_ships():
     # TensorRT's check names its engine in a sentence, without candidates: no note
     trt = {"status": "built", "check": {"engine": "built by `ppipe deploy tensorrt` on a GPU node"}}
     assert target_table({"tensorrt": trt}, {"tensorrt": 0.9}, {}, 360)["tensorrt"]["reason"] is None
+
+
+def test_a_built_target_without_speed_figures_says_why_the_export_measured_none():
+    trt = {"status": "built", "measurements": {"note": "measured on the GPU node by `ppipe deploy tensorrt`"}}
+    lite = {"status": "built", "measurements": {"note": "not measured: model.nb holds arm kernels, this host is x86"}}
+    onnx = {"status": "built", "measurements": {"latency_ms_b1": 0.06, "throughput_b32": 35307.2, "note": "x"}}
+    table = target_table({"tensorrt": trt, "paddle-lite": lite, "onnx": onnx}, {"tensorrt": 0.94, "onnx": 0.95},
+                         {"paddle-lite": "no runtime to score paddle-lite"}, 360)
+    assert table["tensorrt"]["reason"] == "speed measured on the GPU node by `ppipe deploy tensorrt`"
+    assert table["tensorrt"]["latency_ms_b1"] is None and table["tensorrt"]["top1"] == 0.94
+    assert table["paddle-lite"]["reason"] == ("not scored: no runtime to score paddle-lite; speed not measured: "
+                                              "model.nb holds arm kernels, this host is x86")
+    assert table["onnx"]["reason"] is None  # figures measured: nothing to explain

@@ -111,20 +111,28 @@ def target_row(name: str, entry: Mapping[str, Any], *, scored_top1: float | None
     speed = {k: measured.get(k) for k in ("latency_ms_b1", "throughput_b32")}
     status = str(entry.get("status") or "unknown")
     if status == "built":
-        engine = _engine_note(entry.get("check"))
+        notes = [_engine_note(entry.get("check")), _speed_note(measured)]
         if scored_top1 is not None:
             measured_on = f"the {split} split ({num_images} images)" + (
                 f": {SCORED_AS[name]}" if name in SCORED_AS else "")
-            return TargetRow(name, status, True, engine, **speed, top1=scored_top1, num_images=num_images,
-                             measured_on=measured_on)
+            return TargetRow(name, status, True, "; ".join(filter(None, notes)) or None, **speed, top1=scored_top1,
+                             num_images=num_images, measured_on=measured_on)
         unscored = f"not scored: {not_scored or 'no evaluation of it was recorded'}"
-        return TargetRow(name, status, True, "; ".join(filter(None, (unscored, engine))), **speed)
+        return TargetRow(name, status, True, "; ".join(filter(None, (unscored, *notes))), **speed)
     gate = gate_measurement(entry)
     if gate is None:
         return TargetRow(name, status, False, _first_line(entry.get("reason")), **speed)
     return TargetRow(name, REFUSED, False, _refused_reason(gate), **speed, top1=gate.top1, top5=gate.top5,
                      num_images=gate.num_images, reference_top1=gate.fp32_top1,
                      measured_on=f"the INT8 accuracy gate: the first {gate.num_images} {split} images")
+
+
+def _speed_note(measured: Mapping[str, Any]) -> str | None:
+    """Why the export measured no speed on its machine (export.json's `measurements.note`: an ARM or GPU target),
+    when it did not."""
+    if measured.get("latency_ms_b1") is not None or not measured.get("note"):
+        return None
+    return f"speed {_first_line(measured['note'])}"
 
 
 def _engine_note(check: Any) -> str | None:
