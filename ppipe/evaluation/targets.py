@@ -50,13 +50,10 @@ TARGET_RUNTIMES.register(_paddle_inference, name=INT8_TARGET)
 
 
 def _onnx_runtime_session(path: str, threads: int) -> Predict:
-    import onnxruntime as ort
+    from ppipe.export.onnx import onnx_session, run_onnx
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda images: session.run(None, {name: np.ascontiguousarray(images, np.float32)})[0]
+    session = onnx_session(path, threads)  # the session the export checked the model with
+    return lambda images: run_onnx(session, images)
 
 
 @TARGET_RUNTIMES.register(name="onnx")

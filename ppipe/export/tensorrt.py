@@ -170,4 +170,4 @@ def build_tensorrt(ctx: ExportContext, folder: str) -> TargetResult:
 @TARGETS.register(name=TENSORRT_TARGET)
 def tensorrt_target(ctx: ExportContext) -> TargetResult:
     """ONNX + build specification + INT8 calibration + Paddle-TRT configuration for a TensorRT engine."""
-    return build_target("tensorrt", ctx, lambda folder: build_tensorrt(ctx, folder))
+    return build_target(TENSORRT_TARGET, ctx, lambda folder: build_tensorrt(ctx, folder))
